@@ -1,0 +1,31 @@
+# Two commands on a fresh machine with Python 3.10+:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+
+.PHONY: setup demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# PyTorch: pin the CPU build (an unpinned torch pulls a multi-GB CUDA build).
+	$(PIP) install -q torch==2.13.0 || $(PIP) install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+	$(PIP) install -q -e '.[dev,train,dicom,speech]'
+	# silero-vad depends on torch; only its ONNX files are used, so skip its dependencies.
+	$(PIP) install -q --no-deps silero-vad
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m sdk.demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	for f in benchmarks/*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,17 @@
+"""Edgewise: on-device AI on ONNX Runtime.
+
+Subpackages (import them directly; ``import sdk`` stays light):
+
+- :mod:`sdk.runtime`    device discovery, execution providers, the :class:`~sdk.runtime.Engine`
+- :mod:`sdk.bundle`     model bundles (ONNX + manifest + hashes) and the model store
+- :mod:`sdk.preprocess` image, medical and audio preprocessing as serialisable specs
+- :mod:`sdk.pipeline`   stages, streaming pipelines, sources and sinks
+- :mod:`sdk.bench`      latency, memory, size and energy measurements
+- :mod:`sdk.compress`   quantization, pruning, distillation and the accuracy-budgeted search
+- :mod:`sdk.errors`     the error hierarchy
+"""
+from sdk import errors
+from sdk.errors import EdgewiseError
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "errors", "EdgewiseError"]
