@@ -1,0 +1,38 @@
+"""The items that flow through streaming pipelines: frames and audio blocks, timestamped.
+
+``t_capture`` is ``time.monotonic()`` when the item was captured (or read), so a pipeline
+can tell how old an item is when a worker picks it up (see ``deadline_s``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Frame", "AudioBlock"]
+
+
+@dataclass
+class Frame:
+    """One image or video frame (HWC BGR as OpenCV gives it). ``meta`` holds e.g. the path."""
+
+    index: int
+    t_capture: float
+    data: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AudioBlock:
+    """A block of audio: float32 samples in [-1, 1], ``(n,)`` mono or ``(n, channels)``."""
+
+    index: int
+    t_capture: float
+    samples: np.ndarray
+    sample_rate: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[0] / float(self.sample_rate)
