@@ -1,0 +1,87 @@
+"""``edgewise inspect MODEL|BUNDLE``: signature, size, parameters, FLOPs, operators."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sdk.cli._common import (add_json_flag, emit, fmt_bytes, fmt_count, parse_shape_args,
+                             resolve_model_arg, table)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("inspect", help="show a model's or bundle's inputs, outputs, size, params, FLOPs",
+                              description="Inspect an ONNX model or a bundle (folder or .ewb) without running it.")
+    p.add_argument("model", metavar="MODEL|BUNDLE", help="an .onnx file, a bundle folder or a .ewb archive")
+    p.add_argument("--shape", action="append", metavar="NAME=D1,D2,..",
+                   help="fix a dynamic input shape for the FLOPs count (repeatable)")
+    p.add_argument("--top", type=int, default=12, help="operators to list in the human output (default 12)")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def _bundle_summary(bundle: Any) -> dict[str, Any]:
+    m = bundle.manifest
+    prov = getattr(m, "provenance", None)
+    return {
+        "path": str(bundle.path),
+        "name": m.name, "version": m.version, "task": getattr(m, "task", None),
+        "description": getattr(m, "description", ""),
+        "models": {role: getattr(e, "file", str(e)) for role, e in (getattr(m, "models", {}) or {}).items()},
+        "labels": list(getattr(m, "labels", None) or []),
+        "metrics": dict(getattr(m, "metrics", None) or {}),
+        "provenance": prov.model_dump(mode="json") if hasattr(prov, "model_dump") else prov,
+        "preprocess": (m.preprocess.model_dump(mode="json") if getattr(m, "preprocess", None) is not None
+                       and hasattr(m.preprocess, "model_dump") else None),
+        "files": len(getattr(m, "files", {}) or {}),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from sdk.bench import model_stats
+
+    path, bundle = resolve_model_arg(args.model)
+    stats = model_stats(path, parse_shape_args(args.shape) or None)
+    data: dict[str, Any] = {"model": stats}
+    lines = []
+    if bundle is not None:
+        b = _bundle_summary(bundle)
+        data["bundle"] = b
+        brow = [("bundle", f"{b['name']} {b['version']} ({b['task']})"), ("path", b["path"])]
+        if b["description"]:
+            brow.append(("description", b["description"]))
+        brow.append(("models", ", ".join(f"{k}: {v}" for k, v in b["models"].items())))
+        if b["labels"]:
+            shown = ", ".join(b["labels"][:8]) + (f" ... ({len(b['labels'])})" if len(b["labels"]) > 8 else "")
+            brow.append(("labels", shown))
+        if b["metrics"]:
+            brow.append(("metrics", ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                              for k, v in b["metrics"].items())))
+        prov = b["provenance"] or {}
+        if isinstance(prov, dict) and prov:
+            brow.append(("provenance", ", ".join(f"{k}={v}" for k, v in prov.items() if v)))
+        brow.append(("files", f"{b['files']} (hashes verified)"))
+        lines += [table(brow), ""]
+    rows = [
+        ("file", stats.path),
+        ("producer", stats.producer or "-"),
+        ("opset", f"{stats.opset} (IR {stats.ir_version})" + (
+            "; " + ", ".join(f"{d} {v}" for d, v in stats.opsets.items() if d != "ai.onnx")
+            if len(stats.opsets) > 1 else "")),
+        ("size", fmt_bytes(stats.size_bytes)),
+        ("parameters", f"{stats.params:,}"),
+        ("FLOPs", fmt_count(stats.flops, "FLOP") if stats.flops is not None
+         else f"n/a ({stats.unresolved_ops} op(s) with unknown shapes; try --shape)"),
+        ("nodes", str(stats.node_count)),
+    ]
+    lines.append(table(rows))
+    lines.append("\ninputs:")
+    lines.append(table([(s.name, s.dtype, s.shape_str()) for s in stats.inputs], indent="  "))
+    lines.append("outputs:")
+    lines.append(table([(s.name, s.dtype, s.shape_str()) for s in stats.outputs], indent="  "))
+    ops = list(stats.op_histogram.items())
+    lines.append(f"operators ({len(ops)} types):")
+    top = ops[: max(args.top, 0)]
+    lines.append(table([(op, n) for op, n in top], indent="  ")
+                 + (f"\n  ... {len(ops) - len(top)} more" if len(ops) > len(top) else ""))
+    emit(args, data, "\n".join(lines))
+    return 0
