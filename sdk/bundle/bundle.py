@@ -66,7 +66,7 @@ class Bundle:
         if got != expected:
             raise IntegrityError(f"file {entry.file!r} in bundle {self.path} changed after it was verified: "
                                  f"expected SHA-256 {expected}, got {got}")
-        return Engine(data, options)
+        return Engine(data, options, label=str(self.model_path(role)))
 
     def preprocessor(self):
         """The :class:`sdk.preprocess.Preprocessor` built from the manifest's ``preprocess``."""

@@ -79,7 +79,8 @@ class Engine:
     than the model. The saved graph is specific to this machine and provider list.
     """
 
-    def __init__(self, model: Any, options: EngineOptions | None = None, **overrides: Any):
+    def __init__(self, model: Any, options: EngineOptions | None = None, *, label: str | None = None,
+                 **overrides: Any):
         import onnxruntime as ort
 
         opts = options or EngineOptions()
@@ -87,6 +88,8 @@ class Engine:
             opts = EngineOptions.model_validate({**opts.model_dump(), **overrides})
         self.options = opts
         src, self.model_path, self._label = _source(model)
+        if label:  # e.g. the bundle file the verified bytes came from
+            self._label = label
         providers = resolve_providers(opts.providers, fallback=opts.fallback,
                                       provider_options=opts.provider_options)
         so_cfg = opts.session

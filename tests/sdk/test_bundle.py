@@ -103,7 +103,7 @@ def test_engine_runs_on_verified_bytes(bundle_dir, monkeypatch):
     seen = []
     import sdk.runtime
 
-    monkeypatch.setattr(sdk.runtime, "Engine", lambda model, options=None: seen.append(model) or "engine")
+    monkeypatch.setattr(sdk.runtime, "Engine", lambda model, options=None, label=None: seen.append(model) or "engine")
     assert b.engine() == "engine"
     assert isinstance(seen[0], bytes) and seen[0] == (bundle_dir / "model.onnx").read_bytes()
 
