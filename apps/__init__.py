@@ -1,0 +1,1 @@
+"""Reference applications built on the public Edgewise SDK API."""

@@ -1,0 +1,35 @@
+"""Driving perception: tracked road users, lanes and collision warnings from a camera.
+
+Built only on the public ``sdk`` API. Entry points::
+
+    from apps.driving_perception import DrivePipeline, DriveOptions, resolve_model
+    choice = resolve_model("../shared/models/yolox_nano_coco_416.onnx")
+    with DrivePipeline(choice.detector()) as pipe:
+        pipe.run(open_source("clip.mp4"), "out/")
+
+or ``edgewise drive run clip.mp4 --out out/``. Modules: ``detections`` (the one result
+type), ``detect`` (adapters, detector), ``track`` (ByteTrack), ``lanes`` (calibration, lane
+finding), ``warnings`` (TTC, FCW, LDW), ``health`` (monitor), ``annotate``, ``pipeline``,
+``sources``, ``model`` (model resolution, optimized variant), ``cli``, ``demo``.
+"""
+from .annotate import Annotator
+from .detect import ADAPTERS, Detector, DetectorOptions, make_adapter, nms
+from .detections import ROAD_USER_CLASSES, VEHICLE_CLASSES, Detections, box_iou, class_name
+from .health import HealthMonitor, HealthOptions, HealthState
+from .lanes import LANE_PRESETS, CameraCalibration, LaneDetector, LaneOptions, LaneResult, Undistorter, calibrate_camera
+from .model import ModelChoice, build_optimized, detection_agreement, optimized_choice, resolve_model
+from .pipeline import DriveOptions, DrivePipeline, FrameResult, RunSummary
+from .sources import frame_fields, offline_frames, open_source
+from .track import ByteTrack, TrackerOptions, TrackState
+from .warnings import WarningEngine, WarningOptions, WarningState
+
+__all__ = [
+    "Detections", "ROAD_USER_CLASSES", "VEHICLE_CLASSES", "box_iou", "class_name",
+    "ADAPTERS", "make_adapter", "Detector", "DetectorOptions", "nms",
+    "ByteTrack", "TrackerOptions", "TrackState",
+    "CameraCalibration", "calibrate_camera", "Undistorter", "LaneDetector", "LaneOptions", "LaneResult", "LANE_PRESETS",
+    "WarningEngine", "WarningOptions", "WarningState",
+    "HealthMonitor", "HealthOptions", "HealthState",
+    "Annotator", "DrivePipeline", "DriveOptions", "FrameResult", "RunSummary", "open_source", "offline_frames", "frame_fields",
+    "ModelChoice", "resolve_model", "build_optimized", "optimized_choice", "detection_agreement",
+]

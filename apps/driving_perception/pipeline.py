@@ -1,0 +1,376 @@
+"""DrivePipeline: frames -> detections -> tracks -> lanes -> warnings -> health -> outputs.
+
+Two running modes, fixed when the pipeline is built:
+
+* ``offline``: every frame is processed, as fast as the machine goes. The health
+  monitor runs on the video's own timeline (frame index / FPS), so a slow machine is not
+  "degraded" for reading a file slowly -- but a model over its latency budget still is.
+* ``live``: a real-time clock. Frames come at their capture rate (a file is paced by its
+  timestamps, as a camera would deliver it); a frame that is already stale when the
+  previous one is done is dropped and counted, and the monitor uses the wall clock.
+
+Outputs of :meth:`DrivePipeline.run` in ``out_dir``: ``annotated.mp4`` (boxes, IDs, lanes,
+warnings, FPS, health banner), ``events.jsonl`` (warnings and health changes, with frame
+index and timestamp), ``frames.jsonl`` (per-frame tracks, lanes, health) and
+``latency.json`` (per-stage latency summary, FPS, processed / dropped counts).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from sdk._log import logger
+from sdk.errors import InferenceError
+from sdk.runtime import LatencyRecorder
+
+from .annotate import Annotator
+from .detect.detector import Detector
+from .detections import Detections
+from .health import HealthMonitor, HealthOptions, HealthState
+from .lanes.calibration import CameraCalibration
+from .lanes.detector import LaneDetector, LaneOptions, LaneResult
+from .track.bytetrack import ByteTrack, TrackerOptions
+from .warnings import WarningEngine, WarningOptions, WarningState
+
+STAGES = ("decode", "queue", "pre", "model", "post", "track", "lanes", "warn", "annotate", "encode")
+
+
+class DriveOptions(BaseModel):
+    """Everything but the model; ``mode`` is checked here, not halfway through a stream."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mode: Literal["offline", "live"] = Field("offline", description="offline: every frame; live: real-time clock")
+    tracker: TrackerOptions = Field(default_factory=TrackerOptions, description="ByteTrack settings")
+    lanes: LaneOptions | None = Field(default_factory=LaneOptions, description="lane finding; None turns it off")
+    warnings: WarningOptions = Field(default_factory=WarningOptions, description="FCW / LDW settings")
+    health: HealthOptions | None = Field(None, description="health monitor settings; None: by mode (offline runs "
+                                         "on the file's timeline and does not apply the model latency budget)")
+    annotate: bool = Field(True, description="draw and write the annotated video")
+    fps_hint: float = Field(25.0, gt=0, description="frame rate assumed when the source does not say")
+    parallel_encode: bool = Field(True, description="encode the annotated video on a writer thread")
+    parallel_lanes: bool = Field(True, description="find lanes on a second thread while the detector runs "
+                                 "(onnxruntime and OpenCV release the GIL)")
+
+
+@dataclass
+class FrameResult:
+    index: int
+    t: float
+    tracks: Detections
+    lanes: LaneResult | None
+    warnings: WarningState | None
+    health: str
+    health_reasons: list[str]
+    available: bool
+    fps: float | None = None
+    events: list[dict] = field(default_factory=list)
+
+    def to_record(self) -> dict:
+        rec: dict[str, Any] = {"frame": self.index, "t": round(self.t, 4), "health": self.health,
+                               "perception": "available" if self.available else "perception unavailable"}
+        if self.available:
+            rec["tracks"] = self.tracks.to_records()
+            rec["lanes"] = self.lanes.to_record() if self.lanes is not None else None
+            if self.warnings is not None:
+                rec["lead_track_id"] = self.warnings.lead_track_id
+                rec["ttc_s"] = None if self.warnings.ttc_s is None else round(self.warnings.ttc_s, 3)
+                rec["fcw"], rec["ldw"] = self.warnings.fcw, self.warnings.ldw
+        else:
+            rec["reasons"] = self.health_reasons
+        return rec
+
+
+@dataclass
+class RunSummary:
+    out_dir: Path
+    processed: int
+    dropped: int
+    wall_s: float
+    fps: float
+    stages: dict[str, dict]
+    health_final: str
+    events: int
+    files: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {"processed": self.processed, "dropped": self.dropped, "wall_s": round(self.wall_s, 3),
+                "fps": round(self.fps, 2), "stages_ms": self.stages, "health_final": self.health_final,
+                "events": self.events, "files": self.files}
+
+
+class DrivePipeline:
+    """Stateful per-stream pipeline; build one per stream (``with`` closes the detector).
+
+    ``detector=None`` runs lanes, health and outputs without object detection (a machine
+    with no model yet)."""
+
+    def __init__(self, detector: Detector | None, options: DriveOptions | None = None,
+                 calibration: CameraCalibration | None = None, clock: Callable[[], float] = time.monotonic):
+        self.options = options or DriveOptions()
+        self.detector = detector
+        self.tracker = ByteTrack(self.options.tracker)
+        self.lanes = LaneDetector(self.options.lanes, calibration) if self.options.lanes is not None else None
+        self.warnings = WarningEngine(self.options.warnings)
+        self.clock = clock
+        health = self.options.health
+        if health is None:
+            health = HealthOptions() if self.options.mode == "live" else HealthOptions(model_budget_ms=None)
+        self.health = HealthMonitor(health, clock=clock)
+        self.annotator = Annotator(copy=False)
+        self.recorders = {s: LatencyRecorder() for s in STAGES}
+        self._fps_times: list[float] = []
+        self._seen_transitions = 0
+        self._pool = None
+        if self.lanes is not None and self.options.parallel_lanes:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drive-lanes")
+
+    # -- one frame ---------------------------------------------------------------------
+    def _time(self, stage: str, seconds: float) -> None:
+        self.recorders[stage].record_ms(seconds * 1e3)
+
+    def process(self, image: np.ndarray, t: float, index: int) -> FrameResult:
+        """Run every stage on one frame captured at ``t`` (seconds on the monitor's clock)."""
+        self.health.frame_arrived(image, t=t)
+        lanes_job = self._pool.submit(self._find_lanes, image) if self._pool is not None else None
+        valid = True
+        if self.detector is not None:
+            try:
+                dets = self.detector(image)
+            except InferenceError as exc:
+                logger.warning("frame %d: %s", index, exc)
+                dets, valid = Detections.empty(), False
+            for k in ("pre", "model", "post"):
+                self._time(k, self.detector.timings[k])
+            self.health.model_result(self.detector.timings["model"], valid)
+        else:
+            dets = Detections.empty()
+
+        t0 = time.perf_counter()
+        tracks = self.tracker.update(dets) if valid else Detections.empty()
+        self._time("track", time.perf_counter() - t0)
+        if lanes_job is not None:
+            lanes = lanes_job.result()
+        else:
+            lanes = self._find_lanes(image) if self.lanes is not None else None
+        t2 = time.perf_counter()
+        state = self.health.check(t)
+        available = state == HealthState.OK
+        events = [dict(e, frame=index) for e in self.health.transitions[self._n_transitions():]]
+        self._seen_transitions = len(self.health.transitions)
+        if available:
+            wst = self.warnings.update(index, t, tracks, image.shape[1], lanes)
+            events += wst.events
+        else:  # never present stale tracks or warnings as current
+            self.warnings.reset()
+            wst, tracks, lanes = None, Detections.empty(), None
+        t3 = time.perf_counter()
+        self._time("warn", t3 - t2)
+        self._fps_times.append(time.perf_counter())
+        self._fps_times = self._fps_times[-30:]
+        span = self._fps_times[-1] - self._fps_times[0]
+        fps = (len(self._fps_times) - 1) / span if span > 0 else None
+        return FrameResult(index, t, tracks, lanes, wst, state.value, list(self.health.reasons), available,
+                           fps, events)
+
+    def _find_lanes(self, image: np.ndarray) -> LaneResult:
+        t0 = time.perf_counter()
+        lanes = self.lanes(image)
+        self._time("lanes", time.perf_counter() - t0)
+        return lanes
+
+    def _n_transitions(self) -> int:
+        return self._seen_transitions
+
+    def annotate(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = self.annotator(image, result)
+        self._time("annotate", time.perf_counter() - t0)
+        return out
+
+    def stage_summary(self) -> dict[str, dict]:
+        out = {}
+        for name, rec in self.recorders.items():
+            if rec.count:
+                st = rec.stats()
+                out[name] = {"mean_ms": round(st.mean_ms, 3), "p50_ms": round(st.p50_ms, 3),
+                             "p90_ms": round(st.p90_ms, 3), "p99_ms": round(st.p99_ms, 3), "count": st.count}
+        return out
+
+    # -- a whole stream ----------------------------------------------------------------------
+    def run(self, source: Iterable, out_dir: str | Path, max_frames: int | None = None,
+            fps: float | None = None, progress: bool = False) -> RunSummary:
+        """Process a source (an iterable of frames) and write the outputs into ``out_dir``.
+
+        Offline: every frame, in order. Live: ``sdk.pipeline.StreamingPipeline`` with a
+        one-frame queue that drops the oldest frame, so the pipeline always works on the
+        freshest one; a ``VideoSource`` is switched to ``realtime`` pacing (as a camera
+        would deliver it), and a watchdog keeps checking health while no frame comes.
+        """
+        from sdk.pipeline import JsonlSink, Stage, StreamingPipeline, VideoWriterSink
+
+        from .sources import frame_fields, offline_frames
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        fps = fps or getattr(source, "fps", None) or self.options.fps_hint
+        live = self.options.mode == "live"
+        if live and self.health.options.deadline_s is None:  # per-frame deadline: one frame period
+            self.health.options = self.health.options.model_copy(update={"deadline_s": 1.0 / fps})
+        paths = {"video": out / "annotated.mp4", "events": out / "events.jsonl", "frames": out / "frames.jsonl"}
+        state = {"writer": None, "events": 0, "last": -1, "processed": 0, "dropped_seen": 0}
+        tqdm = _progress(progress, max_frames)
+        events_sink = JsonlSink(paths["events"], append=False)
+        frames_sink = JsonlSink(paths["frames"], append=False)
+        stream: list = []
+
+        def handle(index: int, image: np.ndarray, t_media: float) -> None:
+            if stream:  # live: tell the monitor about frames the queue dropped since the last one
+                dropped = stream[0].stats.dropped
+                if dropped > state["dropped_seen"]:
+                    self.health.frame_dropped(dropped - state["dropped_seen"])
+                    state["dropped_seen"] = dropped
+            started = time.perf_counter()
+            result = self.process(image, self.clock() if live else t_media, index)
+            for ev in result.events:
+                events_sink.write(ev)
+                state["events"] += 1
+            frames_sink.write(result.to_record())
+            if self.options.annotate:
+                frame = self.annotate(image, result)
+                if state["writer"] is None:
+                    state["writer"] = _TimedWriter(VideoWriterSink(paths["video"], fps=fps),
+                                                   self.recorders["encode"], self.options.parallel_encode)
+                state["writer"].write(frame)
+            self.health.frame_done(time.perf_counter() - started)
+            state["last"] = index
+            state["processed"] += 1
+            if tqdm is not None:
+                tqdm.update(1)
+
+        stop_watchdog = threading.Event()
+        t_start = time.perf_counter()
+        try:
+            if live:
+                if hasattr(source, "realtime"):
+                    source.realtime = True
+                items = itertools.islice(source, max_frames) if max_frames else source
+
+                def live_stage(item):
+                    index, image, t_media = frame_fields(item, state["processed"], fps)
+                    t_capture = getattr(item, "t_capture", None)
+                    if isinstance(t_capture, (int, float)):
+                        self._time("queue", max(0.0, time.monotonic() - t_capture))
+                    handle(index, image, t_media)
+
+                def watchdog():  # no frame for a while must still turn the monitor FAILED
+                    while not stop_watchdog.wait(self.health.options.frame_timeout_s / 4):
+                        self.health.check()
+
+                threading.Thread(target=watchdog, name="drive-health-watchdog", daemon=True).start()
+                stream.append(StreamingPipeline(items, [Stage("drive", live_stage)], None, queue_size=1,
+                                                drop="oldest", on_error="raise"))
+                stream[0].run()
+                dropped = stream[0].stats.dropped
+            else:
+                for index, image, t_media, decode_s in offline_frames(source, fps, max_frames):
+                    self._time("decode", decode_s)
+                    handle(index, image, t_media)
+                dropped = 0
+            stop_watchdog.set()
+            for ev in self.health.transitions[self._n_transitions():]:  # changes after the last frame
+                events_sink.write(dict(ev, frame=state["last"]))
+                state["events"] += 1
+            self._seen_transitions = len(self.health.transitions)
+        finally:
+            stop_watchdog.set()
+            for closable in (state["writer"], events_sink, frames_sink, tqdm):
+                if closable is not None:
+                    closable.close()
+        wall = time.perf_counter() - t_start
+        files = {"events": str(paths["events"]), "frames": str(paths["frames"]), "latency": str(out / "latency.json")}
+        if state["writer"] is not None:
+            files["video"] = str(paths["video"])
+        n = state["processed"]
+        summary = RunSummary(out, n, dropped, wall, n / wall if wall > 0 else 0.0, self.stage_summary(),
+                             self.health.state.value, state["events"], files)
+        (out / "latency.json").write_text(json.dumps({"mode": self.options.mode, **summary.to_dict()}, indent=2))
+        return summary
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        if self.detector is not None:
+            self.detector.close()
+
+    def __enter__(self) -> "DrivePipeline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _TimedWriter:
+    """A sink whose ``write`` is timed into ``recorder``; on a writer thread when ``threaded``
+    (a bounded queue of 2 frames: the producer waits rather than drop, offline or live)."""
+
+    def __init__(self, sink, recorder: LatencyRecorder, threaded: bool):
+        import queue
+
+        self.sink, self.recorder = sink, recorder
+        self._q: queue.Queue | None = queue.Queue(maxsize=2) if threaded else None
+        self._error: BaseException | None = None
+        if self._q is not None:
+            self._thread = threading.Thread(target=self._loop, name="drive-video-writer", daemon=True)
+            self._thread.start()
+
+    def _write(self, frame) -> None:
+        t0 = time.perf_counter()
+        self.sink.write(frame)
+        self.recorder.record_ms((time.perf_counter() - t0) * 1e3)
+
+    def _loop(self) -> None:
+        while True:
+            frame = self._q.get()
+            if frame is None:
+                return
+            if self._error is None:
+                try:
+                    self._write(frame)
+                except BaseException as exc:  # surfaced on the next write / close
+                    self._error = exc
+
+    def write(self, frame) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._q is None:
+            self._write(frame)
+        else:
+            self._q.put(frame)
+
+    def close(self) -> None:
+        if self._q is not None:
+            self._q.put(None)
+            self._thread.join()
+        self.sink.close()
+        if self._error is not None:
+            raise self._error
+
+
+def _progress(enabled: bool, total: int | None):
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc="drive")

@@ -1,0 +1,86 @@
+"""A synthetic road clip any machine can make: known lane geometry, drifting car, a lead box.
+
+Frames are drawn in the bird's-eye view of :class:`~.lanes.detector.LaneOptions` (so the
+ground truth is exact in its units: offset in metres, curvature radius in metres) and
+warped into the camera view with the inverse perspective transform. Used by the demo and
+by tests that must run without ``../shared``. YOLOX will not find the painted "car" (it
+is a grey box), which is fine: the clip exercises lanes, warnings plumbing, health and
+every output file.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .lanes.detector import LaneOptions
+
+
+def road_frame(offset_m: float = 0.0, radius_m: float | None = None, size: tuple[int, int] = (1280, 720),
+               options: LaneOptions | None = None, dash_phase: float = 0.0, seed: int = 0) -> np.ndarray:
+    """One BGR frame (``size`` = (width, height)) of a lane seen from a car ``offset_m``
+    right of the lane centre (negative: left), curving with ``radius_m`` (None: straight;
+    positive: bends right)."""
+    o = (options or LaneOptions()).model_copy(update={"bev_size": (max(640, size[0] // 2), max(360, size[1] // 2))})
+    w, h = size                      # (drawn on a finer bird's-eye grid than the detector's)
+    bw, bh = o.bev_size
+    ym = o.road_length_m / bh
+    xm = o.lane_width_m / (o.lane_width_px_at_1280 * bw / 1280.0)
+    rng = np.random.default_rng(seed)
+    bev = np.clip(rng.normal(95, 6, (bh, bw, 3)), 0, 255).astype(np.uint8)
+    src = np.float32([(x * w, y * h) for x, y in o.src])
+    dst = np.float32([(x * bw, y * bh) for x, y in o.dst])
+    m = cv2.getPerspectiveTransform(src, dst)
+    car_x = cv2.perspectiveTransform(np.float64([[[w / 2.0, h - 1.0]]]), m)[0, 0, 0]
+    ys = np.arange(bh, dtype=np.float64)
+    dist = (bh - 1 - ys) * ym                                   # metres ahead of the bottom row
+    bend = np.zeros_like(dist) if radius_m is None else dist ** 2 / (2.0 * radius_m)
+    centre = car_x - offset_m / xm + bend / xm
+    half = o.lane_width_m / 2 / xm
+    thick = max(3, bw // 100)
+    for side, colour, dashed in ((-1, (235, 235, 235), True), (1, (40, 200, 235), False)):
+        xs = centre + side * half
+        pts = np.stack([xs, ys], 1).astype(np.int32)
+        if dashed:
+            period = int(6 / ym)                               # 3 m dash, 3 m gap
+            on = ((ys + dash_phase / ym) % period) < period / 2
+            for a, b in zip(pts[:-1][on[:-1]], pts[1:][on[:-1]]):
+                cv2.line(bev, tuple(map(int, a)), tuple(map(int, b)), colour, thick)
+        else:
+            cv2.polylines(bev, [pts], False, colour, thick)
+    minv = cv2.getPerspectiveTransform(dst, src)
+    road = cv2.warpPerspective(bev, minv, (w, h), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(np.full((bh, bw), 255, np.uint8), minv, (w, h)) > 0
+    frame = np.empty((h, w, 3), np.uint8)
+    horizon = int(o.src[0][1] * h)
+    frame[:horizon] = (np.linspace(235, 170, horizon)[:, None, None] * np.array([1.0, 0.85, 0.6])).astype(np.uint8)
+    frame[horizon:] = (95, 95, 95)                              # asphalt to the sides: no false edges
+    frame[mask] = road[mask]
+    return frame
+
+
+def write_clip(path: str | Path, n_frames: int = 75, size: tuple[int, int] = (1280, 720), fps: float = 25.0,
+               options: LaneOptions | None = None) -> Path:
+    """A clip where the car drifts across its lane (LDW expected) on a gentle curve, with a
+    grey box ahead that grows (a stand-in lead vehicle). Returns the path (mp4v)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise OSError(f"cv2.VideoWriter could not open {path}")
+    w, h = size
+    try:
+        for i in range(n_frames):
+            t = i / fps
+            offset = 0.75 * math.sin(2 * math.pi * t / (n_frames / fps))
+            frame = road_frame(offset, 1500.0, size, options, dash_phase=t * 25.0, seed=i)
+            s = 0.03 + 0.04 * i / max(1, n_frames - 1)       # lead box grows: closing in
+            bw_, bh_ = int(s * w), int(s * h * 0.9)
+            x0, y0 = w // 2 - bw_ // 2, int(0.665 * h) - bh_
+            cv2.rectangle(frame, (x0, y0), (x0 + bw_, y0 + bh_), (60, 60, 60), -1)
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path

@@ -1,0 +1,4 @@
+"""Multi-object tracking."""
+from .bytetrack import ByteTrack, KalmanBoxFilter, Track, TrackerOptions, TrackState
+
+__all__ = ["ByteTrack", "TrackerOptions", "TrackState", "Track", "KalmanBoxFilter"]
