@@ -23,6 +23,9 @@ class SessionOptions(BaseModel):
     optimized_model_path: Path | None = Field(
         None, description="save the optimized graph here; when it exists and is newer than the "
                           "model, later engines load it with optimization off (fast start)")
+    allow_spinning: bool = Field(
+        True, description="let onnxruntime's worker threads busy-wait between operators; turn off "
+                          "on a shared or battery-powered device (less CPU burned, slightly higher latency)")
     log_severity_level: int = Field(4, ge=0, le=4, description="onnxruntime's own log level: 0 verbose ... "
                                     "3 error, 4 fatal; errors reach the caller as exceptions anyway")
 
@@ -45,6 +48,9 @@ class SessionOptions(BaseModel):
                              else ort.ExecutionMode.ORT_SEQUENTIAL)
         if self.optimized_model_path is not None and not load_optimized:
             so.optimized_model_filepath = str(self.optimized_model_path)
+        if not self.allow_spinning:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         so.log_severity_level = self.log_severity_level
         return so
 

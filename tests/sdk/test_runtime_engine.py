@@ -258,3 +258,13 @@ def test_damaged_optimized_model_falls_back(tiny_model_path, tmp_path, caplog):
         with Engine(tiny_model_path, EngineOptions(session=SessionOptions(optimized_model_path=opt))) as eng:
             np.testing.assert_allclose(eng.run(np.zeros((1, 4), F32))["y"], [[1, 2, 3, 4]])
     assert any("unusable" in r.getMessage() for r in caplog.records)
+
+
+def test_spinning_can_be_turned_off(tiny_model_path):
+    from sdk.runtime import Engine, EngineOptions, SessionOptions
+
+    so = SessionOptions(allow_spinning=False)
+    ort_so = so.to_ort()
+    assert ort_so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with Engine(tiny_model_path, EngineOptions(session=so)) as eng:
+        assert eng.run_list({eng.inputs[0].name: np.zeros([d if isinstance(d, int) else 1 for d in eng.inputs[0].shape], np.float32)})
