@@ -1,0 +1,1 @@
+"""Speech recognisers: PocketSphinx (default, no download) and Whisper exported to ONNX."""

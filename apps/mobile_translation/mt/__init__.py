@@ -1,0 +1,1 @@
+"""Translators: Apertium (subprocess, offline fallback) and Marian / OPUS-MT exported to ONNX."""

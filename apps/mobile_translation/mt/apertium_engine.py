@@ -1,0 +1,83 @@
+"""Rule-based translation with Apertium, run as a subprocess (``apertium -u eng-spa``).
+
+An offline fallback that needs no model download: Debian/Ubuntu ``apt install apertium
+apertium-eng-spa`` (other pairs: ``apertium-<pair>``). ``-u`` hides the unknown-word marks.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+from apps.mobile_translation.mt.base import Translation
+from sdk.errors import DependencyMissingError, InferenceError
+
+# ISO 639-1 → Apertium's three-letter codes
+_CODES = {"en": "eng", "es": "spa", "fr": "fra", "ca": "cat", "pt": "por", "it": "ita", "de": "deu",
+          "gl": "glg", "eo": "epo", "ro": "ron", "oc": "oci"}
+
+
+def apertium_pair(src: str, tgt: str) -> str:
+    try:
+        return f"{_CODES[src]}-{_CODES[tgt]}"
+    except KeyError as exc:
+        raise ValueError(f"no Apertium code for language {exc.args[0]!r}; known: {sorted(_CODES)}") from None
+
+
+class ApertiumTranslator:
+    name = "apertium"
+
+    def __init__(self, src: str = "en", tgt: str = "es", timeout_s: float = 20.0, binary: str = "apertium"):
+        self.src, self.tgt, self.timeout_s = src, tgt, float(timeout_s)
+        self.pair = apertium_pair(src, tgt)
+        exe = shutil.which(binary)
+        if exe is None:
+            raise DependencyMissingError(
+                f"the Apertium command {binary!r} is not on PATH; install it with "
+                f"`apt install apertium apertium-{self.pair}` (or pick --mt marian-onnx)")
+        self.binary = exe
+        self._check_pair()
+
+    def _check_pair(self) -> None:
+        try:
+            proc = subprocess.run([self.binary, "-l"], capture_output=True, text=True, timeout=self.timeout_s)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DependencyMissingError(f"could not run {self.binary} -l: {exc}") from exc
+        pairs = proc.stdout.split()
+        if self.pair not in pairs:
+            raise DependencyMissingError(
+                f"Apertium has no {self.pair} pair installed (installed: {pairs or 'none'}); "
+                f"install it with `apt install apertium-{self.pair}`")
+
+    def translate(self, text: str) -> Translation:
+        return self.translate_batch([text])[0]
+
+    def translate_batch(self, texts: list[str]) -> list[Translation]:
+        """Translate many lines with one process start (one line per text)."""
+        t0 = time.perf_counter()
+        clean = [" ".join(t.split()) for t in texts]
+        if not any(clean):
+            return [Translation(t, "", 0.0) for t in texts]
+        # a blank line between inputs keeps them apart even where Apertium joins sentences
+        payload = "\n".join(clean) + "\n"
+        try:
+            proc = subprocess.run([self.binary, "-u", self.pair], input=payload, capture_output=True,
+                                  text=True, timeout=self.timeout_s * max(1, len(texts) // 50 + 1))
+        except subprocess.TimeoutExpired as exc:
+            raise InferenceError(f"apertium {self.pair} did not answer within {exc.timeout:.0f} s") from exc
+        if proc.returncode != 0:
+            raise InferenceError(f"apertium {self.pair} failed (exit {proc.returncode}): {proc.stderr.strip()[:300]}")
+        lines = proc.stdout.rstrip("\n").split("\n")
+        if len(lines) != len(clean):
+            raise InferenceError(f"apertium returned {len(lines)} lines for {len(clean)} inputs")
+        dt = (time.perf_counter() - t0) / len(texts)
+        return [Translation(src, out.strip(), dt) for src, out in zip(texts, lines)]
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
