@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) -m sdk.demo
+	$(PY) -m apps.demo
 
 test: setup
 	$(PY) -m pytest -q
