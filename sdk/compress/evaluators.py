@@ -1,0 +1,227 @@
+"""Evaluators: ``evaluator(model_path) -> float``, higher is better, with a ``.name``.
+
+* :class:`Top1Accuracy` / :class:`AUC`: labelled classifiers over ``(X, y)``.
+* :class:`DetectionAgreement`: F1 at IoU 0.5 of a candidate's detections against the
+  reference (FP32) model's, per class, greedy matching; ``decode_fn`` turns raw outputs
+  into :class:`~sdk.compress.detect_decode.Detections` (see ``YoloxDecoder``).
+* :class:`OutputFidelity`: label-free agreement with the reference model's outputs,
+  cosine similarity (1.0 = identical) or the negated max absolute error (0.0 = identical).
+"""
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from sdk.compress.calibration import UNNAMED, CalibrationData
+from sdk.compress.detect_decode import Detections, YoloxDecoder, match_counts
+from sdk.errors import InferenceError, ModelLoadError
+
+logger = logging.getLogger("edgewise")
+
+__all__ = ["Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "OutputFidelity", "YoloxDecoder",
+           "Detections", "open_session", "roc_auc"]
+
+
+def open_session(model_path: str | Path, threads: int | None = None):
+    """An onnxruntime CPU session; ModelLoadError naming the file when it is refused."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelLoadError(f"{Path(model_path).name}: onnxruntime could not load the model ({exc})") from exc
+
+
+def _run(sess: Any, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    try:
+        return sess.run(None, dict(feeds))
+    except Exception as exc:
+        raise InferenceError(f"evaluation run failed: {exc}") from exc
+
+
+def _named(sess: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if UNNAMED in feeds:
+        names = [i.name for i in sess.get_inputs()]
+        if len(names) != 1:
+            raise ValueError(f"unnamed inputs need a single-input model; inputs are {names}")
+        return {names[0]: feeds[UNNAMED]}
+    return dict(feeds)
+
+
+class Evaluator(ABC):
+    """Base class: subclasses set ``name`` and implement ``evaluate``."""
+
+    name: str = "metric"
+
+    @abstractmethod
+    def evaluate(self, model_path: str | Path) -> float:
+        ...
+
+    def __call__(self, model_path: str | Path) -> float:
+        return float(self.evaluate(model_path))
+
+
+class _Classifier(Evaluator):
+    def __init__(self, X: np.ndarray, y: np.ndarray, batch_size: int = 64, output_index: int = 0):
+        X, y = np.asarray(X), np.asarray(y).reshape(-1)
+        if len(X) != len(y):
+            raise ValueError(f"X and y need the same length, got {len(X)} and {len(y)}")
+        if len(X) == 0:
+            raise ValueError("an evaluator needs at least one sample, got 0")
+        self.X, self.y, self.batch_size, self.output_index = X, y, int(batch_size), output_index
+
+    def scores(self, model_path: str | Path) -> np.ndarray:
+        sess = open_session(model_path)
+        inp = sess.get_inputs()[0]
+        fixed = inp.shape[0] if inp.shape and isinstance(inp.shape[0], int) else None
+        bs = fixed or self.batch_size
+        dtype = np.float16 if "float16" in inp.type else np.float32
+        outs = []
+        for i in range(0, len(self.X), bs):
+            xb = self.X[i:i + bs].astype(dtype, copy=False)
+            if fixed and len(xb) < fixed:  # pad the last batch of a fixed-batch model
+                xb = np.concatenate([xb, np.repeat(xb[-1:], fixed - len(xb), 0)])
+            out = _run(sess, {inp.name: xb})[self.output_index]
+            outs.append(np.asarray(out, np.float32).reshape(len(xb), -1)[:len(self.X[i:i + bs])])
+        return np.concatenate(outs)
+
+
+class Top1Accuracy(_Classifier):
+    """Fraction of samples whose arg-max output equals the label."""
+
+    name = "top1"
+
+    def evaluate(self, model_path: str | Path) -> float:
+        return float((self.scores(model_path).argmax(1) == self.y).mean())
+
+
+class AUC(_Classifier):
+    """Area under the ROC curve of the positive-class score (binary labels 0/1)."""
+
+    name = "auc"
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, batch_size: int = 64, positive_index: int = 1,
+                 output_index: int = 0):
+        super().__init__(X, y, batch_size, output_index)
+        if set(np.unique(self.y)) - {0, 1}:
+            raise ValueError(f"AUC needs binary labels 0/1, got {np.unique(self.y)[:10]}")
+        self.positive_index = positive_index
+
+    def evaluate(self, model_path: str | Path) -> float:
+        s = self.scores(model_path)
+        if s.shape[1] == 1:
+            score = s[:, 0]
+        else:  # softmax probability of the positive class (monotonic in the logit margin)
+            z = s - s.max(1, keepdims=True)
+            p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+            score = p[:, self.positive_index]
+        return roc_auc(self.y, score)
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney AUC with tied scores counted half."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"AUC needs both classes, got {n_pos} positives and {n_neg} negatives")
+    ranks = rankdata(score)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _feeds_list(feeds: Any) -> list[dict[str, np.ndarray]]:
+    if isinstance(feeds, CalibrationData):
+        return feeds.materialize()
+    out = []
+    for f in feeds:
+        out.append(dict(f) if isinstance(f, Mapping) else {UNNAMED: np.asarray(f)})
+    if not out:
+        raise ValueError("an evaluator needs at least one input, got 0")
+    return out
+
+
+class OutputFidelity(Evaluator):
+    """Agreement of every output with the reference model's on the same feeds (no labels).
+
+    ``cosine``: mean over feeds of the lowest per-output cosine similarity (1.0 = identical).
+    ``max_abs``: minus the largest absolute difference over all outputs and feeds (0.0 = identical).
+    """
+
+    def __init__(self, reference_model: str | Path, feeds: Any, metric: Literal["cosine", "max_abs"] = "cosine",
+                 output_names: Sequence[str] | None = None):
+        if metric not in ("cosine", "max_abs"):
+            raise ValueError(f"metric must be 'cosine' or 'max_abs', got {metric!r}")
+        self.metric = metric
+        self.name = "fidelity_cosine" if metric == "cosine" else "neg_max_abs_error"
+        self.feeds = _feeds_list(feeds)
+        self.output_names = list(output_names) if output_names else None
+        self.reference = self._outputs(reference_model)
+
+    def _outputs(self, model_path: str | Path) -> list[list[np.ndarray]]:
+        sess = open_session(model_path)
+        names = [o.name for o in sess.get_outputs()]
+        idx = [names.index(n) for n in self.output_names] if self.output_names else list(range(len(names)))
+        res = []
+        for f in self.feeds:
+            outs = _run(sess, _named(sess, f))
+            res.append([np.asarray(outs[i], np.float64).reshape(-1) for i in idx])
+        return res
+
+    def evaluate(self, model_path: str | Path) -> float:
+        cand = self._outputs(model_path)
+        if self.metric == "max_abs":
+            return -max(float(np.abs(a - b).max()) if a.size else 0.0
+                        for ra, rb in zip(self.reference, cand) for a, b in zip(ra, rb))
+        sims = []
+        for ra, rb in zip(self.reference, cand):
+            per = []
+            for a, b in zip(ra, rb):
+                na, nb = np.linalg.norm(a), np.linalg.norm(b)
+                if na == 0 or nb == 0:  # an all-zero output agrees only with another all-zero one
+                    per.append(1.0 if na == nb else 0.0)
+                else:
+                    per.append(float(a @ b / (na * nb)))
+            sims.append(min(per))
+        return float(np.mean(sims))
+
+
+class DetectionAgreement(Evaluator):
+    """F1 at IoU ``iou`` of the candidate's detections against the reference model's.
+
+    ``images`` are model inputs (arrays or feeds dicts) already preprocessed;
+    ``decode_fn(outputs) -> Detections`` decodes one image's raw outputs.
+    An image where both models find nothing counts as agreement.
+    """
+
+    name = "detection_f1"
+
+    def __init__(self, reference_model: str | Path, images: Any, decode_fn: Callable[[Any], Detections],
+                 iou: float = 0.5):
+        self.feeds = _feeds_list(images)
+        self.decode_fn, self.iou = decode_fn, float(iou)
+        self.reference = self.detect(reference_model)
+        n = sum(len(d) for d in self.reference)
+        if n == 0:
+            logger.warning("DetectionAgreement: the reference model detects nothing on %d images; F1 is "
+                           "uninformative", len(self.feeds))
+
+    def detect(self, model_path: str | Path) -> list[Detections]:
+        sess = open_session(model_path)
+        names = [o.name for o in sess.get_outputs()]
+        return [self.decode_fn(dict(zip(names, _run(sess, _named(sess, f))))) for f in self.feeds]
+
+    def evaluate(self, model_path: str | Path) -> float:
+        tp = fp = fn = 0
+        for ref, cand in zip(self.reference, self.detect(model_path)):
+            a, b, c = match_counts(ref, cand, self.iou)
+            tp, fp, fn = tp + a, fp + b, fn + c
+        return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)

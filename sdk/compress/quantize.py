@@ -1,0 +1,217 @@
+"""INT8 quantization passes on onnxruntime's quantization tools: dynamic and static.
+
+Both passes pre-process the model first (shape inference, ORT graph optimization, node
+names), upgrade the opset to 13 when per-channel scales are asked for (older opsets have no
+``axis`` on ``DequantizeLinear`` and onnxruntime refuses such a model), and load the result
+in onnxruntime before returning it, so a pass never hands on a model that will not run.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
+from sdk.compress.calibration import CalibrationData, OrtCalibrationReader
+from sdk.compress.graph_prep import PER_CHANNEL_MIN_OPSET, load_model, prepare_for_quantization
+from sdk.errors import CompressionError, ModelLoadError
+
+logger = logging.getLogger("edgewise")
+
+#: activation / weight integer types
+TYPE_PAIRS = {"U8U8": ("QUInt8", "QUInt8"), "U8S8": ("QUInt8", "QInt8"), "S8S8": ("QInt8", "QInt8")}
+QUANT_OP_TYPES = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+                  "MatMulInteger", "ConvInteger", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
+                  "QGemm", "QLinearSigmoid", "QLinearConcat", "QLinearLeakyRelu", "DynamicQuantizeMatMul",
+                  "MatMulIntegerToFloat", "MatMulNBits")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """onnxruntime's calibrators print() progress; send it to the debug log instead of stdout."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        yield
+    if buf.getvalue().strip():
+        logger.debug("onnxruntime: %s", buf.getvalue().strip())
+
+
+def count_ops(model_path: str | Path) -> collections.Counter:
+    """Op-type histogram of the main graph (tests and reports assert on it)."""
+    model = load_model(model_path, check=False, load_external_data=False)
+    return collections.Counter(n.op_type for n in model.graph.node)
+
+
+def verify_loadable(model_path: Path, what: str) -> Path:
+    """Load the model in onnxruntime; CompressionError naming ``what`` if it refuses it."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise CompressionError(f"{what}: onnxruntime cannot load the result {model_path.name} ({exc})") from exc
+    return model_path
+
+
+def default_op_types(static: bool) -> list[str]:
+    """Every op type onnxruntime's quantizer knows (its own default when none is given)."""
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
+
+    if static:
+        return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+    return sorted(IntegerOpsRegistry)
+
+
+def _op_types(cfg: Any, static: bool) -> list[str]:
+    types = list(cfg.op_types_to_quantize or default_op_types(static))
+    return [t for t in types if t not in set(cfg.op_types_to_keep_float)]
+
+
+class _WorkDir:
+    """``ctx.work_dir`` if given, else a temporary folder removed on exit."""
+
+    def __init__(self, ctx: PassContext):
+        self._tmp = None if ctx.work_dir else tempfile.TemporaryDirectory(prefix="edgewise-q-")
+        self.path = Path(ctx.work_dir) if ctx.work_dir else Path(self._tmp.name)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+class _CommonConfig(PassConfig):
+    per_channel: bool = Field(False, description="one scale per output channel of each weight instead of one per "
+                              "tensor (better accuracy; upgrades the opset to 13 first when older)")
+    reduce_range: bool = Field(False, description="quantize weights to 7 bits, which avoids int16 saturation of "
+                               "the u8*s8 multiply-add on CPUs without VNNI")
+    nodes_to_exclude: list[str] = Field(default_factory=list, description="node names kept in float")
+    op_types_to_quantize: list[str] | None = Field(None, description="op types to quantize (None: every type "
+                                                   "onnxruntime can quantize)")
+    op_types_to_keep_float: list[str] = Field(default_factory=list, description="op types never quantized, "
+                                              "removed from op_types_to_quantize")
+    preprocess: bool = Field(True, description="run onnxruntime's quantization pre-processing (symbolic shape "
+                             "inference + graph optimization) first")
+    extra_options: dict[str, Any] = Field(default_factory=dict, description="passed as extra_options to "
+                                          "onnxruntime.quantization (e.g. ActivationSymmetric, WeightSymmetric)")
+
+
+@register_pass
+class QuantizeDynamic(Pass):
+    """Dynamic INT8: weights quantized offline, activations quantized at run time per batch.
+
+    No calibration data. On CPUs without VNNI this is often *slower* than FP32 for convnets;
+    it shrinks the weights about 4x.
+    """
+
+    name = "quantize_dynamic"
+
+    class Config(_CommonConfig):
+        weight_type: Literal["int8", "uint8"] = Field("int8", description="integer type of the weights")
+
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        cfg = self.config
+        load_model(model_in)
+        with _WorkDir(ctx) as work:
+            src = Path(model_in)
+            if cfg.preprocess or cfg.per_channel:
+                src = prepare_for_quantization(model_in, work / "dyn_prep.onnx",
+                                               min_opset=PER_CHANNEL_MIN_OPSET if cfg.per_channel else None,
+                                               optimize=cfg.preprocess)
+            try:
+                quantize_dynamic(str(src), str(model_out), op_types_to_quantize=_op_types(cfg, static=False),
+                                 per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
+                                 weight_type=QuantType.QInt8 if cfg.weight_type == "int8" else QuantType.QUInt8,
+                                 nodes_to_exclude=list(cfg.nodes_to_exclude), extra_options=dict(cfg.extra_options))
+            except (ModelLoadError, CompressionError):
+                raise
+            except Exception as exc:
+                raise CompressionError(f"quantize_dynamic failed on {Path(model_in).name}: {exc}") from exc
+        return verify_loadable(Path(model_out), "quantize_dynamic")
+
+
+@register_pass
+class QuantizeStatic(Pass):
+    """Static INT8: activation ranges from calibration data, in QDQ or QOperator format."""
+
+    name = "quantize_static"
+
+    class Config(_CommonConfig):
+        format: Literal["QDQ", "QOperator"] = Field("QDQ", description="QDQ inserts QuantizeLinear/"
+                                                   "DequantizeLinear pairs (portable, EPs fuse them); QOperator "
+                                                   "writes QLinearConv/QLinearMatMul... directly")
+        calibrate_method: Literal["MinMax", "Entropy", "Percentile"] = Field(
+            "MinMax", description="how activation ranges are chosen from the calibration outputs")
+        percentile: float = Field(99.999, gt=0, le=100, description="percentile kept by the Percentile method")
+        types: Literal["U8U8", "U8S8", "S8S8"] = Field("U8S8", description="activation/weight integer types "
+                                                       "(U8S8 is onnxruntime's fast CPU path)")
+        calibration_samples: int = Field(64, ge=1, description="at most this many calibration feeds are used")
+
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        cfg = self.config
+        if ctx.calib is None:
+            raise CompressionError("quantize_static needs calibration data (ctx.calib / Recipe.apply(calib=...)), "
+                                   "got None")
+        load_model(model_in)
+        calib = ctx.calib if isinstance(ctx.calib, CalibrationData) else CalibrationData(ctx.calib)
+        with _WorkDir(ctx) as work:
+            src = Path(model_in)
+            if cfg.preprocess or cfg.per_channel:
+                src = prepare_for_quantization(model_in, work / "static_prep.onnx",
+                                               min_opset=PER_CHANNEL_MIN_OPSET if cfg.per_channel else None,
+                                               optimize=cfg.preprocess)
+            feeds = calib.for_model(src, limit=cfg.calibration_samples)
+            act, wt = TYPE_PAIRS[cfg.types]
+            extra = dict(cfg.extra_options)
+            if cfg.calibrate_method == "Percentile":
+                extra.setdefault("CalibPercentile", cfg.percentile)
+            cache = _calibration_cache(ctx, src, feeds, cfg)
+            try:
+                with _quiet():
+                    quantize_static(
+                        str(src), str(model_out),
+                        calibration_data_reader=OrtCalibrationReader(feeds, ctx.progress,
+                                                                     f"calibrating ({cfg.calibrate_method})"),
+                        quant_format=QuantFormat.QDQ if cfg.format == "QDQ" else QuantFormat.QOperator,
+                        op_types_to_quantize=_op_types(cfg, static=True), per_channel=cfg.per_channel,
+                        reduce_range=cfg.reduce_range, activation_type=getattr(QuantType, act),
+                        weight_type=getattr(QuantType, wt), nodes_to_exclude=list(cfg.nodes_to_exclude),
+                        calibrate_method=getattr(CalibrationMethod, cfg.calibrate_method), extra_options=extra,
+                        calibration_cache_path=cache)
+            except (ModelLoadError, CompressionError):
+                raise
+            except Exception as exc:
+                raise CompressionError(f"quantize_static failed on {Path(model_in).name}: {exc}") from exc
+        return verify_loadable(Path(model_out), "quantize_static")
+
+
+def _calibration_cache(ctx: PassContext, model: Path, feeds: list[dict[str, np.ndarray]], cfg: Any) -> str | None:
+    """A cache file for activation ranges, keyed by model bytes, data and method, when the
+    caller shares a cache folder (``ctx.extra["calibration_cache_dir"]``): the search
+    quantizes one model many ways and calibrates it once per method."""
+    folder = ctx.extra.get("calibration_cache_dir")
+    if not folder:
+        return None
+    h = hashlib.sha256(Path(model).read_bytes())
+    for f in feeds:
+        for k in sorted(f):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(f[k]).tobytes())
+    h.update(f"{cfg.calibrate_method}:{cfg.percentile}:{sorted(cfg.extra_options.items())}".encode())
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return str(Path(folder) / f"calib-{h.hexdigest()[:20]}.json")

@@ -1,0 +1,143 @@
+"""Weight-only INT4 (``MatMulNBits``) and FP16 conversion passes.
+
+INT4 packs each constant 2-D MatMul weight into blocks of ``block_size`` values along K
+with one scale (and, when asymmetric, one 4-bit zero point) per block, using onnxruntime's
+own kernel (``quantize_matmul_4bits``, the routine behind
+``onnxruntime.quantization.matmul_nbits_quantizer``; that module needs the extra package
+``onnx_ir`` and configures the root logger on import, so the same packing is done here
+directly). FP16 converts weights and compute to float16 and keeps float32 inputs/outputs.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from pydantic import Field
+
+from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
+from sdk.compress.graph_prep import load_model, save_model
+from sdk.compress.quantize import verify_loadable
+from sdk.errors import CompressionError
+
+logger = logging.getLogger("edgewise")
+
+
+def quantize_weight_4bit(w: np.ndarray, block_size: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[K, N] float32 -> (packed uint8 [N, k_blocks, block_size/2], scales [N*k_blocks], zero points)."""
+    from onnxruntime.capi._pybind_state import quantize_matmul_4bits
+
+    k, n = w.shape
+    k_blocks = (k + block_size - 1) // block_size
+    pad = k_blocks * block_size - k
+    if pad:
+        w = np.pad(w, ((0, pad), (0, 0)))
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    packed = np.zeros((n, k_blocks, block_size // 2), dtype=np.uint8)
+    zero_points = np.zeros((n, (k_blocks + 1) // 2), dtype=np.uint8)
+    scales = np.zeros((n, k_blocks), dtype=np.float32)
+    quantize_matmul_4bits(packed, w, scales, zero_points, block_size, n, k, symmetric)
+    return packed, scales, zero_points
+
+
+@register_pass
+class QuantizeInt4(Pass):
+    """Weight-only INT4 for MatMuls with constant weights (transformer projections, MLPs).
+
+    Activations stay float; weights shrink ~7x. Convolutions are left alone.
+    """
+
+    name = "quantize_int4"
+
+    class Config(PassConfig):
+        block_size: int = Field(32, description="weights per quantization block along K (power of two, >= 16)")
+        symmetric: bool = Field(True, description="symmetric blocks (no zero point) instead of asymmetric")
+        accuracy_level: int = Field(0, ge=0, le=4, description="MatMulNBits compute precision hint "
+                                    "(0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)")
+        nodes_to_exclude: list[str] = Field(default_factory=list, description="MatMul node names kept in float")
+        min_k: int = Field(32, ge=1, description="skip MatMuls whose K (input features) is smaller than this")
+
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+        cfg = self.config
+        bs = cfg.block_size
+        if bs < 16 or bs & (bs - 1):
+            raise CompressionError(f"quantize_int4: block_size must be a power of two >= 16, got {bs}")
+        model = load_model(model_in)
+        inits = {i.name: i for i in model.graph.initializer}
+        users: dict[str, int] = {}
+        for node in model.graph.node:
+            for name in node.input:
+                users[name] = users.get(name, 0) + 1
+        new_nodes, done, drop = [], 0, set()
+        for node in model.graph.node:
+            w_init = inits.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+            if (w_init is None or len(w_init.dims) != 2 or node.name in cfg.nodes_to_exclude
+                    or w_init.data_type != onnx.TensorProto.FLOAT or w_init.dims[0] < cfg.min_k):
+                new_nodes.append(node)
+                continue
+            w = numpy_helper.to_array(w_init)
+            k, n = w.shape
+            packed, scales, zp = quantize_weight_4bit(w, bs, cfg.symmetric)
+            base = w_init.name + f"_int4_{done}"
+            model.graph.initializer.extend([numpy_helper.from_array(packed, base + "_Q4"),
+                                            numpy_helper.from_array(scales.reshape(-1), base + "_scales")])
+            inputs = [node.input[0], base + "_Q4", base + "_scales"]
+            if not cfg.symmetric:
+                model.graph.initializer.append(numpy_helper.from_array(zp.reshape(-1), base + "_zp"))
+                inputs.append(base + "_zp")
+            attrs = dict(K=k, N=n, bits=4, block_size=bs)
+            if cfg.accuracy_level:
+                attrs["accuracy_level"] = cfg.accuracy_level
+            new_nodes.append(helper.make_node("MatMulNBits", inputs, list(node.output),
+                                              name=(node.name or base) + "_Q4", domain="com.microsoft", **attrs))
+            users[w_init.name] -= 1
+            if users[w_init.name] == 0:
+                drop.add(w_init.name)
+            done += 1
+        if not done:
+            raise CompressionError(f"quantize_int4: {Path(model_in).name} has no MatMul with a constant 2-D float "
+                                   f"weight of K >= {cfg.min_k} (expected transformer/MLP MatMuls)")
+        del model.graph.node[:]
+        model.graph.node.extend(new_nodes)
+        keep = [i for i in model.graph.initializer if i.name not in drop]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+        if not any(o.domain == "com.microsoft" for o in model.opset_import):
+            model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+        logger.info("quantize_int4: %d MatMul(s) -> MatMulNBits (block %d)", done, bs)
+        save_model(model, model_out)
+        return verify_loadable(Path(model_out), "quantize_int4")
+
+
+@register_pass
+class ConvertFP16(Pass):
+    """Float16 weights and compute with float32 inputs/outputs kept (halves the size).
+
+    On CPUs without native fp16 arithmetic onnxruntime inserts casts or falls back, so this
+    is a *size* recipe there, not a speed one.
+    """
+
+    name = "fp16"
+
+    class Config(PassConfig):
+        op_block_list: list[str] | None = Field(None, description="op types kept in float32 (None: "
+                                                "onnxruntime's default list of fp16-unsafe ops)")
+        node_block_list: list[str] = Field(default_factory=list, description="node names kept in float32")
+        keep_io_types: bool = Field(True, description="keep float32 graph inputs and outputs (casts at the edges)")
+
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        cfg = self.config
+        model = load_model(model_in)
+        try:
+            kwargs = dict(keep_io_types=cfg.keep_io_types, node_block_list=list(cfg.node_block_list) or None)
+            if cfg.op_block_list is not None:
+                kwargs["op_block_list"] = list(cfg.op_block_list)
+            converted = convert_float_to_float16(model, **kwargs)
+        except Exception as exc:
+            raise CompressionError(f"fp16 conversion failed on {Path(model_in).name}: {exc}") from exc
+        save_model(converted, model_out)
+        return verify_loadable(Path(model_out), "fp16")

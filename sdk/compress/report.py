@@ -1,0 +1,101 @@
+"""The optimization report: ``report.json``, ``report.md`` and ``pareto.png``."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("edgewise")
+
+
+def _fmt(v: Any, spec: str, suffix: str = "") -> str:
+    return "-" if v is None else f"{v:{spec}}{suffix}"
+
+
+def _energy(e: dict[str, Any] | None) -> str:
+    if not e or e.get("joules_per_inference") is None:
+        return "-"
+    label = "RAPL" if e.get("source") == "rapl" else "estimate"
+    return f"{e['joules_per_inference'] * 1000:.2f} mJ ({label})"
+
+
+def markdown(result: Any) -> str:
+    d = result.to_dict()
+    lines = [
+        f"# Optimization report: {Path(d['model']).name}", "",
+        f"- target: `{d['target']}`; metric: `{d['metric']}` (higher is better)",
+        f"- budget: drop at most {d['budget']['text']} = {d['budget']['allowed_drop']:.4g}"
+        + ("; **size-only** selection" if d["size_only"] else ""),
+        f"- chosen: **{d['chosen']}**", f"- note: {d['note']}",
+        "- latency: median over interleaved rounds of each round's best run, measured together with the "
+        "FP32 input; speedup >1 = faster; win rate = share of rounds faster than FP32's same round", "",
+        "| | candidate | recipe | latency ms | speedup | win rate | size MB | size ratio | metric | delta | energy / inference "
+        "| budget | Pareto | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in d["candidates"]:
+        lines.append("| " + " | ".join([
+            "**>**" if c["chosen"] else "", c["name"], c["recipe_text"].replace("|", "/"),
+            _fmt(c["latency_ms"], ".2f"), _fmt(c["speedup"], ".2f", "x"), _fmt(c.get("win_rate"), ".0%"),
+            _fmt(c["size_bytes"] / 1e6 if c["size_bytes"] else None, ".3f"), _fmt(c["size_ratio"], ".2f", "x"),
+            _fmt(c["metric"], ".4f"), _fmt(c["delta"], "+.4f"), _energy(c["energy"]),
+            ("ok" if c["within_budget"] else "over") if c["metric"] is not None else "-",
+            "yes" if c["pareto"] else "", (c["error"] or "").replace("|", "/").replace("\n", " ")[:160],
+        ]) + " |")
+    if d.get("sensitivity") and d["sensitivity"].get("groups"):
+        s = d["sensitivity"]
+        lines += ["", "## Sensitivity (static QDQ per-channel, Percentile ranges; one group kept in float at a time)", "",
+                  f"All quantized: {s['metric_all_quantized']:.4f} ({s['evals']} evaluations)", "",
+                  "| nodes kept in float | metric | gain |", "|---|---|---|"]
+        lines += [f"| {g['nodes']} | {_fmt(g['metric'], '.4f')} | {g['gain']:+.4f} |" for g in s["groups"]]
+    energy_sources = {(c["energy"] or {}).get("source") for c in d["candidates"] if c["energy"]}
+    if "estimate" in energy_sources:
+        note = next((c["energy"].get("note") for c in d["candidates"] if c["energy"]), "")
+        lines += ["", f"Energy figures marked *estimate* are not measured: {note}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_pareto(result: Any, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [c for c in result.candidates if c.metric is not None and c.latency_ms is not None]
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    smax = max(c.size_bytes for c in pts)
+    for c in pts:
+        size = 40 + 600 * c.size_bytes / smax
+        color = "tab:green" if c.within_budget else "tab:red"
+        ax.scatter(c.latency_ms, c.metric, s=size, alpha=0.5, color=color, edgecolors="k", linewidths=0.5)
+        ax.annotate(c.name, (c.latency_ms, c.metric), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    front = sorted(result.pareto, key=lambda c: c.latency_ms)
+    if front:
+        ax.plot([c.latency_ms for c in front], [c.metric for c in front], "--", color="tab:blue", lw=1,
+                label="Pareto front")
+    ch = result.chosen
+    ax.scatter([ch.latency_ms], [ch.metric], marker="*", s=320, color="gold", edgecolors="k", zorder=5,
+               label=f"chosen: {ch.name}")
+    ax.axhline(result.baseline.metric - result.allowed_drop, color="grey", lw=0.8, ls=":", label="budget")
+    ax.set_xlabel("latency (ms, median over rounds of the best run per round)")
+    ax.set_ylabel(f"{result.metric_name} (higher is better)")
+    ax.set_title(f"{Path(result.model).name}: candidates (point size = model size; red = over budget)")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(result: Any, out_dir: str | Path) -> dict[str, Path]:
+    """Write report.json, report.md and pareto.png into ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "pareto.png"}
+    paths["json"].write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    paths["markdown"].write_text(markdown(result), encoding="utf-8")
+    plot_pareto(result, paths["plot"])
+    logger.info("report written to %s", out)
+    return paths

@@ -1,0 +1,431 @@
+"""Accuracy-budgeted search: try candidate recipes, measure, choose.
+
+``optimize(model, calib, evaluator, max_drop=0.01, ...)``:
+
+1. evaluates the input model (the FP32 baseline) with ``evaluator`` (higher is better);
+2. builds candidate recipes (graph-optimized FP32, dynamic INT8, static INT8 QDQ / QOperator,
+   per-tensor / per-channel, U8S8 / U8U8, with nodes kept in float by a sensitivity
+   analysis, FP16 and weight-only INT4 for size, plus any recipes passed in), applies each
+   (a failure is recorded on the candidate, never fatal);
+3. measures latency on the target with :class:`sdk.runtime.Engine` in interleaved rounds
+   together with the baseline (so load changes on a shared machine hit all alike), the file
+   size, the metric and the energy per inference (RAPL or a labelled estimate);
+4. keeps the Pareto set (metric up, latency down, size down) and chooses the fastest
+   candidate within the budget that is at least ``min_speedup`` times faster than the
+   baseline, or, with ``size_only=True``, the smallest one within the budget. When no
+   candidate beats the baseline it says so (``result.note`` and the log) and returns the
+   FP32 model.
+
+**Budget** (``max_drop``): a float is an *absolute* drop in metric units (0.01 = one point
+of accuracy / F1 / cosine); a string ending in ``%`` is *relative* to the baseline metric
+("1%" = 0.01 x |baseline|); a plain numeric string is absolute.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from sdk.compress.calibration import CalibrationData, progress_enabled
+from sdk.compress.graph_prep import const_weight_matmuls, load_model, op_types
+from sdk.compress.recipe import Recipe
+from sdk.errors import CompressionError, EdgewiseError
+
+logger = logging.getLogger("edgewise")
+
+BASELINE = "fp32"
+LatencyFn = Callable[[Mapping[str, Path], Mapping[str, np.ndarray]], Mapping[str, float]]
+
+
+# --- budget ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    value: float
+    relative: bool
+
+    @classmethod
+    def parse(cls, max_drop: float | str) -> "Budget":
+        if isinstance(max_drop, str):
+            s = max_drop.strip()
+            try:
+                if s.endswith("%"):
+                    return cls._check(cls(float(s[:-1]) / 100.0, True))
+                return cls._check(cls(float(s), False))
+            except ValueError as exc:
+                raise ValueError(f"max_drop must be a number or a percentage like '1%', got {max_drop!r}") from exc
+        return cls._check(cls(float(max_drop), False))
+
+    @staticmethod
+    def _check(b: "Budget") -> "Budget":
+        if not np.isfinite(b.value) or b.value < 0:
+            raise ValueError(f"max_drop must be >= 0, got {b.value}")
+        return b
+
+    def allowed(self, baseline_metric: float) -> float:
+        return self.value * abs(baseline_metric) if self.relative else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value * 100:g}% of baseline" if self.relative else f"{self.value:g} absolute"
+
+
+# --- results -----------------------------------------------------------------------------
+@dataclass
+class Candidate:
+    name: str
+    recipe: Recipe | None
+    path: Path | None = None
+    metric: float | None = None
+    delta: float | None = None
+    latency_ms: float | None = None
+    speedup: float | None = None
+    size_bytes: int | None = None
+    size_ratio: float | None = None
+    energy: dict[str, Any] | None = None
+    within_budget: bool = False
+    pareto: bool = False
+    chosen: bool = False
+    error: str | None = None
+    build_s: float = 0.0
+    win_rate: float | None = None  # fraction of interleaved rounds faster than the baseline's same round
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.path is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "recipe": self.recipe.to_list() if self.recipe is not None else [],
+            "recipe_text": self.recipe.describe() if self.recipe is not None else "(input model)",
+            "path": str(self.path) if self.path else None, "metric": self.metric, "delta": self.delta,
+            "latency_ms": self.latency_ms, "speedup": self.speedup, "size_bytes": self.size_bytes,
+            "size_ratio": self.size_ratio, "energy": self.energy, "within_budget": self.within_budget,
+            "pareto": self.pareto, "chosen": self.chosen, "error": self.error, "build_s": round(self.build_s, 2),
+            "win_rate": self.win_rate,
+        }
+
+
+@dataclass
+class OptimizeResult:
+    baseline: Candidate
+    candidates: list[Candidate]
+    chosen: Candidate
+    pareto: list[Candidate]
+    note: str
+    metric_name: str
+    budget: Budget
+    allowed_drop: float
+    size_only: bool
+    target: str
+    model: Path
+    sensitivity: dict[str, Any] | None = None
+    device: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": str(self.model), "target": self.target, "metric": self.metric_name,
+            "budget": {"max_drop": self.budget.value, "relative": self.budget.relative,
+                       "allowed_drop": self.allowed_drop, "text": str(self.budget)},
+            "size_only": self.size_only, "note": self.note, "chosen": self.chosen.name,
+            "baseline": self.baseline.name, "pareto": [c.name for c in self.pareto],
+            "candidates": [c.to_dict() for c in self.candidates], "sensitivity": self.sensitivity,
+            "device": self.device,
+        }
+
+
+# --- candidate recipes -------------------------------------------------------------------
+def default_candidates(model_path: str | Path, target: str = "cpu", static: bool = True) -> dict[str, Recipe]:
+    """The recipes worth trying for this model on this target (before sensitivity)."""
+    model = load_model(model_path, check=False, load_external_data=False)
+    ops = op_types(model)
+    c: dict[str, Recipe] = {"fp32_optimized": Recipe([{"pass": "optimize_graph", "level": "extended"}]),
+                            "dynamic_int8": Recipe([{"pass": "quantize_dynamic"}])}
+    if static:
+        c.update({
+            "static_qdq_u8s8": Recipe([{"pass": "quantize_static", "format": "QDQ", "types": "U8S8"}]),
+            "static_qdq_u8s8_pc": Recipe([{"pass": "quantize_static", "format": "QDQ", "types": "U8S8",
+                                           "per_channel": True}]),
+            "static_qop_u8s8": Recipe([{"pass": "quantize_static", "format": "QOperator", "types": "U8S8"}]),
+            "static_qop_u8s8_pc_rr": Recipe([{"pass": "quantize_static", "format": "QOperator", "types": "U8S8",
+                                              "per_channel": True, "reduce_range": True}]),
+            "static_qop_u8u8": Recipe([{"pass": "quantize_static", "format": "QOperator", "types": "U8U8"}]),
+            # Percentile ranges ignore activation outliers that MinMax stretches the 8-bit grid over
+            # (YOLOX-nano: detection F1 vs FP32 0.16 with MinMax, 0.63 with Percentile 99.99)
+            "static_qdq_pct_pc": Recipe([{"pass": "quantize_static", "format": "QDQ", "types": "U8S8",
+                                          "per_channel": True, "calibrate_method": "Percentile",
+                                          "percentile": 99.99}]),
+            "static_qop_pct_pc_rr": Recipe([{"pass": "quantize_static", "format": "QOperator", "types": "U8S8",
+                                             "per_channel": True, "reduce_range": True,
+                                             "calibrate_method": "Percentile", "percentile": 99.99}]),
+        })
+    c["fp16"] = Recipe([{"pass": "fp16"}])
+    if const_weight_matmuls(model) and "MatMul" in ops:
+        c["int4_weights"] = Recipe([{"pass": "quantize_int4", "block_size": 32}])
+    return c
+
+
+SENSITIVITY_CONFIG = {"format": "QDQ", "types": "U8S8", "per_channel": True, "calibrate_method": "Percentile",
+                      "percentile": 99.99}
+
+
+def sensitivity_candidates(sres: Any, keep_float_k: Sequence[int] = (1, 3)) -> dict[str, Recipe]:
+    """Per-channel static recipes keeping in float the output tail and the ``k`` groups of
+    nodes whose float copy helped most in the sensitivity analysis."""
+    tail = [n for g in sres.groups if g.tail for n in g.nodes]
+    ranked = [g for g in sres.groups if not g.tail and g.gain > 0]
+    sets: dict[str, list[str]] = {}
+    if tail:
+        sets["tail"] = tail
+    for k in keep_float_k:
+        top = [n for g in ranked[:k] for n in g.nodes]
+        if top and len(ranked) >= 1:
+            sets[f"tail_keep{k}"] = tail + top
+    out: dict[str, Recipe] = {}
+    for label, nodes in sets.items():
+        out[f"static_qdq_pct_pc_{label}"] = Recipe([{"pass": "quantize_static", **SENSITIVITY_CONFIG,
+                                                     "nodes_to_exclude": nodes}])
+        out[f"static_qop_pct_pc_rr_{label}"] = Recipe([{"pass": "quantize_static", **SENSITIVITY_CONFIG,
+                                                        "format": "QOperator", "reduce_range": True,
+                                                        "nodes_to_exclude": nodes}])
+    return out
+
+
+# --- measurement -------------------------------------------------------------------------
+def file_size(path: Path) -> int:
+    """Bytes of the model file plus any external-data files beside it that it names."""
+    import onnx
+
+    total = path.stat().st_size
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        locs = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+        total += sum((path.parent / loc).stat().st_size for loc in locs if (path.parent / loc).is_file())
+    except Exception:
+        pass
+    return total
+
+
+def measure_latency_rounds(paths: Mapping[str, Path], feeds: Mapping[str, np.ndarray], target: str = "cpu",
+                           rounds: int = 5, iters: int = 10, progress: bool = False) -> dict[str, list[float]]:
+    """Per model, the best latency (ms) of ``iters`` runs in each of ``rounds`` interleaved
+    rounds. The order of the models rotates every round, so a load change on a shared machine
+    hits all alike, and the best of a round is the run least disturbed by other processes
+    (on a busy machine the median mostly measures the neighbours)."""
+    from tqdm.auto import tqdm
+
+    from sdk.runtime import Engine, EngineOptions
+
+    engines: dict[str, Any] = {}
+    out: dict[str, list[float]] = {}
+    try:
+        for name, p in paths.items():
+            engines[name] = Engine(p, EngineOptions(providers=[target], warmup=3))
+            out[name] = []
+        names = list(engines)
+        bar = tqdm(total=rounds * len(names), desc="latency", unit="model", disable=not progress_enabled(progress))
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                eng = engines[name]
+                x = {i.name: feeds[i.name] for i in eng.inputs}
+                times = []
+                for _ in range(iters):
+                    t0 = time.perf_counter()
+                    eng.run_list(x)
+                    times.append((time.perf_counter() - t0) * 1000)
+                out[name].append(float(min(times)))
+                bar.update(1)
+        bar.close()
+    finally:
+        for eng in engines.values():
+            eng.close()
+    return out
+
+
+def measure_latencies(paths: Mapping[str, Path], feeds: Mapping[str, np.ndarray], target: str = "cpu",
+                      rounds: int = 5, iters: int = 10, progress: bool = False) -> dict[str, float]:
+    """Latency (ms) per model: the median over interleaved rounds of each round's best run."""
+    res = measure_latency_rounds(paths, feeds, target, rounds, iters, progress)
+    return {n: float(statistics.median(v)) for n, v in res.items()}
+
+
+def measure_energy(path: Path, feeds: Mapping[str, np.ndarray], target: str = "cpu", n: int = 10) -> dict[str, Any]:
+    """Energy per inference over ``n`` runs: RAPL where readable, otherwise a labelled estimate."""
+    from sdk.bench import EnergyMeter
+    from sdk.runtime import Engine, EngineOptions
+
+    with Engine(path, EngineOptions(providers=[target], warmup=1)) as eng:
+        x = {i.name: feeds[i.name] for i in eng.inputs}
+        with EnergyMeter() as meter:
+            for _ in range(n):
+                eng.run_list(x)
+    r = meter.reading(n)
+    return {"joules_per_inference": r.joules_per_inference, "source": r.source, "note": r.note}
+
+
+# --- the search --------------------------------------------------------------------------
+def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], max_drop: float | str = 0.01,
+             target: str = "cpu", out_dir: str | Path | None = None, size_only: bool = False,
+             candidates: Mapping[str, Recipe] | Sequence[tuple[str, Recipe]] | None = None,
+             extra_candidates: Mapping[str, Recipe] | Sequence[tuple[str, Recipe]] | None = None,
+             sensitivity: bool | None = None, sensitivity_evals: int = 8, keep_float_k: Sequence[int] = (1, 3),
+             latency_rounds: int = 5, latency_iters: int = 10, min_speedup: float = 1.05,
+             latency_fn: LatencyFn | None = None, energy: bool = True, progress: bool = False,
+             write: bool = True) -> OptimizeResult:
+    """Search candidate recipes under an accuracy budget; see the module docstring.
+
+    ``latency_fn(paths, feeds) -> {name: ms}`` replaces the Engine measurement (tests).
+    ``min_speedup``: a candidate must be this many times faster than the baseline (median
+    over rounds) *and* faster in at least 80 % of the interleaved rounds to count as faster
+    (timing noise on a shared CPU is several percent).
+    ``sensitivity``: run the per-node analysis and add its candidates; ``None`` = only when
+    the default candidates are used.
+    """
+    from tqdm.auto import tqdm
+
+    model = Path(model)
+    load_model(model)
+    budget = Budget.parse(max_drop)
+    if min_speedup < 1.0:
+        raise ValueError(f"min_speedup must be >= 1.0, got {min_speedup}")
+    out = Path(out_dir) if out_dir is not None else Path.cwd() / "edgewise-optimize"
+    work = out / "candidates"
+    work.mkdir(parents=True, exist_ok=True)
+    calib = calib if isinstance(calib, CalibrationData) or calib is None else CalibrationData(calib)
+    if calib is None:
+        raise ValueError("optimize needs calibration data (it also provides the latency input)")
+    feeds = calib.for_model(model, limit=1)[0]
+    metric_name = getattr(evaluator, "name", getattr(evaluator, "__name__", "metric"))
+
+    base = Candidate(BASELINE, None, path=model)
+    base.metric = float(evaluator(model))
+    allowed = budget.allowed(base.metric)
+    logger.info("baseline %s = %.4f; budget: drop <= %.4f (%s)", metric_name, base.metric, allowed, budget)
+
+    if candidates is None:
+        recipes = default_candidates(model, target)
+    else:
+        recipes = dict(candidates)
+    recipes.update(dict(extra_candidates or {}))
+    if BASELINE in recipes:
+        raise ValueError(f"candidate name {BASELINE!r} is reserved for the input model")
+
+    sens_info = None
+    if sensitivity is None:
+        sensitivity = candidates is None
+    weighted = {"Conv", "MatMul", "Gemm"} & op_types(load_model(model, check=False))
+    if sensitivity and weighted:
+        from sdk.compress.sensitivity import analyze_sensitivity
+
+        try:
+            sres = analyze_sensitivity(model, calib, evaluator, SENSITIVITY_CONFIG,
+                                       max_evals=sensitivity_evals, work_dir=work, progress=progress)
+            sens_info = sres.to_dict()
+            recipes.update(sensitivity_candidates(sres, keep_float_k))
+        except EdgewiseError as exc:
+            logger.warning("sensitivity analysis failed: %s", exc)
+            sens_info = {"error": str(exc)}
+
+    cands: list[Candidate] = []
+    extra = {"calibration_cache_dir": str(work / "calib_cache")}
+    for name, recipe in tqdm(list(recipes.items()), desc="candidates", unit="recipe",
+                             disable=not progress_enabled(progress)):
+        c = Candidate(name, recipe)
+        t0 = time.perf_counter()
+        try:
+            c.path = recipe.apply(model, work / f"{name}.onnx", calib=calib, work_dir=work, **extra)
+            c.metric = float(evaluator(c.path))
+        except EdgewiseError as exc:
+            c.error, c.path = str(exc), None
+            logger.warning("candidate %s failed: %s", name, exc)
+        c.build_s = time.perf_counter() - t0
+        cands.append(c)
+
+    ok = [c for c in cands if c.ok]
+    paths = {BASELINE: model, **{c.name: c.path for c in ok}}
+    wins: dict[str, float] = {}
+    if latency_fn is not None:
+        lat = dict(latency_fn(paths, feeds))
+    else:
+        rounds = measure_latency_rounds(paths, feeds, target, latency_rounds, latency_iters, progress)
+        lat = {n: float(statistics.median(v)) for n, v in rounds.items()}
+        wins = {n: float(np.mean([c < b for c, b in zip(v, rounds[BASELINE])])) for n, v in rounds.items()}
+    for c in [base] + ok:
+        c.latency_ms = float(lat[c.name])
+        c.win_rate = wins.get(c.name)
+        c.size_bytes = file_size(c.path)
+        if energy:
+            try:
+                c.energy = measure_energy(c.path, feeds, target)
+            except Exception as exc:  # energy is informative only
+                c.energy = {"joules_per_inference": None, "source": "estimate", "note": f"not measured: {exc}"}
+    for c in [base] + ok:
+        c.delta = c.metric - base.metric
+        c.speedup = base.latency_ms / c.latency_ms if c.latency_ms else None
+        c.size_ratio = base.size_bytes / c.size_bytes if c.size_bytes else None
+        c.within_budget = c.delta >= -allowed - 1e-12
+    everyone = [base] + cands
+    pareto = pareto_front([base] + ok)
+    for c in pareto:
+        c.pareto = True
+
+    chosen, note = choose(base, ok, size_only, min_speedup)
+    chosen.chosen = True
+    logger.info("%s", note)
+    try:
+        from sdk.runtime import discover_device
+
+        device = discover_device().model_dump(mode="json")
+    except Exception:
+        device = {}
+    result = OptimizeResult(base, everyone, chosen, pareto, note, metric_name, budget, allowed, size_only, target,
+                            model, sens_info, device)
+    if write:
+        from sdk.compress.report import write_report
+
+        write_report(result, out)
+    return result
+
+
+def choose(base: Candidate, ok: list[Candidate], size_only: bool, min_speedup: float) -> tuple[Candidate, str]:
+    """The selection rule (see the module docstring); returns (chosen, note)."""
+    fits = [c for c in ok if c.within_budget]
+    if size_only:
+        smaller = [c for c in fits if c.size_bytes < base.size_bytes]
+        if smaller:
+            best = min(smaller, key=lambda c: (c.size_bytes, c.latency_ms))
+            return best, (f"size-only: chose {best.name}, {best.size_ratio:.2f}x smaller, metric delta "
+                          f"{best.delta:+.4f}, {best.speedup:.2f}x the baseline speed")
+        return base, "size-only: no candidate within the budget is smaller than the FP32 input; returning it"
+    faster = [c for c in fits if c.latency_ms * min_speedup <= base.latency_ms
+              and (c.win_rate is None or c.win_rate >= 0.8)]
+    if faster:
+        best = min(faster, key=lambda c: (c.latency_ms, -c.metric))
+        return best, (f"chose {best.name}: {best.speedup:.2f}x faster than FP32, metric delta {best.delta:+.4f}, "
+                      f"{best.size_ratio:.2f}x smaller")
+    opt = next((c for c in fits if c.name == "fp32_optimized" and c.latency_ms <= base.latency_ms), None)
+    tried = len(ok)
+    msg = (f"no candidate within the budget is at least {min_speedup:.2f}x faster than FP32 on this hardware "
+           f"({tried} tried); returning the FP32 model")
+    if opt is not None:
+        return opt, msg + " (graph-optimized, same accuracy, faster start)"
+    return base, msg
+
+
+def pareto_front(cands: Iterable[Candidate]) -> list[Candidate]:
+    """Candidates not dominated on (metric higher, latency lower, size lower)."""
+    cands = [c for c in cands if c.metric is not None and c.latency_ms is not None]
+    front = []
+    for c in cands:
+        dominated = any(
+            o is not c and o.metric >= c.metric and o.latency_ms <= c.latency_ms and o.size_bytes <= c.size_bytes
+            and (o.metric > c.metric or o.latency_ms < c.latency_ms or o.size_bytes < c.size_bytes)
+            for o in cands)
+        if not dominated:
+            front.append(c)
+    return sorted(front, key=lambda c: c.latency_ms)

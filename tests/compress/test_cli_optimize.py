@@ -1,0 +1,115 @@
+"""`edgewise optimize` on the tiny CNN writes a loadable, verified bundle with recipe and metrics."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sdk.cli.main import main
+
+
+@pytest.fixture
+def calib_npz(tiny_cnn_path, calib_feeds, tmp_path):
+    x = np.concatenate([f["input"] for f in calib_feeds(tiny_cnn_path, 6)])
+    p = tmp_path / "calib.npz"
+    np.savez(p, input=x)
+    return p
+
+
+@pytest.mark.slow
+def test_cli_optimize_writes_bundle(tiny_cnn_path, calib_npz, tmp_path, capsys):
+    from sdk.bundle import file_sha256, load_bundle
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- pass: quantize_static\n  format: QOperator\n")
+    out = tmp_path / "bundle"
+    rc = main(["optimize", str(tiny_cnn_path), "--calib", str(calib_npz), "--eval", "fidelity",
+               "--max-drop", "1%", "--out", str(out), "--recipe", str(recipe), "--json", "--no-progress"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    b = load_bundle(out)
+    m = b.manifest
+    assert m.provenance.parent_sha256 == file_sha256(tiny_cnn_path)
+    assert json.loads(m.provenance.recipe) == ([] if data["chosen"] == "fp32" else
+                                               [c for c in data["candidates"] if c["name"] == "recipe"][0]["recipe"])
+    assert m.metrics["fidelity_cosine_fp32"] == pytest.approx(1.0)
+    assert {"report.json", "report.md", "pareto.png", "recipe.yaml", "model.onnx"} <= set(m.files)
+    assert data["chosen"] in ("fp32", "recipe") and {c["name"] for c in data["candidates"]} == {"fp32", "recipe"}
+    with b.engine("model") as eng:
+        assert eng.run({"input": np.zeros((1, 3, 32, 32), np.float32)})["logits"].shape == (1, 10)
+
+
+def test_cli_optimize_size_only_int8(tiny_mlp_path, calib_feeds, tmp_path, capsys):
+    from sdk.bundle import load_bundle
+
+    x = np.concatenate([f["input"] for f in calib_feeds(tiny_mlp_path, 6)])
+    np.savez(tmp_path / "c.npz", input=x)
+    recipe = tmp_path / "r.json"
+    recipe.write_text('[{"pass": "quantize_dynamic"}]')
+    out = tmp_path / "b"
+    rc = main(["optimize", str(tiny_mlp_path), "--calib", str(tmp_path / "c.npz"), "--max-drop", "0.05",
+               "--out", str(out), "--recipe", str(recipe), "--size-only", "--no-progress"])
+    assert rc == 0
+    m = load_bundle(out).manifest
+    assert m.metrics["size_ratio"] > 2.5       # int8 weights of a MatMul model
+    assert [e["pass"] for e in json.loads(m.provenance.recipe)] == ["quantize_dynamic"]
+    assert load_bundle(out).manifest.extra["optimize"]["chosen"] == "recipe"
+    assert "bundle written to" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--eval", "top1"], 2, "--labels"),
+    (["--max-drop", "lots"], 2, "max_drop"),
+])
+def test_cli_optimize_bad_usage(tiny_cnn_path, calib_npz, tmp_path, capsys, argv, code, message):
+    rc = main(["optimize", str(tiny_cnn_path), "--calib", str(calib_npz), "--out", str(tmp_path / "b"),
+               "--no-sensitivity", "--no-progress", *argv])
+    assert rc == code
+    assert message in capsys.readouterr().err
+
+
+def test_cli_optimize_broken_model(tmp_path, calib_npz, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07not a model")
+    rc = main(["optimize", str(bad), "--calib", str(calib_npz), "--out", str(tmp_path / "b"), "--no-progress"])
+    assert rc == 3
+    assert "bad.onnx" in capsys.readouterr().err
+
+
+def test_cli_optimize_image_folder(tiny_cnn_path, tmp_path, capsys):
+    import cv2
+
+    from sdk.bundle import load_bundle
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(imgs / f"f{i}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- pass: optimize_graph\n")
+    rc = main(["optimize", str(tiny_cnn_path), "--calib", str(imgs), "--image-scale", "255", "--out",
+               str(tmp_path / "b"), "--recipe", str(recipe), "--json", "--no-progress"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["metric"] == "fidelity_cosine" and data["chosen"] in ("fp32", "recipe")
+    assert load_bundle(tmp_path / "b").manifest.metrics["fidelity_cosine"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cli_optimize_bundle_input_keeps_metadata(tiny_cnn_path, calib_npz, tmp_path, capsys):
+    from sdk.bundle import Manifest, ModelEntry, load_bundle, save_bundle
+
+    src = save_bundle(tmp_path / "src", Manifest(name="tiny", version="2.0.0", task="classification",
+                                                 models={"model": ModelEntry(file="model.onnx")},
+                                                 labels=[str(i) for i in range(10)], metrics={"val_top1": 0.5}),
+                      files={"model.onnx": tiny_cnn_path, "notes.txt": b"hello"})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- pass: quantize_dynamic\n")
+    rc = main(["optimize", str(src.path), "--calib", str(calib_npz), "--max-drop", "0.5", "--out",
+               str(tmp_path / "out"), "--recipe", str(recipe), "--size-only", "--no-progress"])
+    assert rc == 0
+    m = load_bundle(tmp_path / "out").manifest
+    assert m.name == "tiny-optimized" and m.version == "2.0.0" and m.task == "classification"
+    assert m.labels == [str(i) for i in range(10)] and m.metrics["val_top1"] == 0.5
+    assert "notes.txt" in m.files and m.extra["optimize"]["chosen"] in ("recipe", "fp32")

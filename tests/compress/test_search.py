@@ -1,0 +1,174 @@
+"""optimize(): the selection rules with an injected evaluator and latency measurer (deterministic),
+the budget parser, the Pareto set, and a real sensitivity analysis on the tiny CNN."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sdk.compress import Budget, CalibrationData, OutputFidelity, Recipe, analyze_sensitivity, optimize
+from sdk.compress.search import Candidate, pareto_front
+
+CANDS = {
+    "fp32_optimized": Recipe([{"pass": "optimize_graph"}]),
+    "dynamic_int8": Recipe([{"pass": "quantize_dynamic"}]),
+    "fp16": Recipe([{"pass": "fp16"}]),
+    "broken": Recipe([{"pass": "quantize_int4"}]),  # no MatMul in the CNN: fails, recorded
+}
+
+
+class FakeEval:
+    """Metric by candidate file name; the input model (tiny_cnn.onnx) scores 0.90."""
+
+    name = "fake_acc"
+
+    def __init__(self, metrics):
+        self.metrics = metrics
+
+    def __call__(self, path):
+        return self.metrics.get(Path(path).stem, 0.90)
+
+
+def fake_latency(table):
+    def fn(paths, feeds):
+        assert "input" in feeds
+        return {n: table[n] for n in paths}
+    return fn
+
+
+def _opt(model, calib, tmp_path, metrics, lat, **kw):
+    return optimize(model, calib, FakeEval(metrics), candidates=CANDS, out_dir=tmp_path / "o",
+                    latency_fn=fake_latency(lat), energy=False, **kw)
+
+
+@pytest.fixture
+def calib(tiny_cnn_path, calib_feeds):
+    return CalibrationData(calib_feeds(tiny_cnn_path, 4))
+
+
+def test_chooses_fastest_within_budget(tiny_cnn_path, calib, tmp_path):
+    metrics = {"fp32_optimized": 0.90, "dynamic_int8": 0.80, "fp16": 0.895}
+    lat = {"fp32": 10.0, "fp32_optimized": 9.9, "dynamic_int8": 2.0, "fp16": 6.0}
+    res = _opt(tiny_cnn_path, calib, tmp_path, metrics, lat, max_drop=0.01)
+    assert res.chosen.name == "fp16"                  # dynamic_int8 is faster but 0.10 below
+    assert res.chosen.latency_ms < res.baseline.latency_ms
+    assert res.baseline.metric - res.chosen.metric <= 0.01
+    by = {c.name: c for c in res.candidates}
+    assert by["broken"].error and "quantize_int4" in by["broken"].error and by["broken"].path is None
+    assert not by["dynamic_int8"].within_budget
+    assert res.chosen.path.is_file()
+
+
+def test_never_slower_or_out_of_budget(tiny_cnn_path, calib, tmp_path):
+    # every candidate is either slower than FP32, or out of budget, or within noise (< 5 %)
+    metrics = {"fp32_optimized": 0.90, "dynamic_int8": 0.50, "fp16": 0.90}
+    lat = {"fp32": 10.0, "fp32_optimized": 9.8, "dynamic_int8": 1.0, "fp16": 12.0}
+    res = _opt(tiny_cnn_path, calib, tmp_path, metrics, lat, max_drop="1%")
+    assert res.chosen.name == "fp32_optimized"
+    assert "no candidate" in res.note and "faster than FP32" in res.note
+    assert res.chosen.latency_ms <= res.baseline.latency_ms
+
+
+def test_no_candidate_beats_fp32_returns_input(tiny_cnn_path, calib, tmp_path):
+    metrics = {"fp32_optimized": 0.90, "dynamic_int8": 0.90, "fp16": 0.90}
+    lat = {"fp32": 10.0, "fp32_optimized": 10.5, "dynamic_int8": 20.0, "fp16": 11.0}
+    res = _opt(tiny_cnn_path, calib, tmp_path, metrics, lat)
+    assert res.chosen.name == "fp32" and res.chosen.path == tiny_cnn_path
+    assert "no candidate" in res.note
+
+
+def test_size_only_picks_smallest_within_budget(tiny_cnn_path, calib, tmp_path):
+    metrics = {"fp32_optimized": 0.90, "dynamic_int8": 0.70, "fp16": 0.899}
+    lat = {"fp32": 10.0, "fp32_optimized": 10.0, "dynamic_int8": 20.0, "fp16": 30.0}
+    res = _opt(tiny_cnn_path, calib, tmp_path, metrics, lat, size_only=True, max_drop=0.005)
+    assert res.chosen.name == "fp16"       # slower, but smaller and within budget; dynamic is out of budget
+    assert res.chosen.size_bytes < res.baseline.size_bytes
+
+
+def test_relative_budget(tiny_cnn_path, calib, tmp_path):
+    metrics = {"fp32_optimized": 0.90, "dynamic_int8": 0.88, "fp16": 0.80}
+    lat = {"fp32": 10.0, "fp32_optimized": 10.0, "dynamic_int8": 5.0, "fp16": 5.0}
+    assert _opt(tiny_cnn_path, calib, tmp_path, metrics, lat, max_drop="3%").chosen.name == "dynamic_int8"
+    assert _opt(tiny_cnn_path, calib, tmp_path, metrics, lat, max_drop="2%").chosen.name != "dynamic_int8"
+
+
+@pytest.mark.parametrize("text, value, relative", [("1%", 0.01, True), ("0.5 %", 0.005, True),
+                                                    ("0.02", 0.02, False), (0.01, 0.01, False)])
+def test_budget_parse(text, value, relative):
+    b = Budget.parse(text)
+    assert b.value == pytest.approx(value) and b.relative is relative
+
+
+@pytest.mark.parametrize("bad", ["one percent", "-1%", -0.1])
+def test_budget_rejects(bad):
+    with pytest.raises(ValueError):
+        Budget.parse(bad)
+
+
+def test_pareto_front():
+    def c(n, m, lat, s):
+        x = Candidate(n, None, metric=m, latency_ms=lat, size_bytes=s)
+        return x
+    a, b, d, e = c("a", 1.0, 10, 100), c("b", 0.9, 5, 100), c("d", 0.9, 6, 100), c("e", 0.95, 12, 20)
+    front = {x.name for x in pareto_front([a, b, d, e])}
+    assert front == {"a", "b", "e"}
+
+
+def test_report_json_written_by_optimize(tiny_cnn_path, calib, tmp_path):
+    metrics = {"fp32_optimized": 0.90, "dynamic_int8": 0.90, "fp16": 0.90}
+    lat = {"fp32": 10.0, "fp32_optimized": 10.0, "dynamic_int8": 4.0, "fp16": 11.0}
+    res = _opt(tiny_cnn_path, calib, tmp_path, metrics, lat)
+    data = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert data["chosen"] == res.chosen.name == "dynamic_int8"
+
+
+@pytest.mark.slow
+def test_sensitivity_ranks_the_harmful_node(tiny_cnn_path, calib_feeds, tmp_path):
+    """Per-channel QDQ on the tiny CNN hurts the Gemm head most; keeping it in float recovers."""
+    feeds = calib_feeds(tiny_cnn_path, 16)
+    ev = OutputFidelity(tiny_cnn_path, feeds[:8])
+    res = analyze_sensitivity(tiny_cnn_path, CalibrationData(feeds), ev, {"per_channel": True}, max_evals=8,
+                              work_dir=tmp_path)
+    assert res.evals == 4 and len(res.groups) == 3          # conv1, conv2, fc: one node per group
+    gains = [g.gain for g in res.groups]
+    assert gains == sorted(gains, reverse=True)
+    top = res.groups[0]
+    assert top.metric == pytest.approx(res.metric_all + top.gain)
+    assert res.top_nodes(1) == top.nodes or top.gain <= 0
+    # grouping kicks in when there are more nodes than evaluations
+    res2 = analyze_sensitivity(tiny_cnn_path, CalibrationData(feeds), ev, {"per_channel": True}, max_evals=2,
+                               work_dir=tmp_path)
+    assert len(res2.groups) == 2 and sum(len(g.nodes) for g in res2.groups) == 3
+
+
+def test_tail_nodes_of_yolox_head(yolox_path):
+    """The decode head after YOLOX's last convs (score sigmoids, concats, reshape, transpose)."""
+    import collections
+
+    import onnx
+
+    from sdk.compress.sensitivity import tail_nodes
+
+    ops = {n.name: n.op_type for n in onnx.load(str(yolox_path)).graph.node}
+    tail = tail_nodes(yolox_path)
+    assert collections.Counter(ops[n] for n in tail) == {"Sigmoid": 6, "Concat": 4, "Reshape": 3, "Transpose": 1}
+
+
+def test_tail_nodes_empty_when_output_is_weighted(tiny_cnn_path):
+    from sdk.compress.sensitivity import tail_nodes
+
+    assert tail_nodes(tiny_cnn_path) == []
+
+
+def test_choose_needs_consistent_wins():
+    from sdk.compress.search import choose
+
+    base = Candidate("fp32", None, metric=1.0, latency_ms=10.0, size_bytes=100)
+    noisy = Candidate("noisy", None, metric=1.0, latency_ms=6.0, size_bytes=50, within_budget=True, win_rate=0.6,
+                      speedup=10 / 6, delta=0.0, size_ratio=2.0)
+    steady = Candidate("steady", None, metric=1.0, latency_ms=8.0, size_bytes=50, within_budget=True, win_rate=1.0,
+                       speedup=1.25, delta=0.0, size_ratio=2.0)
+    assert choose(base, [noisy, steady], size_only=False, min_speedup=1.05)[0] is steady
+    chosen, note = choose(base, [noisy], size_only=False, min_speedup=1.05)
+    assert chosen is base and "no candidate" in note
