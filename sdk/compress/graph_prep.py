@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import logging
 from pathlib import Path
 from typing import Iterable, Literal
@@ -131,6 +133,19 @@ def upgrade_opset(model_in: str | Path, model_out: str | Path, target: int = PER
     return save_model(converted, model_out)
 
 
+@contextlib.contextmanager
+def _inside(folder: Path):
+    """Run with ``folder`` as the working directory, removing onnxruntime's scratch files."""
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+        for junk in folder.glob("sym_shape_infer_temp.onnx*"):
+            junk.unlink(missing_ok=True)
+
+
 def prepare_for_quantization(model_in: str | Path, model_out: str | Path, *, min_opset: int | None = None,
                              optimize: bool = True) -> Path:
     """Opset upgrade (when ``min_opset`` asks for it), ORT pre-processing, node names.
@@ -153,7 +168,10 @@ def prepare_for_quantization(model_in: str | Path, model_out: str | Path, *, min
     last: Exception | None = None
     for kwargs in attempts:
         try:
-            quant_pre_process(str(model_in), str(model_out), **kwargs)
+            # onnxruntime's symbolic shape inference may drop "sym_shape_infer_temp.onnx"
+            # into the current directory; keep it in the output's folder and remove it.
+            with _inside(model_out.parent):
+                quant_pre_process(str(model_in.resolve()), str(model_out.resolve()), **kwargs)
             last = None
             break
         except Exception as exc:  # symbolic shape inference fails on some control flow
