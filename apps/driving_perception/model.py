@@ -138,31 +138,12 @@ def rect_input_size(frame_hw: tuple[int, int], base: int = 416, stride: int = 32
 
 
 def specialize_input(model_in: str | Path, model_out: str | Path, input_hw: tuple[int, int]) -> Path:
-    """Copy of a shape-generic YOLOX graph with its input fixed to ``1x3xHxW`` (and the anchor
-    count of its output left symbolic). Refuses graphs with fixed-size reshapes."""
-    import onnx
+    """Copy of a shape-generic YOLOX graph with its input fixed to ``1x3xHxW`` (the anchor count
+    of its output left symbolic), made by the SDK's ``fix_input_shape`` compression pass."""
+    from sdk.compress import FixInputShape, PassContext
 
-    from sdk.errors import ModelLoadError
-
-    m = onnx.load(str(model_in))
-    inits = {i.name for i in m.graph.initializer}
-    for n in m.graph.node:
-        if n.op_type == "Reshape" and n.input[1] in inits:
-            shape = onnx.numpy_helper.to_array(next(i for i in m.graph.initializer if i.name == n.input[1]))
-            if -1 not in shape.tolist():
-                raise ModelLoadError(f"{Path(model_in).name}: Reshape {n.name} has a fixed shape {shape.tolist()}; "
-                                     "the input size cannot be changed")
-    dims = m.graph.input[0].type.tensor_type.shape.dim
-    if len(dims) != 4:
-        raise ModelLoadError(f"{Path(model_in).name}: expected a 4D image input, got rank {len(dims)}")
-    dims[2].dim_value, dims[3].dim_value = int(input_hw[0]), int(input_hw[1])
-    for out in m.graph.output:
-        odims = out.type.tensor_type.shape.dim
-        if len(odims) == 3:
-            odims[1].dim_param = "anchors"
-    del m.graph.value_info[:]
-    onnx.save(m, str(model_out))
-    return Path(model_out)
+    return FixInputShape(shape=[1, 3, int(input_hw[0]), int(input_hw[1])]).run(
+        Path(model_in), Path(model_out), PassContext())
 
 
 def build_optimized(fp32: str | Path, frames: Sequence[np.ndarray], recipe: str | Path = DEFAULT_RECIPE,

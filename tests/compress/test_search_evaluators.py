@@ -134,3 +134,36 @@ def test_specialize_inputs_inlines_if(tmp_path):
     assert count_ops(q)["MatMulInteger"] == 1                       # now reachable by the quantizer
     with pytest.raises(CompressionError, match="not inputs"):
         SpecializeInputs(constants={"rate": 16000}).run(src, tmp_path / "x.onnx", PassContext())
+
+
+def test_fix_input_shape_runs_yolox_at_16_9(yolox_path, tmp_path):
+    """Rectangular inference: the 416x416 YOLOX-nano fixed to 256x416 runs, with fewer anchors."""
+    import onnxruntime as ort
+
+    from sdk.compress import FixInputShape
+    from sdk.compress.base import PassContext
+
+    out = FixInputShape(shape=[1, 3, 256, 416]).run(yolox_path, tmp_path / "rect.onnx", PassContext())
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape == [1, 3, 256, 416]
+    y = sess.run(None, {"images": np.zeros((1, 3, 256, 416), np.float32)})[0]
+    # strides 8/16/32 over 256x416: 32*52 + 16*26 + 8*13 anchors
+    assert y.shape == (1, 32 * 52 + 16 * 26 + 8 * 13, 85)
+
+
+def test_fix_input_shape_refuses_a_fixed_reshape(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sdk.compress import FixInputShape
+    from sdk.compress.base import PassContext
+    from sdk.errors import CompressionError
+
+    g = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "s"], ["y"], name="flat")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 48])],
+        [numpy_helper.from_array(np.array([1, 48], np.int64), "s")])
+    p = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), p)
+    with pytest.raises(CompressionError, match="fixed shape"):
+        FixInputShape(shape=[1, 3, 8, 8]).run(p, tmp_path / "o.onnx", PassContext())
