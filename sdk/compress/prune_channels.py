@@ -39,7 +39,8 @@ import onnx
 from onnx import numpy_helper
 from pydantic import Field
 
-from ..errors import CompressionError, ModelLoadError
+from ..errors import CompressionError
+from .graph_prep import load_model
 from .base import Pass, PassConfig, PassContext, register_pass
 from .graph_channels import ChannelAnalysis, _attr, analyze_channels
 
@@ -422,10 +423,7 @@ class PruneChannels(Pass):
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
         model_in, model_out = Path(model_in), Path(model_out)
-        try:
-            model = onnx.load(str(model_in))
-        except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"could not read ONNX model {model_in}: {exc}") from exc
+        model = load_model(model_in, check=False)
         calib = ctx.calib if self.config.reconstruct != "none" else None
         pruned, report = prune_channels(model, self.config, calib=calib)
         model_out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,8 @@ import onnx
 from onnx import numpy_helper
 from pydantic import Field
 
-from ..errors import CompressionError, ModelLoadError
+from ..errors import CompressionError
+from .graph_prep import load_model
 from .base import Pass, PassConfig, PassContext, register_pass
 
 logger = logging.getLogger("edgewise")
@@ -132,10 +133,7 @@ class PruneMagnitude(Pass):
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
         model_in, model_out = Path(model_in), Path(model_out)
-        try:
-            model = onnx.load(str(model_in))
-        except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"could not read ONNX model {model_in}: {exc}") from exc
+        model = load_model(model_in, check=False)
         pruned, stats = prune_magnitude(model, self.config)
         model_out.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(pruned, str(model_out))

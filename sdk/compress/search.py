@@ -23,7 +23,6 @@ of accuracy / F1 / cosine); a string ending in ``%`` is *relative* to the baseli
 from __future__ import annotations
 
 import logging
-import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ import numpy as np
 from sdk.compress.calibration import CalibrationData, progress_enabled
 from sdk.compress.graph_prep import const_weight_matmuls, load_model, op_types
 from sdk.compress.recipe import Recipe
-from sdk.errors import CompressionError, EdgewiseError
+from sdk.errors import EdgewiseError
 
 logger = logging.getLogger("edgewise")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 from onnx import numpy_helper
 
 from sdk.compress import PassContext, QuantizeWeightsInt8, Recipe
