@@ -11,7 +11,7 @@ Metrics (no labels exist, so all are agreement with the FP32 model):
                 with printed text drawn on them, and skimage's scanned page
   silero VAD    1 - mean |p_candidate - p_fp32| of speech probabilities, each model run
                 sequentially on held-out utterances with its own recurrent state
-  YOLOX-nano    detection F1 at IoU 0.5 against FP32 detections (DetectionAgreement)
+  YOLOX-nano    detection F1 at IoU 0.5 against FP32 detections (FrameDetectionAgreement: each model at its own input size)
 
 Run:  nice .venv/bin/python benchmarks/compress_models.py [--models yolox,ppocr,silero] [--out DIR]
 """
@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sdk.compress import (CalibrationData, DetectionAgreement, Evaluator, OutputFidelity,  # noqa: E402
+from sdk.compress import (CalibrationData, Evaluator, FrameDetectionAgreement, OutputFidelity,  # noqa: E402
                           Recipe, YoloxDecoder, optimize)
 from sdk.compress.calibration import iter_images  # noqa: E402
 from sdk.compress.evaluators import open_session  # noqa: E402
@@ -130,10 +130,11 @@ def ort_default_static(model: Path, out: Path, feeds: list[dict]) -> Path:
 
 # --- one model ---------------------------------------------------------------------------
 def run_model(name: str, model: Path, calib: CalibrationData, evaluator: Evaluator, out: Path,
-              extra: dict | None = None, rounds: int = 7) -> dict:
+              extra: dict | None = None, rounds: int = 7, input_shapes: tuple = ()) -> dict:
     t0 = time.time()
     res = optimize(model, calib, evaluator, max_drop="1%", out_dir=out / name, extra_candidates=extra,
-                   latency_rounds=rounds, latency_iters=10, sensitivity_evals=6, keep_float_k=(2,), progress=True)
+                   latency_rounds=rounds, latency_iters=10, sensitivity_evals=6, keep_float_k=(2,), progress=True,
+                   input_shapes=input_shapes)
     ok = [c for c in res.candidates if c.ok and c.name != "fp32"]
     size_pick, size_note = choose(res.baseline, ok, size_only=True, min_speedup=1.05)
     # ORT defaults, measured side by side with FP32 and the choice
@@ -178,8 +179,10 @@ def bench_yolox(out: Path, with_prune: bool = True) -> dict:
     model = SHARED / "models" / "yolox_nano_coco_416.onnx"
     stills, video = driving_frames(per_video=32)
     calib = CalibrationData([{"images": yolox_input(f)} for f in video[0::2]])          # 32 video frames
-    evalset = [yolox_input(f) for f in stills + video[1::2]]                          # 14 stills + 32 other frames
-    ev = DetectionAgreement(model, evalset, YoloxDecoder((416, 416), score_thr=0.3))
+    # 14 stills + 32 other frames, each model fed at its own input size and judged in frame
+    # pixels, so the rectangular-input candidate (all frames are 16:9) is compared fairly
+    ev = FrameDetectionAgreement(model, stills + video[1::2],
+                                 decoder_factory=lambda hw: YoloxDecoder(hw, score_thr=0.3))
     # structured pruning (the prune helper's pass) needs fine-tuning to keep F1: distill from FP32
     # on the calibration frames, then optionally quantize
     prune = {"pass": "prune_channels", "ratio": 0.25}
@@ -189,7 +192,7 @@ def bench_yolox(out: Path, with_prune: bool = True) -> dict:
         "prune25_distill_qop_pc": Recipe([prune, kd, {"pass": "quantize_static", "format": "QOperator",
                                                       "per_channel": True, "reduce_range": True}]),
     }
-    return run_model("yolox_nano", model, calib, ev, out, extra)
+    return run_model("yolox_nano", model, calib, ev, out, extra, input_shapes=([1, 3, 256, 416],))
 
 
 def with_text(img: np.ndarray, seed: int) -> np.ndarray:

@@ -8,7 +8,8 @@ from sdk.compress.base import PASSES, Pass, PassConfig, PassContext, register_pa
 from sdk.compress.calibration import CalibrationData
 from sdk.compress.detect_decode import Detections, YoloxDecoder
 from sdk.compress.distill import Distill, DistillConfig, DistillResult, distill
-from sdk.compress.evaluators import AUC, DetectionAgreement, Evaluator, OutputFidelity, Top1Accuracy
+from sdk.compress.evaluators import (AUC, DetectionAgreement, Evaluator, FrameDetectionAgreement, OutputFidelity,
+                                     Top1Accuracy)
 from sdk.compress.export import export_onnx
 from sdk.compress.quantize_weights import QuantizeWeightsInt8
 from sdk.compress.graph_prep import FixInputShape, OptimizeGraph, SpecializeInputs, prepare_for_quantization, upgrade_opset
@@ -27,7 +28,7 @@ __all__ = [
     "QuantizeDynamic", "QuantizeStatic", "QuantizeInt4", "ConvertFP16", "OptimizeGraph", "SpecializeInputs", "FixInputShape", "QuantizeWeightsInt8",
     "PruneMagnitude", "PruneChannels", "Distill", "DistillConfig", "DistillResult", "distill", "export_onnx",
     # data and evaluation
-    "CalibrationData", "Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "OutputFidelity",
+    "CalibrationData", "Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "FrameDetectionAgreement", "OutputFidelity",
     "YoloxDecoder", "Detections",
     # search and report
     "optimize", "OptimizeResult", "Candidate", "Budget", "write_report",

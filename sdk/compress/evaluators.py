@@ -22,7 +22,7 @@ from sdk.errors import InferenceError, ModelLoadError
 
 logger = logging.getLogger("edgewise")
 
-__all__ = ["Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "OutputFidelity", "YoloxDecoder",
+__all__ = ["Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "FrameDetectionAgreement", "OutputFidelity", "YoloxDecoder",
            "Detections", "open_session", "roc_auc"]
 
 
@@ -218,6 +218,61 @@ class DetectionAgreement(Evaluator):
         sess = open_session(model_path)
         names = [o.name for o in sess.get_outputs()]
         return [self.decode_fn(dict(zip(names, _run(sess, _named(sess, f))))) for f in self.feeds]
+
+    def evaluate(self, model_path: str | Path) -> float:
+        tp = fp = fn = 0
+        for ref, cand in zip(self.reference, self.detect(model_path)):
+            a, b, c = match_counts(ref, cand, self.iou)
+            tp, fp, fn = tp + a, fp + b, fn + c
+        return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+class FrameDetectionAgreement(Evaluator):
+    """Detection F1 against the reference model, on raw frames, in frame pixels.
+
+    Unlike :class:`DetectionAgreement`, which feeds fixed preprocessed tensors, each model is
+    fed the frames letterboxed to *its own* input size (read from the graph), and the boxes
+    are mapped back to the frame before matching. So candidates that change the input shape
+    (``fix_input_shape``: rectangular inference) are judged on the same footing as the rest.
+    ``decoder_factory((h, w)) -> decode_fn`` builds the output decoder for an input size
+    (default: :class:`YoloxDecoder`); frames are HxWx3 uint8 in the model's colour order.
+    """
+
+    name = "detection_f1"
+
+    def __init__(self, reference_model: str | Path, frames: Sequence[np.ndarray],
+                 decoder_factory: Callable[[tuple[int, int]], Callable[[Any], Detections]] | None = None,
+                 pad_value: int = 114, iou: float = 0.5):
+        self.frames = [np.asarray(f) for f in frames]
+        if not self.frames:
+            raise ValueError("FrameDetectionAgreement needs at least one frame, got 0")
+        bad = [f.shape for f in self.frames if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8]
+        if bad:
+            raise ValueError(f"frames must be HxWx3 uint8 images, got shapes/dtypes like {bad[0]}")
+        self.decoder_factory = decoder_factory or (lambda hw: YoloxDecoder(input_size=hw))
+        self.pad_value, self.iou = int(pad_value), float(iou)
+        self.reference = self.detect(reference_model)
+        if sum(len(d) for d in self.reference) == 0:
+            logger.warning("FrameDetectionAgreement: the reference finds nothing on %d frames", len(self.frames))
+
+    def detect(self, model_path: str | Path) -> list[Detections]:
+        from sdk.preprocess import letterbox
+
+        sess = open_session(model_path)
+        inp = sess.get_inputs()[0]
+        hw = tuple(inp.shape[2:4])
+        if not all(isinstance(d, int) and d > 0 for d in hw):
+            raise ValueError(f"{Path(model_path).name}: input {inp.name!r} needs fixed height and width, "
+                             f"got shape {inp.shape}")
+        decode = self.decoder_factory(hw)
+        out = []
+        for frame in self.frames:
+            img, t = letterbox(frame, hw, pad_value=self.pad_value)
+            x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32)
+            d = decode(_run(sess, {inp.name: x}))
+            out.append(Detections(t.to_original(d.boxes).astype(np.float32), d.scores, d.classes)
+                       if len(d) else d)
+        return out
 
     def evaluate(self, model_path: str | Path) -> float:
         tp = fp = fn = 0

@@ -211,6 +211,22 @@ def file_size(path: Path) -> int:
     return total
 
 
+def fit_feeds(inputs: Sequence[Any], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The baseline's feeds, cropped or zero-padded to each input's fixed dims, for timing a
+    candidate whose input shape was changed (``fix_input_shape``)."""
+    out = {}
+    for spec in inputs:
+        a = np.asarray(feeds[spec.name])
+        want = [d if isinstance(d, int) and d > 0 else a.shape[k] for k, d in enumerate(spec.shape)]
+        if list(a.shape) != want and len(want) == a.ndim:
+            b = np.zeros(want, dtype=a.dtype)
+            common = tuple(slice(0, min(x, y)) for x, y in zip(a.shape, want))
+            b[common] = a[common]
+            a = b
+        out[spec.name] = a
+    return out
+
+
 def measure_latency_rounds(paths: Mapping[str, Path], feeds: Mapping[str, np.ndarray], target: str = "cpu",
                            rounds: int = 5, iters: int = 10, progress: bool = False) -> dict[str, list[float]]:
     """Per model, the best latency (ms) of ``iters`` runs in each of ``rounds`` interleaved
@@ -233,7 +249,7 @@ def measure_latency_rounds(paths: Mapping[str, Path], feeds: Mapping[str, np.nda
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
                 eng = engines[name]
-                x = {i.name: feeds[i.name] for i in eng.inputs}
+                x = fit_feeds(eng.inputs, feeds)
                 times = []
                 for _ in range(iters):
                     t0 = time.perf_counter()
@@ -261,7 +277,7 @@ def measure_energy(path: Path, feeds: Mapping[str, np.ndarray], target: str = "c
     from sdk.runtime import Engine, EngineOptions
 
     with Engine(path, EngineOptions(providers=[target], warmup=1)) as eng:
-        x = {i.name: feeds[i.name] for i in eng.inputs}
+        x = fit_feeds(eng.inputs, feeds)
         with EnergyMeter() as meter:
             for _ in range(n):
                 eng.run_list(x)
@@ -277,7 +293,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
              sensitivity: bool | None = None, sensitivity_evals: int = 8, keep_float_k: Sequence[int] = (1, 3),
              latency_rounds: int = 5, latency_iters: int = 10, min_speedup: float = 1.05,
              latency_fn: LatencyFn | None = None, energy: bool = True, progress: bool = False,
-             write: bool = True) -> OptimizeResult:
+             write: bool = True, input_shapes: Sequence[Sequence[int]] = ()) -> OptimizeResult:
     """Search candidate recipes under an accuracy budget; see the module docstring.
 
     ``latency_fn(paths, feeds) -> {name: ms}`` replaces the Engine measurement (tests).
@@ -286,6 +302,11 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
     (timing noise on a shared CPU is several percent).
     ``sensitivity``: run the per-node analysis and add its candidates; ``None`` = only when
     the default candidates are used.
+    ``input_shapes``: also try the model with its first input fixed to each of these shapes
+    (``fix_input_shape`` + graph optimization; e.g. ``[[1, 3, 256, 416]]`` for 16:9 frames
+    into a 416x416 detector). Only an evaluator that feeds each model at its own input size
+    (:class:`FrameDetectionAgreement`) can judge them; with any other, they fail and are
+    recorded as failed.
     """
     from tqdm.auto import tqdm
 
@@ -313,6 +334,10 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
     else:
         recipes = dict(candidates)
     recipes.update(dict(extra_candidates or {}))
+    for shape in input_shapes:
+        tag = "x".join(str(int(d)) for d in shape)
+        recipes[f"input_{tag}_optimized"] = Recipe([{"pass": "fix_input_shape", "shape": [int(d) for d in shape]},
+                                                    {"pass": "optimize_graph", "level": "extended"}])
     if BASELINE in recipes:
         raise ValueError(f"candidate name {BASELINE!r} is reserved for the input model")
 
