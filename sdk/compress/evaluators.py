@@ -194,6 +194,15 @@ class OutputFidelity(Evaluator):
         return float(np.mean(sims))
 
 
+def detection_f1(reference: Sequence[Detections], candidate: Sequence[Detections], iou: float) -> float:
+    """F1 over all images of ``candidate`` against ``reference`` (1.0 when both find nothing)."""
+    tp = fp = fn = 0
+    for ref, cand in zip(reference, candidate):
+        a, b, c = match_counts(ref, cand, iou)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
 class DetectionAgreement(Evaluator):
     """F1 at IoU ``iou`` of the candidate's detections against the reference model's.
 
@@ -220,11 +229,7 @@ class DetectionAgreement(Evaluator):
         return [self.decode_fn(dict(zip(names, _run(sess, _named(sess, f))))) for f in self.feeds]
 
     def evaluate(self, model_path: str | Path) -> float:
-        tp = fp = fn = 0
-        for ref, cand in zip(self.reference, self.detect(model_path)):
-            a, b, c = match_counts(ref, cand, self.iou)
-            tp, fp, fn = tp + a, fp + b, fn + c
-        return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+        return detection_f1(self.reference, self.detect(model_path), self.iou)
 
 
 class FrameDetectionAgreement(Evaluator):
@@ -275,8 +280,4 @@ class FrameDetectionAgreement(Evaluator):
         return out
 
     def evaluate(self, model_path: str | Path) -> float:
-        tp = fp = fn = 0
-        for ref, cand in zip(self.reference, self.detect(model_path)):
-            a, b, c = match_counts(ref, cand, self.iou)
-            tp, fp, fn = tp + a, fp + b, fn + c
-        return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+        return detection_f1(self.reference, self.detect(model_path), self.iou)
