@@ -87,6 +87,12 @@ class KVDecoder:
         self.calls = {"no_past": 0, "with_past": 0}
 
     # -- one step ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every decoder engine this object holds."""
+        for eng in (self.merged, self.decoder, self.decoder_with_past):
+            if eng is not None:
+                eng.close()
     def _common(self, inputs, ids, enc, mask):
         feed = {"input_ids": ids.astype(np.int64, copy=False)}
         if "encoder_hidden_states" in inputs:

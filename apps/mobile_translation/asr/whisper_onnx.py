@@ -139,9 +139,8 @@ class WhisperOnnxRecognizer:
                           time.perf_counter() - t0)
 
     def close(self) -> None:
-        for eng in (self.encoder, self.decoder.merged, self.decoder.decoder, self.decoder.decoder_with_past):
-            if eng is not None:
-                eng.close()
+        self.encoder.close()
+        self.decoder.close()
 
     def __enter__(self):
         return self

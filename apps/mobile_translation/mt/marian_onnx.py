@@ -85,9 +85,8 @@ class MarianOnnxTranslator:
         return Translation(text, self.tokenizer.decode(out).strip(), time.perf_counter() - t0)
 
     def close(self) -> None:
-        for eng in (self.encoder, self.decoder.merged, self.decoder.decoder, self.decoder.decoder_with_past):
-            if eng is not None:
-                eng.close()
+        self.encoder.close()
+        self.decoder.close()
 
     def __enter__(self):
         return self
