@@ -40,7 +40,7 @@ from onnx import numpy_helper
 from pydantic import Field
 
 from ..errors import CompressionError
-from .graph_prep import load_model
+from .graph_prep import load_model, save_model
 from .base import Pass, PassConfig, PassContext, register_pass
 from .graph_channels import ChannelAnalysis, _attr, analyze_channels
 
@@ -190,13 +190,9 @@ def _activation_importance(m: onnx.ModelProto, an: ChannelAnalysis, prunable: li
                 continue
             reads.append((node.input[0], norms, segs))
     names = sorted({t for t, _, _ in reads})
-    probe = onnx.ModelProto()
-    probe.CopyFrom(m)
-    have = {o.name for o in probe.graph.output}
-    for n in names:
-        if n not in have:
-            probe.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
-    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    from .prune_reconstruct import with_outputs
+
+    sess = ort.InferenceSession(with_outputs(m, names), providers=["CPUExecutionProvider"])
     sq: dict[str, np.ndarray] = {}
     count: dict[str, int] = {}
     for _, feed in zip(range(limit), calib):
@@ -426,7 +422,6 @@ class PruneChannels(Pass):
         model = load_model(model_in, check=False)
         calib = ctx.calib if self.config.reconstruct != "none" else None
         pruned, report = prune_channels(model, self.config, calib=calib)
-        model_out.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(pruned, str(model_out))
+        save_model(pruned, model_out)
         ctx.extra["prune_channels"] = report.as_dict()
         return model_out

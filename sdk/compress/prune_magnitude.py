@@ -26,7 +26,7 @@ from onnx import numpy_helper
 from pydantic import Field
 
 from ..errors import CompressionError
-from .graph_prep import load_model
+from .graph_prep import load_model, save_model
 from .base import Pass, PassConfig, PassContext, register_pass
 
 logger = logging.getLogger("edgewise")
@@ -135,8 +135,7 @@ class PruneMagnitude(Pass):
         model_in, model_out = Path(model_in), Path(model_out)
         model = load_model(model_in, check=False)
         pruned, stats = prune_magnitude(model, self.config)
-        model_out.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(pruned, str(model_out))
+        save_model(pruned, model_out)
         stats["deflated_bytes_before"] = deflated_size(model_in)
         stats["deflated_bytes_after"] = deflated_size(model_out)
         ctx.extra["prune_magnitude"] = stats

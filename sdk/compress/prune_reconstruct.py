@@ -57,7 +57,8 @@ def _aug(x: np.ndarray) -> np.ndarray:
     return np.vstack([x, np.ones((1, x.shape[1]))])
 
 
-def _with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> bytes:
+def with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> bytes:
+    """Serialized copy of ``model`` that also outputs the tensors ``names`` (for probing)."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     have = {o.name for o in m.graph.output}
@@ -167,7 +168,7 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, consumers: l
         stats[c.node] = {"kind": c.kind, "inputs": int(len(c.sel_in))}
 
     if mode == "oneshot":
-        sess = _session(_with_outputs(original, {c.tensor for c in consumers}))
+        sess = _session(with_outputs(original, {c.tensor for c in consumers}))
         names = sorted({c.tensor for c in consumers})
         acc: dict[str, np.ndarray] = {}
         for f in feeds:
@@ -179,11 +180,11 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, consumers: l
             idx = np.append(c.sel_in, s.shape[0] - 1)
             refit(c, s[np.ix_(idx, idx)], s[idx], s[-1, :-1] / s[-1, -1])
     else:
-        osess = _session(_with_outputs(original, {c.tensor for c in consumers}))
+        osess = _session(with_outputs(original, {c.tensor for c in consumers}))
         for start in range(0, len(consumers), chunk):
             part = consumers[start:start + chunk]
             names = sorted({c.tensor for c in part})
-            psess = _session(_with_outputs(out, names))
+            psess = _session(with_outputs(out, names))
             spp: dict[str, np.ndarray] = {}
             spo: dict[str, np.ndarray] = {}
             mean_o: dict[str, np.ndarray] = {}

@@ -107,6 +107,16 @@ class _CommonConfig(PassConfig):
                                           "onnxruntime.quantization (e.g. ActivationSymmetric, WeightSymmetric)")
 
 
+def _prepared(model_in: Path, work_path: Path, cfg: "_CommonConfig") -> Path:
+    """The model onnxruntime's quantizer should read: pre-processed (shape inference, graph
+    optimization) when asked, and at opset >= 13 when per-channel scales need it."""
+    if not (cfg.preprocess or cfg.per_channel):
+        return model_in
+    return prepare_for_quantization(model_in, work_path,
+                                    min_opset=PER_CHANNEL_MIN_OPSET if cfg.per_channel else None,
+                                    optimize=cfg.preprocess)
+
+
 @register_pass
 class QuantizeDynamic(Pass):
     """Dynamic INT8: weights quantized offline, activations quantized at run time per batch.
@@ -126,11 +136,7 @@ class QuantizeDynamic(Pass):
         cfg = self.config
         load_model(model_in)
         with _WorkDir(ctx) as work:
-            src = Path(model_in)
-            if cfg.preprocess or cfg.per_channel:
-                src = prepare_for_quantization(model_in, work / "dyn_prep.onnx",
-                                               min_opset=PER_CHANNEL_MIN_OPSET if cfg.per_channel else None,
-                                               optimize=cfg.preprocess)
+            src = _prepared(Path(model_in), work / "dyn_prep.onnx", cfg)
             try:
                 quantize_dynamic(str(src), str(model_out), op_types_to_quantize=_op_types(cfg, static=False),
                                  per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
@@ -170,11 +176,7 @@ class QuantizeStatic(Pass):
         load_model(model_in)
         calib = ctx.calib if isinstance(ctx.calib, CalibrationData) else CalibrationData(ctx.calib)
         with _WorkDir(ctx) as work:
-            src = Path(model_in)
-            if cfg.preprocess or cfg.per_channel:
-                src = prepare_for_quantization(model_in, work / "static_prep.onnx",
-                                               min_opset=PER_CHANNEL_MIN_OPSET if cfg.per_channel else None,
-                                               optimize=cfg.preprocess)
+            src = _prepared(Path(model_in), work / "static_prep.onnx", cfg)
             feeds = calib.for_model(src, limit=cfg.calibration_samples)
             act, wt = TYPE_PAIRS[cfg.types]
             extra = dict(cfg.extra_options)
