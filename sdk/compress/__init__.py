@@ -11,7 +11,7 @@ from sdk.compress.distill import Distill, DistillConfig, DistillResult, distill
 from sdk.compress.evaluators import (AUC, DetectionAgreement, Evaluator, FrameDetectionAgreement, OutputFidelity,
                                      Top1Accuracy)
 from sdk.compress.export import export_onnx
-from sdk.compress.quantize_weights import QuantizeWeightsInt8
+from sdk.compress.quantize_weights import QuantizeWeights, WeightQuantizer
 from sdk.compress.graph_prep import FixInputShape, OptimizeGraph, SpecializeInputs, prepare_for_quantization, upgrade_opset
 from sdk.compress.prune_channels import PruneChannels
 from sdk.compress.prune_magnitude import PruneMagnitude
@@ -25,7 +25,7 @@ from sdk.compress.sensitivity import SensitivityResult, analyze_sensitivity
 __all__ = [
     # passes
     "Pass", "PassConfig", "PassContext", "register_pass", "PASSES", "Recipe",
-    "QuantizeDynamic", "QuantizeStatic", "QuantizeInt4", "ConvertFP16", "OptimizeGraph", "SpecializeInputs", "FixInputShape", "QuantizeWeightsInt8",
+    "QuantizeDynamic", "QuantizeStatic", "QuantizeInt4", "ConvertFP16", "OptimizeGraph", "SpecializeInputs", "FixInputShape", "QuantizeWeights", "WeightQuantizer",
     "PruneMagnitude", "PruneChannels", "Distill", "DistillConfig", "DistillResult", "distill", "export_onnx",
     # data and evaluation
     "CalibrationData", "Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "FrameDetectionAgreement", "OutputFidelity",

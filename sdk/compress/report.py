@@ -49,6 +49,14 @@ def markdown(result: Any) -> str:
                   f"All quantized: {s['metric_all_quantized']:.4f} ({s['evals']} evaluations)", "",
                   "| nodes kept in float | metric | gain |", "|---|---|---|"]
         lines += [f"| {g['nodes']} | {_fmt(g['metric'], '.4f')} | {g['gain']:+.4f} |" for g in s["groups"]]
+    a = d.get("bit_allocation")
+    if a and a.get("trials"):
+        lines += ["", "## Bit allocation (weights at int4, the rest int8; activations float)", "",
+                  f"Floor {a['floor']:.4f}; chosen: {len(a['low_bit_nodes'])} layers at int4"
+                  + (f", metric {a['metric']:.4f}" if a.get("metric") is not None else ""), "",
+                  "| order | layers at int4 | bytes | metric | within budget |", "|---|---|---|---|---|"]
+        lines += [f"| {t.get('order', '')} | {t['k']} | {t['bytes']} | {t['metric']:.4f} | {'yes' if t['ok'] else 'no'} |"
+                  for t in a["trials"]]
     energy_sources = {(c["energy"] or {}).get("source") for c in d["candidates"] if c["energy"]}
     if "estimate" in energy_sources:
         note = next((c["energy"].get("note") for c in d["candidates"] if c["energy"]), "")

@@ -124,6 +124,7 @@ class OptimizeResult:
     model: Path
     sensitivity: dict[str, Any] | None = None
     device: dict[str, Any] = field(default_factory=dict)
+    bit_allocation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,7 +134,7 @@ class OptimizeResult:
             "size_only": self.size_only, "note": self.note, "chosen": self.chosen.name,
             "baseline": self.baseline.name, "pareto": [c.name for c in self.pareto],
             "candidates": [c.to_dict() for c in self.candidates], "sensitivity": self.sensitivity,
-            "device": self.device,
+            "device": self.device, "bit_allocation": self.bit_allocation,
         }
 
 
@@ -164,7 +165,7 @@ def default_candidates(model_path: str | Path, target: str = "cpu", static: bool
         })
     c["fp16"] = Recipe([{"pass": "fp16"}])
     # size recipe that keeps activations in float: ~4x smaller, FP32 speed and accuracy
-    c["weights_int8"] = Recipe([{"pass": "quantize_weights_int8"}])
+    c["weights_int8"] = Recipe([{"pass": "quantize_weights"}])
     if const_weight_matmuls(model) and "MatMul" in ops:
         c["int4_weights"] = Recipe([{"pass": "quantize_int4", "block_size": 32}])
     return c
@@ -293,7 +294,8 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
              sensitivity: bool | None = None, sensitivity_evals: int = 8, keep_float_k: Sequence[int] = (1, 3),
              latency_rounds: int = 5, latency_iters: int = 10, min_speedup: float = 1.05,
              latency_fn: LatencyFn | None = None, energy: bool = True, progress: bool = False,
-             write: bool = True, input_shapes: Sequence[Sequence[int]] = ()) -> OptimizeResult:
+             write: bool = True, input_shapes: Sequence[Sequence[int]] = (),
+             bit_allocation: bool | None = None) -> OptimizeResult:
     """Search candidate recipes under an accuracy budget; see the module docstring.
 
     ``latency_fn(paths, feeds) -> {name: ms}`` replaces the Engine measurement (tests).
@@ -307,6 +309,9 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
     into a 416x416 detector). Only an evaluator that feeds each model at its own input size
     (:class:`FrameDetectionAgreement`) can judge them; with any other, they fail and are
     recorded as failed.
+    ``bit_allocation``: choose which weights can be stored at 4 bits (the rest at 8) within
+    the budget (:mod:`sdk.compress.bit_allocation`) and add that mix as the candidate
+    ``weights_mixed_int4``; ``None`` = only when the default candidates are used.
     """
     from tqdm.auto import tqdm
 
@@ -356,6 +361,12 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
         except EdgewiseError as exc:
             logger.warning("sensitivity analysis failed: %s", exc)
             sens_info = {"error": str(exc)}
+
+    alloc_info = None
+    if bit_allocation is None:
+        bit_allocation = candidates is None
+    if bit_allocation and weighted:
+        alloc_info = _allocate_bits(model, calib, evaluator, base.metric - allowed, work, progress, recipes)
 
     cands: list[Candidate] = []
     extra = {"calibration_cache_dir": str(work / "calib_cache")}
@@ -410,12 +421,29 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
     except Exception:
         device = {}
     result = OptimizeResult(base, everyone, chosen, pareto, note, metric_name, budget, allowed, size_only, target,
-                            model, sens_info, device)
+                            model, sens_info, device, alloc_info)
     if write:
         from sdk.compress.report import write_report
 
         write_report(result, out)
     return result
+
+
+def _allocate_bits(model: Path, calib: CalibrationData, evaluator: Callable[[Path], float], floor: float,
+                   work: Path, progress: bool, recipes: dict[str, Recipe]) -> dict[str, Any]:
+    """Run the int4/int8 bit allocation; add its mix to ``recipes``; what it found, for the report."""
+    from sdk.compress.bit_allocation import allocate_low_bits
+
+    try:
+        alloc = allocate_low_bits(model, calib, evaluator, floor, progress=progress, work_dir=work)
+    except EdgewiseError as exc:
+        logger.warning("bit allocation failed: %s", exc)
+        return {"error": str(exc)}
+    if alloc.low_bit_nodes:
+        recipes["weights_mixed_int4"] = Recipe([{"pass": "quantize_weights", "low_bit_nodes": alloc.low_bit_nodes}])
+    else:
+        logger.info("bit allocation: no weight can go to 4 bits within the budget")
+    return alloc.to_dict()
 
 
 def choose(base: Candidate, ok: list[Candidate], size_only: bool, min_speedup: float) -> tuple[Candidate, str]:
