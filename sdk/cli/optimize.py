@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-scale", type=float, default=1.0,
                    help="image folders without a bundle: divide pixel values by this (default 1: 0..255)")
     p.add_argument("--no-sensitivity", action="store_true", help="skip the per-node sensitivity analysis")
+    p.add_argument("--no-bit-allocation", action="store_true",
+                   help="skip choosing which weights can be stored at 4 bits (the weights_mixed_int4 candidate)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_json_flag(p)
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         res = optimize(model_path, calib, evaluator, max_drop=args.max_drop, target=args.target, out_dir=tmp,
                        size_only=args.size_only, candidates=candidates,
                        sensitivity=False if args.no_sensitivity else None,
-                       progress=progress)
+                       bit_allocation=False if args.no_bit_allocation else None, progress=progress)
         chosen = res.chosen
         recipe = chosen.recipe or Recipe([])
         recipe_file = recipe.to_file(Path(tmp) / "recipe.yaml")

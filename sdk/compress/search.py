@@ -295,7 +295,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
              latency_rounds: int = 5, latency_iters: int = 10, min_speedup: float = 1.05,
              latency_fn: LatencyFn | None = None, energy: bool = True, progress: bool = False,
              write: bool = True, input_shapes: Sequence[Sequence[int]] = (),
-             bit_allocation: bool | None = None) -> OptimizeResult:
+             bit_allocation: bool | None = None, allocation_reserve: float = 0.25) -> OptimizeResult:
     """Search candidate recipes under an accuracy budget; see the module docstring.
 
     ``latency_fn(paths, feeds) -> {name: ms}`` replaces the Engine measurement (tests).
@@ -311,7 +311,11 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
     recorded as failed.
     ``bit_allocation``: choose which weights can be stored at 4 bits (the rest at 8) within
     the budget (:mod:`sdk.compress.bit_allocation`) and add that mix as the candidate
-    ``weights_mixed_int4``; ``None`` = only when the default candidates are used.
+    ``weights_mixed_int4``; ``None`` = only when the default candidates are used. The
+    allocation tries a dozen mixes on the evaluator's data, so it would pick the one that
+    just scrapes the floor there; it keeps ``allocation_reserve`` of the budget unused
+    (YOLOX-nano, 5% budget: the mix at the floor scored F1 0.957 on the search frames and 0.949
+    on held-out ones; with a quarter in reserve, 0.97 and 0.96).
     """
     from tqdm.auto import tqdm
 
@@ -365,8 +369,11 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
     alloc_info = None
     if bit_allocation is None:
         bit_allocation = candidates is None
+    if not 0.0 <= allocation_reserve < 1.0:
+        raise ValueError(f"allocation_reserve must be in [0, 1), got {allocation_reserve}")
     if bit_allocation and weighted:
-        alloc_info = _allocate_bits(model, calib, evaluator, base.metric - allowed, work, progress, recipes)
+        floor = base.metric - allowed * (1.0 - allocation_reserve)
+        alloc_info = _allocate_bits(model, calib, evaluator, floor, work, progress, recipes)
 
     cands: list[Candidate] = []
     extra = {"calibration_cache_dir": str(work / "calib_cache")}

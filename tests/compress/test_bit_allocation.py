@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import onnx
+import pytest
 from onnx import TensorProto
 
 from sdk.compress import CalibrationData, OutputFidelity, Recipe, optimize
@@ -57,7 +58,8 @@ def test_both_orders_keep_the_bigger_saving_and_the_recipe_reproduces(tiny_mlp_p
 
 def test_optimize_adds_the_mixed_candidate_and_reports_it(tiny_mlp_path, calib_feeds, tmp_path):
     calib = CalibrationData(calib_feeds(tiny_mlp_path, 8))
-    res = optimize(tiny_mlp_path, calib, MinusInt4(), max_drop=1.0, candidates={"fp16": Recipe([{"pass": "fp16"}])},
+    # budget 2 int4 weights; a quarter of it in reserve -> floor -1.5 -> one weight at int4
+    res = optimize(tiny_mlp_path, calib, MinusInt4(), max_drop=2.0, candidates={"fp16": Recipe([{"pass": "fp16"}])},
                    out_dir=tmp_path / "o", latency_fn=lambda paths, feeds: {n: 1.0 for n in paths}, energy=False,
                    bit_allocation=True, size_only=True)
     names = [c.name for c in res.candidates]
@@ -67,4 +69,7 @@ def test_optimize_adds_the_mixed_candidate_and_reports_it(tiny_mlp_path, calib_f
     assert res.bit_allocation["low_bit_nodes"] == mixed.recipe.to_list()[0]["low_bit_nodes"]
     report = (tmp_path / "o" / "report.md").read_text()
     assert "## Bit allocation" in report
-    assert json.loads((tmp_path / "o" / "report.json").read_text())["bit_allocation"]["floor"] == -1.0
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["bit_allocation"]["floor"] == -1.5
+    with pytest.raises(ValueError, match="allocation_reserve"):
+        optimize(tiny_mlp_path, calib, MinusInt4(), candidates={}, out_dir=tmp_path / "p", allocation_reserve=1.0,
+                 latency_fn=lambda paths, feeds: {n: 1.0 for n in paths}, energy=False)
