@@ -110,6 +110,27 @@ def ensure_node_names(model: onnx.ModelProto) -> int:
     return named
 
 
+def constants_to_initializers(model: onnx.ModelProto) -> int:
+    """Turn main-graph ``Constant`` nodes holding a tensor into initializers (same values,
+    same names); returns how many. Exporters such as paddle2onnx (PP-OCR) keep every weight in
+    a Constant node, which weight quantizers, looking for initializers, would not see."""
+    keep, moved = [], 0
+    for node in model.graph.node:
+        attr = node.attribute[0] if node.op_type == "Constant" and len(node.attribute) == 1 else None
+        if node.domain in ("", "ai.onnx") and attr is not None and attr.name == "value" and len(node.output) == 1:
+            t = onnx.TensorProto()
+            t.CopyFrom(attr.t)
+            t.name = node.output[0]
+            model.graph.initializer.append(t)
+            moved += 1
+        else:
+            keep.append(node)
+    if moved:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return moved
+
+
 def is_preprocessed(model: onnx.ModelProto) -> bool:
     return any(p.key == PRE_PROCESS_KEY for p in model.metadata_props)
 

@@ -35,7 +35,7 @@ from pydantic import Field
 
 from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
 from sdk.compress.calibration import CalibrationData
-from sdk.compress.graph_prep import load_model, opset_version, save_model
+from sdk.compress.graph_prep import constants_to_initializers, load_model, opset_version, save_model
 from sdk.compress.layer_stats import LayerStats, collect_layer_stats, site_for
 from sdk.compress.quantize import verify_loadable
 from sdk.compress.weight_rounding import choose_scales, gptq, relative_output_error, round_nearest
@@ -115,6 +115,7 @@ class WeightQuantizer:
                  calib_samples: int = 32, damp: float = 0.01, progress: bool = False):
         self.path = Path(model_path)
         self.model = load_model(self.path)
+        constants_to_initializers(self.model)
         self.per_channel, self.damp = per_channel, damp
         self.specs = self._find(set(op_types), min_elements, set(exclude))
         if rounding == "gptq" and calib is None:

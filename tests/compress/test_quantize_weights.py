@@ -123,3 +123,24 @@ def test_yolox_int8_shrinks_over_3x_and_runs(yolox_path, tmp_path):
 def _write(p, text):
     p.write_text(text)
     return p
+
+
+def test_weights_held_in_constant_nodes_are_found(tiny_cnn_path, calib_feeds, tmp_path):
+    """paddle2onnx (PP-OCR) keeps every weight in a Constant node, not an initializer."""
+    from onnx import helper
+
+    m = onnx.load(str(tiny_cnn_path))
+    consts = [helper.make_node("Constant", [], [i.name], value=i) for i in m.graph.initializer]
+    del m.graph.initializer[:]
+    nodes = consts + list(m.graph.node)
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    src = tmp_path / "const.onnx"
+    onnx.save(m, str(src))
+    ctx = PassContext()
+    out = QuantizeWeights().run(src, tmp_path / "w8.onnx", ctx)
+    assert ctx.extra["quantize_weights"]["int8"] == 3            # conv1 (216), conv2 (576), fc (80 elements)
+    assert not [n for n in onnx.load(str(out)).graph.node if n.op_type == "Constant"]
+    feeds = calib_feeds(tiny_cnn_path, n=2)
+    for ya, yb in zip(_outputs(tiny_cnn_path, feeds), _outputs(out, feeds)):
+        assert _cos(ya, yb) > 0.999
