@@ -184,7 +184,7 @@ def sensitivity_candidates(sres: Any, keep_float_k: Sequence[int] = (1, 3)) -> d
     if tail:
         sets["tail"] = tail
     for k in keep_float_k:
-        top = [n for g in ranked[:k] for n in g.nodes]
+        top = list(dict.fromkeys(n for g in ranked[:k] for n in g.nodes))   # a block and its refined nodes overlap
         if top and len(ranked) >= 1:
             sets[f"tail_keep{k}"] = tail + top
     out: dict[str, Recipe] = {}

@@ -5,7 +5,9 @@ and evaluate it (``metric_all``); then for each group of quantizable nodes, quan
 with that group kept in float and evaluate (``metric_g``). ``gain = metric_g - metric_all``
 is what keeping the group in float buys back. A group is one node when the model has at
 most ``max_evals`` quantizable nodes, otherwise a run of consecutive nodes in topological
-order (a "block"), so the cost stays ``max_evals + 1`` quantize-and-evaluate rounds.
+order (a "block"), so the cost stays ``max_evals + 1`` quantize-and-evaluate rounds. Then
+the block that helped most is split (``refine_evals`` more rounds: single nodes when it has
+that many or fewer) so the nodes kept in float can be the harmful ones, not their whole block.
 Calibration runs once: the ranges are cached and reused for every round.
 """
 from __future__ import annotations
@@ -96,6 +98,7 @@ def group_nodes(names: list[str], max_groups: int) -> list[list[str]]:
 
 def analyze_sensitivity(model_path: str | Path, calib: Any, evaluator: Callable[[Path], float],
                         config: QuantizeStatic.Config | dict | None = None, *, max_evals: int = 12,
+                        refine_evals: int = 4,
                         op_types: tuple[str, ...] = WEIGHTED_OPS, work_dir: str | Path | None = None,
                         progress: bool = False) -> SensitivityResult:
     """Rank groups of quantizable nodes by how much keeping them in float helps ``evaluator``.
@@ -138,6 +141,15 @@ def analyze_sensitivity(model_path: str | Path, calib: Any, evaluator: Callable[
             g.metric = quantize_eval(g.nodes, f"g{i}")
             g.gain = g.metric - metric_all
             res.evals += 1
+        best = max((g for g in groups if not g.tail and len(g.nodes) > 1 and g.gain > 0),
+                   key=lambda g: g.gain, default=None)
+        if best is not None and refine_evals > 0:
+            for j, nodes in enumerate(group_nodes(best.nodes, refine_evals)):
+                sub = NodeGroup(nodes)
+                sub.metric = quantize_eval(nodes, f"r{j}")
+                sub.gain = sub.metric - metric_all
+                res.evals += 1
+                groups.append(sub)
         res.groups = sorted(groups, key=lambda g: -g.gain)
         logger.info("sensitivity: all-quantized %.4f; top groups %s", metric_all,
                     ", ".join(f"{g.label}: +{g.gain:.4f}" for g in res.groups[:3]))

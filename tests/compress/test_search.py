@@ -138,8 +138,27 @@ def test_sensitivity_ranks_the_harmful_node(tiny_cnn_path, calib_feeds, tmp_path
     assert res.top_nodes(1) == top.nodes or top.gain <= 0
     # grouping kicks in when there are more nodes than evaluations
     res2 = analyze_sensitivity(tiny_cnn_path, CalibrationData(feeds), ev, {"per_channel": True}, max_evals=2,
-                               work_dir=tmp_path)
+                               refine_evals=0, work_dir=tmp_path)
     assert len(res2.groups) == 2 and sum(len(g.nodes) for g in res2.groups) == 3
+
+
+def test_sensitivity_refines_the_best_block_into_nodes(tiny_cnn_path, calib_feeds, tmp_path):
+    """Two blocks ([conv1, conv2], [fc]); the metric counts Convs left in float, so the conv
+    block helps and is split into its two nodes, each worth one."""
+    import onnx
+
+    def float_convs(path):
+        m = onnx.load(str(path))
+        inits = {i.name for i in m.graph.initializer}
+        return float(sum(1 for n in m.graph.node if n.op_type == "Conv" and n.input[1] in inits))
+
+    feeds = calib_feeds(tiny_cnn_path, 8)
+    res = analyze_sensitivity(tiny_cnn_path, CalibrationData(feeds), float_convs, {"per_channel": True},
+                              max_evals=2, refine_evals=2, work_dir=tmp_path)
+    assert res.metric_all == 0.0 and res.evals == 1 + 2 + 2
+    assert res.groups[0].gain == 2.0 and len(res.groups[0].nodes) == 2
+    singles = sorted((g.nodes[0], g.gain) for g in res.groups if len(g.nodes) == 1 and g.nodes[0] in res.groups[0].nodes)
+    assert [gain for _, gain in singles] == [1.0, 1.0]
 
 
 def test_tail_nodes_of_yolox_head(yolox_path):
