@@ -115,13 +115,16 @@ def test_memory():
     peak = peak_memory_bytes()
     assert peak is None or peak > 2**20
     import gc
+    import mmap
 
     # the tracker measures the whole process: let earlier tests' garbage go first, so memory
-    # freed during the span does not hide the allocation
+    # freed during the span does not hide the allocation; and map fresh pages directly, since
+    # malloc may hand back heap memory that earlier tests left resident (RSS would not move)
     gc.collect()
     with RssTracker() as t:
-        block = np.ones(128 * 2**20 // 8)  # 128 MiB touched
-    del block
+        block = mmap.mmap(-1, 128 * 2**20)
+        np.frombuffer(block, dtype=np.uint8)[:] = 1  # 128 MiB touched
+    block.close()
     if t.delta_bytes is not None and t.isolated:
         assert t.delta_bytes >= 32 * 2**20
 
