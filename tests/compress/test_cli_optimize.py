@@ -58,6 +58,26 @@ def test_cli_optimize_size_only_int8(tiny_mlp_path, calib_feeds, tmp_path, capsy
     assert "bundle written to" in capsys.readouterr().out
 
 
+def test_cli_optimize_int4_mix_bundle_runs(tiny_mlp_path, calib_feeds, tmp_path, capsys):
+    """An int4/int8 weight mix (opset 21, IR 10) goes through the bundle: hashes, manifest, engine."""
+    from sdk.bundle import load_bundle
+
+    x = np.concatenate([f["input"] for f in calib_feeds(tiny_mlp_path, 64)])
+    np.savez(tmp_path / "c.npz", input=x)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- pass: quantize_weights\n  low_bit_nodes: [matmul1]\n")
+    out = tmp_path / "b"
+    rc = main(["optimize", str(tiny_mlp_path), "--calib", str(tmp_path / "c.npz"), "--max-drop", "0.05",
+               "--out", str(out), "--recipe", str(recipe), "--size-only", "--no-progress", "--json"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["chosen"] == "recipe"
+    b = load_bundle(out)
+    assert b.manifest.metrics["size_ratio"] > 3.0
+    with b.engine("model") as eng:
+        y = eng.run({"input": x[:1]})["logits"]
+    assert y.shape == (1, 10) and np.isfinite(y).all()
+
+
 @pytest.mark.parametrize("argv, code, message", [
     (["--eval", "top1"], 2, "--labels"),
     (["--max-drop", "lots"], 2, "max_drop"),
