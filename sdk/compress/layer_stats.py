@@ -29,6 +29,8 @@ __all__ = ["LayerSite", "LayerStats", "collect_layer_stats", "unfold"]
 
 #: cap on the rows (positions) taken from one sample, so large feature maps stay cheap
 MAX_ROWS_PER_SAMPLE = 8192
+#: wider inputs get no second moment (float64 H of 4096 features is 128 MiB per layer)
+MAX_HESSIAN_FEATURES = 4096
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class LayerSite:
 @dataclass
 class LayerStats:
     mean: np.ndarray                 # E[x] per input feature (per channel for grouped convs)
-    hessian: np.ndarray | None       # E[x x^T] over input features; None for grouped convs
+    hessian: np.ndarray | None       # E[x x^T] over input features; None for grouped convs and
+    #                                  inputs wider than MAX_HESSIAN_FEATURES
     rows: int                        # positions averaged over
 
 
@@ -121,7 +124,7 @@ def collect_layer_stats(model: onnx.ModelProto, sites: Iterable[LayerSite],
         for s in sites:
             rows = _rows(np.asarray(got[s.tensor], np.float64), s, rng)
             sums[s.node] = sums.get(s.node, 0) + rows.sum(0)
-            if s.kind != "grouped":
+            if s.kind != "grouped" and rows.shape[1] <= MAX_HESSIAN_FEATURES:
                 grams[s.node] = grams.get(s.node, 0) + rows.T @ rows
             counts[s.node] += len(rows)
     if not any(counts.values()):

@@ -248,8 +248,12 @@ class WeightQuantizer:
                     node.input[k] = replaced[name]
         still = {n for node in model.graph.node for n in node.input} | {o.name for o in model.graph.output}
         keep = [i for i in model.graph.initializer if i.name in still or i.name not in replaced]
+        gone = {i.name for i in model.graph.initializer} - {i.name for i in keep}
         del model.graph.initializer[:]
         model.graph.initializer.extend(keep)
+        inputs = [vi for vi in model.graph.input if vi.name not in gone]   # old IRs list initializers as inputs
+        del model.graph.input[:]
+        model.graph.input.extend(inputs)
         order = prologue + list(model.graph.node)   # the prologue reads only initializers
         del model.graph.node[:]
         model.graph.node.extend(order)

@@ -144,3 +144,19 @@ def test_weights_held_in_constant_nodes_are_found(tiny_cnn_path, calib_feeds, tm
     feeds = calib_feeds(tiny_cnn_path, n=2)
     for ya, yb in zip(_outputs(tiny_cnn_path, feeds), _outputs(out, feeds)):
         assert _cos(ya, yb) > 0.999
+
+
+def test_initializers_listed_as_graph_inputs_leave_with_them(tiny_cnn_path, tmp_path):
+    """IR < 4 models list every initializer among the graph inputs; a replaced weight must not
+    stay behind as a required input."""
+    from onnx import helper
+
+    m = onnx.load(str(tiny_cnn_path))
+    m.graph.input.extend([helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
+                          for i in m.graph.initializer])
+    src = tmp_path / "ir3.onnx"
+    onnx.save(m, str(src))
+    out = QuantizeWeights().run(src, tmp_path / "w8.onnx", PassContext())
+    s = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in s.get_inputs()] == ["input"]
+    assert s.run(None, {"input": np.zeros((1, 3, 32, 32), np.float32)})[0].shape == (1, 10)
