@@ -267,6 +267,7 @@ def bench_silero(out: Path) -> dict:
                                                        "op_types_to_quantize": ["Conv"], "per_channel": True,
                                                        "calibration_samples": 400}]),
         "specialized_fp16": Recipe([spec, {"pass": "fp16"}]),
+        "specialized_weights_int8": Recipe([spec, {"pass": "quantize_weights"}]),
     }
     return run_model("silero_vad", model, calib, ev, out, extra)
 

@@ -191,3 +191,37 @@ def test_choose_needs_consistent_wins():
     assert choose(base, [noisy, steady], size_only=False, min_speedup=1.05)[0] is steady
     chosen, note = choose(base, [noisy], size_only=False, min_speedup=1.05)
     assert chosen is base and "no candidate" in note
+
+
+def test_confirmation_drops_a_winner_that_does_not_hold_up(monkeypatch, tmp_path):
+    """The screen's fastest is re-measured alone against FP32; if it is not faster there, the
+    next is tried; if none holds up, FP32 is returned."""
+    import sdk.compress.search as search
+
+    def cand(name, lat):
+        c = Candidate(name, Recipe([]), path=tmp_path / f"{name}.onnx", metric=0.9, latency_ms=lat)
+        c.within_budget, c.win_rate, c.size_bytes, c.delta = True, 1.0, 100, 0.0
+        c.speedup, c.size_ratio = 10.0 / lat, 1.0
+        return c
+
+    base = cand("fp32", 10.0)
+    base.recipe = None
+    a, b = cand("a", 4.0), cand("b", 6.0)
+    truth = {"fp32": 10.0, "a": 11.0, "b": 5.0}           # a was a fluke of the screen
+    calls = []
+
+    def fake_rounds(paths, feeds, target, rounds, iters, progress):
+        calls.append(sorted(paths))
+        return {n: [truth[n]] * rounds for n in paths}
+
+    monkeypatch.setattr(search, "measure_latency_rounds", fake_rounds)
+    chosen, note = search.choose(base, [a, b], False, 1.05)
+    assert chosen is a
+    chosen, note = search._confirm(base, [a, b], chosen, note, {}, "cpu", 9, 10, 1.05, False)
+    assert chosen is b and calls == [["a", "fp32"], ["b", "fp32"]]
+    assert "confirmed alone against FP32: 2.00x" in note and "a (0.91x)" in note
+    assert a.confirmed == {"speedup": 10.0 / 11.0, "win_rate": 0.0}
+
+    truth["b"] = 12.0
+    chosen, note = search._confirm(base, [a, b], a, "", {}, "cpu", 9, 10, 1.05, False)
+    assert chosen is base and "returning the FP32 model" in note
