@@ -157,7 +157,7 @@ def run_model(name: str, model: Path, calib: CalibrationData, evaluator: Evaluat
         if Path(p) != Path(model):
             paths[label] = p
     feeds = calib.for_model(model, 1)[0]
-    lat = measure_latencies(paths, feeds, "cpu", rounds=rounds, iters=10)
+    lat = measure_latencies(paths, feeds, "cpu", rounds=max(rounds, 9), iters=10, sessions=3)
     for label, p in same.items():  # the input model itself: one measurement, not two noisy ones
         lat.setdefault(label, lat["fp32"])
         paths.setdefault(label, model)

@@ -231,56 +231,61 @@ def fit_feeds(inputs: Sequence[Any], feeds: Mapping[str, np.ndarray]) -> dict[st
 
 def measure_latency_rounds(paths: Mapping[str, Path], feeds: Mapping[str, np.ndarray], target: str = "cpu",
                            rounds: int = 5, iters: int = 10, progress: bool = False,
-                           min_round_ms: float = 20.0) -> dict[str, list[float]]:
+                           min_round_ms: float = 20.0, sessions: int = 1) -> dict[str, list[float]]:
     """Per model, the best latency (ms) of ``iters`` runs in each of ``rounds`` interleaved
-    rounds. The order of the models rotates every round, so a load change on a shared machine
-    hits all alike, and the best of a round is the run least disturbed by other processes
-    (on a busy machine the median mostly measures the neighbours). A fast model runs more
-    than ``iters`` times a round, enough to span ``min_round_ms``: ten runs of a 0.2 ms model
-    are over before the machine's noise averages out (identical silero VAD files measured
-    1.4x apart that way)."""
+    rounds. The order of the models is shuffled every round (a fixed rotation keeps each model
+    behind the same neighbour), so a load change on a shared machine hits all alike, and the
+    best of a round is the run least disturbed by other processes (on a busy machine the
+    median mostly measures the neighbours). A fast model runs more than ``iters`` times a
+    round, enough to span ``min_round_ms``.
+
+    ``sessions`` > 1 spreads the rounds over that many fresh sets of sessions: one
+    onnxruntime session can run a few percent (sub-millisecond models: up to 20%) slower than
+    another of the same file for its whole life (silero VAD, byte-identical copies side by
+    side), so a single session pair can make a model look faster than itself."""
     from tqdm.auto import tqdm
 
     from sdk.runtime import Engine, EngineOptions
 
-    engines: dict[str, Any] = {}
-    out: dict[str, list[float]] = {}
-    try:
-        for name, p in paths.items():
-            engines[name] = Engine(p, EngineOptions(providers=[target], warmup=3))
-            out[name] = []
-        names = list(engines)
-        n_iters = {}
-        for name, eng in engines.items():
-            x = fit_feeds(eng.inputs, feeds)
-            t0 = time.perf_counter()
-            eng.run_list(x)
-            once = max((time.perf_counter() - t0) * 1000, 1e-3)
-            n_iters[name] = max(iters, min(int(min_round_ms / once) + 1, 2000))
-        bar = tqdm(total=rounds * len(names), desc="latency", unit="model", disable=not progress_enabled(progress))
-        for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for name in order:
-                eng = engines[name]
-                x = fit_feeds(eng.inputs, feeds)
-                times = []
-                for _ in range(n_iters[name]):
-                    t0 = time.perf_counter()
-                    eng.run_list(x)
-                    times.append((time.perf_counter() - t0) * 1000)
-                out[name].append(float(min(times)))
-                bar.update(1)
-        bar.close()
-    finally:
-        for eng in engines.values():
-            eng.close()
+    out: dict[str, list[float]] = {name: [] for name in paths}
+    rng = np.random.default_rng(0)
+    bar = tqdm(total=rounds * len(paths), desc="latency", unit="model", disable=not progress_enabled(progress))
+    sessions = max(1, min(int(sessions), rounds))
+    for k in range(sessions):
+        share = rounds // sessions + (1 if k < rounds % sessions else 0)
+        engines: dict[str, Any] = {}
+        try:
+            for name, p in paths.items():
+                engines[name] = Engine(p, EngineOptions(providers=[target], warmup=3))
+            feeds_for = {name: fit_feeds(eng.inputs, feeds) for name, eng in engines.items()}
+            n_iters = {}
+            for name, eng in engines.items():
+                t0 = time.perf_counter()
+                eng.run_list(feeds_for[name])
+                once = max((time.perf_counter() - t0) * 1000, 1e-3)
+                n_iters[name] = max(iters, min(int(min_round_ms / once) + 1, 2000))
+            names = list(engines)
+            for _ in range(share):
+                for name in [names[i] for i in rng.permutation(len(names))]:
+                    eng, x = engines[name], feeds_for[name]
+                    times = []
+                    for _ in range(n_iters[name]):
+                        t0 = time.perf_counter()
+                        eng.run_list(x)
+                        times.append((time.perf_counter() - t0) * 1000)
+                    out[name].append(float(min(times)))
+                    bar.update(1)
+        finally:
+            for eng in engines.values():
+                eng.close()
+    bar.close()
     return out
 
 
 def measure_latencies(paths: Mapping[str, Path], feeds: Mapping[str, np.ndarray], target: str = "cpu",
-                      rounds: int = 5, iters: int = 10, progress: bool = False) -> dict[str, float]:
+                      rounds: int = 5, iters: int = 10, progress: bool = False, sessions: int = 1) -> dict[str, float]:
     """Latency (ms) per model: the median over interleaved rounds of each round's best run."""
-    res = measure_latency_rounds(paths, feeds, target, rounds, iters, progress)
+    res = measure_latency_rounds(paths, feeds, target, rounds, iters, progress, sessions=sessions)
     return {n: float(statistics.median(v)) for n, v in res.items()}
 
 
@@ -480,7 +485,7 @@ def _confirm(base: Candidate, ok: list[Candidate], chosen: Candidate, note: str,
         if chosen is base or chosen.latency_ms * min_speedup > base.latency_ms:
             break                          # nothing claimed faster (FP32, or fp32_optimized as a fallback)
         r = measure_latency_rounds({BASELINE: base.path, chosen.name: chosen.path}, feeds, target, rounds, iters,
-                                   progress)
+                                   progress, sessions=3)
         b, c = statistics.median(r[BASELINE]), statistics.median(r[chosen.name])
         wins = float(np.mean([x < y for x, y in zip(r[chosen.name], r[BASELINE])]))
         chosen.confirmed = {"speedup": b / c, "win_rate": wins}

@@ -210,7 +210,7 @@ def test_confirmation_drops_a_winner_that_does_not_hold_up(monkeypatch, tmp_path
     truth = {"fp32": 10.0, "a": 11.0, "b": 5.0}           # a was a fluke of the screen
     calls = []
 
-    def fake_rounds(paths, feeds, target, rounds, iters, progress):
+    def fake_rounds(paths, feeds, target, rounds, iters, progress, **kw):
         calls.append(sorted(paths))
         return {n: [truth[n]] * rounds for n in paths}
 
