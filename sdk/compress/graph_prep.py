@@ -135,23 +135,27 @@ def is_preprocessed(model: onnx.ModelProto) -> bool:
     return any(p.key == PRE_PROCESS_KEY for p in model.metadata_props)
 
 
-def upgrade_opset(model_in: str | Path, model_out: str | Path, target: int = PER_CHANNEL_MIN_OPSET) -> Path:
-    """Convert the model's default-domain opset up to ``target`` (no-op copy when already there)."""
-    model = load_model(model_in, check=False)
+def convert_opset(model: onnx.ModelProto, target: int, what: str = "the model") -> onnx.ModelProto:
+    """The model with its default-domain opset raised to ``target`` (itself when already there)."""
     current = opset_version(model)
     if current >= target:
-        return save_model(model, model_out)
+        return model
     from onnx import version_converter
 
     try:
         converted = version_converter.convert_version(model, target)
     except Exception as exc:
-        raise CompressionError(f"{Path(model_in).name}: could not upgrade opset {current} -> {target} "
+        raise CompressionError(f"{what}: could not upgrade opset {current} -> {target} "
                                f"with onnx.version_converter ({exc})") from exc
     # The converter keeps ir_version; some targets need a newer one.
     converted.ir_version = max(converted.ir_version, 7)
-    logger.info("upgraded %s from opset %s to %s", Path(model_in).name, current, target)
-    return save_model(converted, model_out)
+    logger.info("upgraded %s from opset %s to %s", what, current, target)
+    return converted
+
+
+def upgrade_opset(model_in: str | Path, model_out: str | Path, target: int = PER_CHANNEL_MIN_OPSET) -> Path:
+    """Convert the model's default-domain opset up to ``target`` (no-op copy when already there)."""
+    return save_model(convert_opset(load_model(model_in, check=False), target, Path(model_in).name), model_out)
 
 
 @contextlib.contextmanager

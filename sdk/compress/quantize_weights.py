@@ -35,7 +35,7 @@ from pydantic import Field
 
 from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
 from sdk.compress.calibration import CalibrationData
-from sdk.compress.graph_prep import constants_to_initializers, load_model, opset_version, save_model
+from sdk.compress.graph_prep import constants_to_initializers, convert_opset, load_model, save_model
 from sdk.compress.layer_stats import LayerStats, collect_layer_stats, site_for
 from sdk.compress.quantize import verify_loadable
 from sdk.compress.weight_rounding import choose_scales, gptq, relative_output_error, round_nearest
@@ -216,9 +216,8 @@ class WeightQuantizer:
         bits_of = {s.node: int(node_bits.get(s.node, default_bits)) for s in self.specs}
         model = onnx.ModelProto()
         model.CopyFrom(self.model)
-        if 4 in bits_of.values() and opset_version(model) < INT4_OPSET:
-            model = _upgrade(model, INT4_OPSET)
-        if 4 in bits_of.values():
+        if 4 in bits_of.values():      # Cast from int4 exists from opset 21
+            model = convert_opset(model, INT4_OPSET, f"{self.path.name} (int4 weights)")
             model.ir_version = max(model.ir_version, INT4_IR)
         inits = {i.name: i for i in model.graph.initializer}
         owner: dict[str, onnx.NodeProto] = {}     # weight -> its node (names may change in an upgrade)
@@ -262,17 +261,6 @@ class WeightQuantizer:
         return {"weights": len(self.specs), "int8": counts[8], "int4": counts[4],
                 "gptq": self.gptq, "bias_correction": self.bias_correction,
                 "int4_nodes": sorted(n for n, b in bits_of.items() if b == 4)}
-
-
-def _upgrade(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
-    from onnx import version_converter
-
-    try:
-        out = version_converter.convert_version(model, target)
-    except Exception as exc:
-        raise CompressionError(f"int4 weights need opset {target}; onnx.version_converter could not upgrade "
-                               f"this opset-{opset_version(model)} model ({exc})") from exc
-    return out
 
 
 def _add_to_bias(model: onnx.ModelProto, inits: dict, node: onnx.NodeProto, spec: WeightSpec,
