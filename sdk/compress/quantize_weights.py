@@ -24,6 +24,7 @@ some weight is stored at 4 bits. Size recipe, not a speed one.
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
@@ -126,8 +127,8 @@ class WeightQuantizer:
         if calib is not None and (self.gptq or self.bias_correction):
             data = calib if isinstance(calib, CalibrationData) else CalibrationData(calib)
             sites = [site_for(self._node(s.node), s.shape) for s in self.specs if not s.shared]
-            self.stats = collect_layer_stats(self.model, [s for s in sites if s is not None],
-                                             data.for_model(self.path, calib_samples), progress)
+            self.stats = _layer_stats(self.model, self.path, tuple(s for s in sites if s is not None), data,
+                                      calib_samples, progress)
         self._cache: dict[tuple[str, int], QuantizedWeight] = {}
 
     # --- what there is ---------------------------------------------------------------------
@@ -261,6 +262,22 @@ class WeightQuantizer:
         return {"weights": len(self.specs), "int8": counts[8], "int4": counts[4],
                 "gptq": self.gptq, "bias_correction": self.bias_correction,
                 "int4_nodes": sorted(n for n, b in bits_of.items() if b == 4)}
+
+
+#: layer statistics per calibration object, so that `optimize` (bit allocation, then the
+#: weights_int8 and weights_mixed_int4 candidates, all on the same model and data) gathers
+#: them once; dropped with the calibration object
+_STATS_CACHE: "weakref.WeakKeyDictionary[CalibrationData, dict]" = weakref.WeakKeyDictionary()
+
+
+def _layer_stats(model: onnx.ModelProto, path: Path, sites: tuple, data: CalibrationData, samples: int,
+                 progress: bool) -> dict[str, LayerStats]:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, samples, sites)
+    cached = _STATS_CACHE.setdefault(data, {})
+    if key not in cached:
+        cached[key] = collect_layer_stats(model, sites, data.for_model(path, samples), progress)
+    return cached[key]
 
 
 def _add_to_bias(model: onnx.ModelProto, inits: dict, node: onnx.NodeProto, spec: WeightSpec,
