@@ -39,10 +39,11 @@ from sdk.compress.weight_rounding import choose_scales, gptq, qrange, relative_o
 
 logger = logging.getLogger("edgewise")
 
-__all__ = ["refine_qdq", "RefineReport", "mse_range"]
+__all__ = ["refine_qdq", "RefineReport", "mse_range", "keep_float"]
 
-#: values sampled per tensor per calibration sample for the range search
-SAMPLES_PER_TENSOR = 1 << 15
+#: values sampled per tensor per calibration sample, and in all, for the range search
+SAMPLES_PER_TENSOR = 1 << 13
+SAMPLES_PER_PARAM = 1 << 16
 
 
 @dataclass
@@ -51,6 +52,7 @@ class RefineReport:
 
     ranges: dict[str, dict[str, float]] = field(default_factory=dict)   # scale name -> old/new MSE, old/new scale
     layers: dict[str, dict[str, float]] = field(default_factory=dict)   # node -> rel. output error before/after
+    noise: list[tuple[str, float]] = field(default_factory=list)        # (node, input-noise / output power), worst first
 
     def summary(self) -> dict[str, Any]:
         def mean(rows: Iterable[dict[str, float]], key: str) -> float | None:
@@ -61,7 +63,8 @@ class RefineReport:
                 "range_mse_ratio": mean(({"r": r["mse_new"] / r["mse_old"]} for r in self.ranges.values()
                                          if r["mse_old"] > 0), "r"),
                 "weight_error_before": mean(self.layers.values(), "error_rtn"),
-                "weight_error_after": mean(self.layers.values(), "error_new")}
+                "weight_error_after": mean(self.layers.values(), "error_new"),
+                "noisiest_inputs": [[n, round(v, 5)] for n, v in self.noise[:8]]}
 
 
 def _uint8_mse(v: np.ndarray, lo: float, hi: float) -> tuple[float, float, int]:
@@ -72,7 +75,7 @@ def _uint8_mse(v: np.ndarray, lo: float, hi: float) -> tuple[float, float, int]:
     return float(np.mean((v - (q - zp) * scale) ** 2)), scale, zp
 
 
-def mse_range(values: np.ndarray, steps: int = 40, shrink: float = 0.25) -> tuple[float, int, float, float]:
+def mse_range(values: np.ndarray, steps: int = 24, shrink: float = 0.25) -> tuple[float, int, float, float]:
     """(scale, zero_point, mse, mse of min-max) of the uint8 grid with the least squared error
     over ``values``; candidates shrink the min-max range towards zero down to ``shrink``."""
     v = np.asarray(values, np.float64).ravel()
@@ -152,6 +155,75 @@ def _weighted_layers(qdq: onnx.ModelProto, float_inits: Mapping[str, onnx.Tensor
     return out
 
 
+def _noise_ranking(qdq: onnx.ModelProto, finits: Mapping[str, onnx.TensorProto], layers: list["_Weighted"],
+                   samples: Mapping[str, list[np.ndarray]]) -> list[tuple[str, float]]:
+    """Per weighted layer, the output noise its 8-bit *input* grid causes relative to its
+    output power: ``(step^2 / 12) ||W||_F^2 / n_out`` over ``E[y^2]`` (uniform rounding noise
+    through the weights). Layers whose weights cancel, after a folded BatchNorm, amplify the
+    input grid's noise many times; they are the ones worth keeping in float."""
+    inits = _inits(qdq)
+    out = []
+    for L in layers:
+        y = L.node.output[0]
+        if not samples.get(y):
+            continue
+        power = float(np.mean(np.concatenate(samples[y]).astype(np.float64) ** 2))
+        step = float(numpy_helper.to_array(inits[L.act_scale]).ravel()[0])
+        w = numpy_helper.to_array(finits[L.w_float]).astype(np.float64)
+        n_out = w.shape[0] if L.node.op_type == "Conv" else w.shape[-1]
+        noise = step ** 2 / 12.0 * float((w ** 2).sum()) / max(n_out, 1)
+        if power > 0:
+            out.append((L.node.name, noise / power))
+    return sorted(out, key=lambda t: -t[1])
+
+
+def keep_float(qdq: onnx.ModelProto, float_model: onnx.ModelProto, nodes: Iterable[str]) -> list[str]:
+    """Run ``nodes`` in float for real: their activation inputs bypass the Quantize/Dequantize
+    pair (they read the float tensor) and their weights are the FP32 ones. Excluding a node in
+    onnxruntime's quantizer is not enough: when its neighbours are quantized, its input still
+    goes through a DequantizeLinear, and onnxruntime's load-time weight quantization then
+    turns it into an integer conv again. Q/DQ nodes left without consumers are removed.
+    Returns the nodes changed."""
+    names = set(nodes)
+    prod = {o: n for n in qdq.graph.node for o in n.output}
+    inits = _inits(qdq)
+    finits = _inits(float_model)
+    changed = []
+    for n in qdq.graph.node:
+        if n.name not in names:
+            continue
+        for k, t in enumerate(n.input):
+            dq = prod.get(t)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            src = dq.input[0]
+            if src in inits:                                   # a quantized weight or bias
+                fname = src[:-len("_quantized")] if src.endswith("_quantized") else None
+                if fname in finits:
+                    if fname not in inits:
+                        qdq.graph.initializer.append(finits[fname])
+                        inits[fname] = finits[fname]
+                    n.input[k] = fname
+                continue
+            q = prod.get(src)
+            if q is not None and q.op_type == "QuantizeLinear":
+                n.input[k] = q.input[0]
+        changed.append(n.name)
+    # drop Q/DQ nodes nobody reads any more
+    while True:
+        used = {t for n in qdq.graph.node for t in n.input} | {o.name for o in qdq.graph.output}
+        dead = [n for n in qdq.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            qdq.graph.node.remove(n)
+    used = {t for n in qdq.graph.node for t in n.input}
+    for t in [t for t in qdq.graph.initializer if t.name not in used]:
+        qdq.graph.initializer.remove(t)
+    return changed
+
+
 def _as_rows(w: np.ndarray, op: str, node: onnx.NodeProto) -> np.ndarray:
     """Weight as ``[out, in]`` (the layout of :mod:`weight_rounding`)."""
     if op == "Conv":
@@ -182,6 +254,7 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
     finits = _inits(float_model)
     params = _activation_params(qdq)
     new_scale: dict[str, float] = {}
+    samples: dict[str, list[np.ndarray]] = {}
     if ranges and params:
         tensors = sorted({t for ts in params.values() for t in ts})
         known = {vi.name for vi in float_model.graph.value_info} | {o.name for o in float_model.graph.output} | \
@@ -192,13 +265,13 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
         sess = ort.InferenceSession(with_outputs(float_model, tensors), so, providers=["CPUExecutionProvider"])
         in_names = {i.name for i in sess.get_inputs()}
         rng = np.random.default_rng(0)
-        samples: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
+        samples.update({t: [] for t in tensors})
         for f in feeds:
             got = sess.run(tensors, {k: v for k, v in f.items() if k in in_names})
             for t, a in zip(tensors, got):
                 a = np.asarray(a, np.float32).ravel()
                 if a.size > SAMPLES_PER_TENSOR:
-                    keep = rng.choice(a.size, SAMPLES_PER_TENSOR, replace=False)
+                    keep = rng.integers(0, a.size, SAMPLES_PER_TENSOR)
                     a = np.concatenate([a[keep], [a.min(), a.max()]])   # the extremes stay candidates
                 samples[t].append(a)
         for scale_name, ts in params.items():
@@ -210,6 +283,8 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
             if zp_dtype != np.uint8:           # only the uint8 activations onnxruntime's CPU path uses
                 continue
             v = np.concatenate(vals)
+            if v.size > SAMPLES_PER_PARAM:
+                v = np.concatenate([v[rng.integers(0, v.size, SAMPLES_PER_PARAM)], [v.min(), v.max()]])
             s, z, mse, mse0 = mse_range(v)
             old = float(numpy_helper.to_array(inits[scale_name]).ravel()[0])
             old_z = int(numpy_helper.to_array(inits[zp_name]).ravel()[0])
@@ -223,6 +298,7 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
             rep.ranges[scale_name] = {"mse_old": mse_old, "mse_new": mse, "scale_old": old, "scale_new": s}
 
     layers = _weighted_layers(qdq, finits)
+    rep.noise = _noise_ranking(qdq, finits, layers, samples)
     sites = {}
     fnodes = {n.name: n for n in float_model.graph.node}
     for L in layers:
@@ -266,6 +342,15 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
             q_used, s_used = q_rtn, (old_s if not per_tensor else np.full(rows.shape[0], old_s[0]))
         rep.layers[L.node.name] = entry
         if L.b_q is None:
+            fb = L.node.input[2] if len(L.node.input) > 2 else ""
+            if bias_correction and fb in inits and st is not None and st.mean.shape[0] == rows.shape[1]:
+                b = numpy_helper.to_array(inits[fb]).astype(np.float64)
+                shift = (rows - q_used * s_used[:, None]) @ st.mean
+                if b.shape == shift.shape:
+                    bf = fb if fb not in finits else fb
+                    _set(inits, bf, (numpy_helper.to_array(finits[fb]).astype(np.float64) if fb in finits else b)
+                         + shift)
+                    entry["bias_shift"] = float(np.abs(shift).mean())
             continue
         bias = numpy_helper.to_array(finits[L.b_float]).astype(np.float64).ravel()
         if bias_correction and st is not None and st.mean.shape[0] == rows.shape[1]:

@@ -234,6 +234,9 @@ class QuantizeInt8(QuantizeStatic):
                                                             "GPTQ rounding, or onnxruntime's round-to-nearest")
         bias_correction: bool = Field(True, description="fold the mean output shift of the weight rounding into "
                                       "the bias")
+        keep_float_noisy: int = Field(0, ge=0, description="keep in float the k weighted layers whose 8-bit input "
+                                      "grid adds the most noise relative to their output (measured, then the model "
+                                      "is quantized again without them)")
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
         import onnx
@@ -242,14 +245,22 @@ class QuantizeInt8(QuantizeStatic):
         from sdk.compress.qdq_refine import refine_qdq
 
         cfg = self.config
+        kw = dict(ranges=cfg.ranges == "mse", weights=cfg.weight_rounding == "gptq",
+                  bias_correction=cfg.bias_correction, weight_bits=7 if cfg.reduce_range else 8, progress=ctx.progress)
+        kept: list[str] = []
         with _WorkDir(ctx) as work:
             src, feeds = self._quantize(Path(model_in), Path(model_out), ctx, work)
             qdq = onnx.load(str(model_out))
-            rep = refine_qdq(load_model(src, check=False), qdq, feeds, ranges=cfg.ranges == "mse",
-                             weights=cfg.weight_rounding == "gptq", bias_correction=cfg.bias_correction,
-                             weight_bits=7 if cfg.reduce_range else 8, progress=ctx.progress)
+            rep = refine_qdq(load_model(src, check=False), qdq, feeds, **kw)
+            if cfg.keep_float_noisy:
+                kept = [n for n, _ in rep.noise[:cfg.keep_float_noisy]]
+                again = type(self)(cfg.model_copy(update={"nodes_to_exclude": list(cfg.nodes_to_exclude) + kept,
+                                                          "keep_float_noisy": 0}))
+                src, feeds = again._quantize(Path(model_in), Path(model_out), ctx, work)
+                qdq = onnx.load(str(model_out))
+                rep = refine_qdq(load_model(src, check=False), qdq, feeds, **kw)
             save_model(qdq, model_out)
-        ctx.report(self.name, rep.summary())
+        ctx.report(self.name, {**rep.summary(), "kept_float": kept})
         return verify_loadable(Path(model_out), self.name)
 
 
