@@ -41,9 +41,10 @@ logger = logging.getLogger("edgewise")
 
 __all__ = ["refine_qdq", "RefineReport", "mse_range", "keep_float"]
 
-#: values sampled per tensor per calibration sample, and in all, for the range search
-SAMPLES_PER_TENSOR = 1 << 13
-SAMPLES_PER_PARAM = 1 << 16
+#: values sampled per tensor per calibration sample (output power for the noise ranking)
+SAMPLES_PER_TENSOR = 1 << 12
+#: histogram bins per activation parameter for the range search
+HIST_BINS = 4096
 
 
 @dataclass
@@ -67,27 +68,41 @@ class RefineReport:
                 "noisiest_inputs": [[n, round(v, 5)] for n, v in self.noise[:8]]}
 
 
-def _uint8_mse(v: np.ndarray, lo: float, hi: float) -> tuple[float, float, int]:
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = max((hi - lo) / 255.0, 1e-12)
-    zp = int(np.clip(np.rint(-lo / scale), 0, 255))
-    q = np.clip(np.rint(v / scale) + zp, 0, 255)
-    return float(np.mean((v - (q - zp) * scale) ** 2)), scale, zp
+def _hist_mse(counts: np.ndarray, centers: np.ndarray, lo: np.ndarray, hi: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean squared uint8 rounding error of the histogram for each candidate range [lo, hi]
+    (arrays): (mse, scale, zero_point) per candidate."""
+    lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+    scale = np.maximum((hi - lo) / 255.0, 1e-12)
+    zp = np.clip(np.rint(-lo / scale), 0, 255)
+    q = np.clip(np.rint(centers[None, :] / scale[:, None]) + zp[:, None], 0, 255)
+    err = (centers[None, :] - (q - zp[:, None]) * scale[:, None]) ** 2
+    return (err * counts[None, :]).sum(1) / max(counts.sum(), 1), scale, zp.astype(int)
 
 
-def mse_range(values: np.ndarray, steps: int = 24, shrink: float = 0.25) -> tuple[float, int, float, float]:
+def hist_range(counts: np.ndarray, edges: np.ndarray, steps: int = 40, shrink: float = 0.25
+               ) -> tuple[float, int, float, float]:
     """(scale, zero_point, mse, mse of min-max) of the uint8 grid with the least squared error
-    over ``values``; candidates shrink the min-max range towards zero down to ``shrink``."""
+    over a histogram of the values; candidates shrink the min-max range towards zero (both
+    ends, or either end alone) down to ``shrink``. Every value counts, however rare: a
+    detector's few confident scores are what a sampled estimate would drop and clip."""
+    counts = np.asarray(counts, np.float64)
+    centers = (edges[:-1] + edges[1:]) / 2
+    lo, hi = float(edges[0]), float(edges[-1])
+    r = np.linspace(1.0, shrink, steps)
+    los = np.concatenate([[lo], lo * r[1:], np.full(steps - 1, lo), lo * r[1:]])
+    his = np.concatenate([[hi], hi * r[1:], hi * r[1:], np.full(steps - 1, hi)])
+    mse, scale, zp = _hist_mse(counts, centers, los, his)
+    k = int(np.argmin(mse))
+    return float(scale[k]), int(zp[k]), float(mse[k]), float(mse[0])
+
+
+def mse_range(values: np.ndarray, steps: int = 40, shrink: float = 0.25, bins: int = 4096
+              ) -> tuple[float, int, float, float]:
+    """:func:`hist_range` of ``values``."""
     v = np.asarray(values, np.float64).ravel()
-    lo, hi = float(v.min()), float(v.max())
-    mse0, s0, z0 = _uint8_mse(v, lo, hi)
-    best = (s0, z0, mse0)
-    for r in np.linspace(1.0, shrink, steps)[1:]:
-        for rl, rh in ((r, r), (1.0, r), (r, 1.0)):      # both ends, or one end only (skewed tails)
-            m, s, z = _uint8_mse(v, lo * rl, hi * rh)
-            if m < best[2]:
-                best = (s, z, m)
-    return best[0], best[1], best[2], mse0
+    counts, edges = np.histogram(v, bins=bins, range=(float(v.min()), float(v.max()) + 1e-12))
+    return hist_range(counts, edges, steps, shrink)
 
 
 def _inits(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
@@ -266,30 +281,40 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
         in_names = {i.name for i in sess.get_inputs()}
         rng = np.random.default_rng(0)
         samples.update({t: [] for t in tensors})
-        for f in feeds:
+        of_tensor: dict[str, list[str]] = {}
+        for scale_name, ts in params.items():
+            for t in ts:
+                of_tensor.setdefault(t, []).append(scale_name)
+        lo = {p: np.inf for p in params}
+        hi = {p: -np.inf for p in params}
+        for f in feeds:                              # pass 1: the range of every parameter
             got = sess.run(tensors, {k: v for k, v in f.items() if k in in_names})
             for t, a in zip(tensors, got):
                 a = np.asarray(a, np.float32).ravel()
-                if a.size > SAMPLES_PER_TENSOR:
-                    keep = rng.integers(0, a.size, SAMPLES_PER_TENSOR)
-                    a = np.concatenate([a[keep], [a.min(), a.max()]])   # the extremes stay candidates
-                samples[t].append(a)
-        for scale_name, ts in params.items():
-            vals = [np.concatenate(samples[t]) for t in ts if t in samples and samples[t]]
+                for p in of_tensor.get(t, []):
+                    lo[p], hi[p] = min(lo[p], float(a.min())), max(hi[p], float(a.max()))
+                samples[t].append(a[rng.integers(0, a.size, SAMPLES_PER_TENSOR)] if a.size > SAMPLES_PER_TENSOR
+                                  else a)
+        hists = {p: np.zeros(HIST_BINS) for p in params if np.isfinite(lo[p])}
+        for f in feeds:                              # pass 2: histograms over those ranges
+            got = sess.run(tensors, {k: v for k, v in f.items() if k in in_names})
+            for t, a in zip(tensors, got):
+                for p in of_tensor.get(t, []):
+                    if p in hists:
+                        hists[p] += np.histogram(np.asarray(a, np.float32).ravel(), bins=HIST_BINS,
+                                                 range=(lo[p], hi[p] + 1e-12))[0]
+        for scale_name, counts in hists.items():
             zp_name = _zero_point_of(qdq, scale_name)
-            if not vals or zp_name is None or zp_name not in inits:
+            if zp_name is None or zp_name not in inits:
                 continue
-            zp_dtype = numpy_helper.to_array(inits[zp_name]).dtype
-            if zp_dtype != np.uint8:           # only the uint8 activations onnxruntime's CPU path uses
+            if numpy_helper.to_array(inits[zp_name]).dtype != np.uint8:   # the uint8 activations of ORT's CPU path
                 continue
-            v = np.concatenate(vals)
-            if v.size > SAMPLES_PER_PARAM:
-                v = np.concatenate([v[rng.integers(0, v.size, SAMPLES_PER_PARAM)], [v.min(), v.max()]])
-            s, z, mse, mse0 = mse_range(v)
+            edges = np.linspace(lo[scale_name], hi[scale_name] + 1e-12, HIST_BINS + 1)
+            s, z, mse, _ = hist_range(counts, edges)
             old = float(numpy_helper.to_array(inits[scale_name]).ravel()[0])
             old_z = int(numpy_helper.to_array(inits[zp_name]).ravel()[0])
-            q = np.clip(np.rint(v / old) + old_z, 0, 255)
-            mse_old = float(np.mean((v - (q - old_z) * old) ** 2))
+            mse_old = float(_hist_mse(counts, (edges[:-1] + edges[1:]) / 2,
+                                      np.array([-old_z * old]), np.array([(255 - old_z) * old]))[0][0])
             if mse >= mse_old:                  # onnxruntime's own range was better on these values
                 continue
             _set(inits, scale_name, np.float32(s))
