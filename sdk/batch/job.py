@@ -51,6 +51,7 @@ class JobSpec(BaseModel):
     scores: list[str] = Field(default_factory=list, description="float64 result columns")
     fields: list[str] = Field(default_factory=list, description="string result columns")
     suffixes: list[str] | None = Field(None, description="file suffixes a folder listing keeps (None: all)")
+    batch_size: int = Field(16, ge=1, description="items per worker call by default (1 for long items such as clips)")
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per worker (actor)")
     num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per worker (actor)")
 

@@ -99,9 +99,10 @@ def _pool_size(ray, workers: int | None, spec: JobSpec) -> int:
 
 
 def run_job(spec: JobSpec, src: str | Path, out: str | Path, *, workers: int | None = None,
-            address: str | None = None, batch_size: int = 16, flush_rows: int = 64, flush_seconds: float = 10.0,
+            address: str | None = None, batch_size: int | None = None, flush_rows: int = 64, flush_seconds: float = 10.0,
             progress: bool = True, on_flush: Callable[[int], None] | None = None) -> BatchSummary:
     """Run ``spec`` over ``src`` into ``out``. ``on_flush(rows_so_far)`` is called after each part."""
+    batch_size = spec.batch_size if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = Path(out)
@@ -120,6 +121,7 @@ def run_job(spec: JobSpec, src: str | Path, out: str | Path, *, workers: int | N
         started = _start_ray(ray, address, workers, spec.num_cpus)
         try:
             pool = _pool_size(ray, workers, spec)
+            pool = min(pool, -(-len(todo) // batch_size))      # more actors than batches would idle
             processed, errors = _execute(ray, spec, todo, store, pool, batch_size, flush_rows, flush_seconds,
                                          Progress(len(todo), f"batch {spec.name}", enabled=progress), on_flush)
         finally:
