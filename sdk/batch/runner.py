@@ -28,6 +28,7 @@ from sdk.errors import PipelineError, require
 log = logging.getLogger("edgewise")
 
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20   # rows are small; keep Ray's shared memory modest
+CRASH_RETRIES = 2                          # a batch whose worker process died is retried this often
 
 
 @dataclass
@@ -100,8 +101,11 @@ def _pool_size(ray, workers: int | None, spec: JobSpec) -> int:
 
 def run_job(spec: JobSpec, src: str | Path, out: str | Path, *, workers: int | None = None,
             address: str | None = None, batch_size: int | None = None, flush_rows: int = 64, flush_seconds: float = 10.0,
-            progress: bool = True, on_flush: Callable[[int], None] | None = None) -> BatchSummary:
-    """Run ``spec`` over ``src`` into ``out``. ``on_flush(rows_so_far)`` is called after each part."""
+            progress: bool = True, on_flush: Callable[[int], None] | None = None,
+            crash_retries: int = CRASH_RETRIES) -> BatchSummary:
+    """Run ``spec`` over ``src`` into ``out``. ``on_flush(rows_so_far)`` is called after each part;
+    a batch whose worker process dies is retried ``crash_retries`` times, then its items become
+    error rows."""
     batch_size = spec.batch_size if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -123,7 +127,8 @@ def run_job(spec: JobSpec, src: str | Path, out: str | Path, *, workers: int | N
             pool = _pool_size(ray, workers, spec)
             pool = min(pool, -(-len(todo) // batch_size))      # more actors than batches would idle
             processed, errors = _execute(ray, spec, todo, store, pool, batch_size, flush_rows, flush_seconds,
-                                         Progress(len(todo), f"batch {spec.name}", enabled=progress), on_flush)
+                                         Progress(len(todo), f"batch {spec.name}", enabled=progress), on_flush,
+                                         crash_retries)
         finally:
             if started:
                 ray.shutdown()
@@ -134,26 +139,28 @@ def run_job(spec: JobSpec, src: str | Path, out: str | Path, *, workers: int | N
                         results=str(view) if view else None)
 
 
-def _execute(ray, spec, todo, store, pool, batch_size, flush_rows, flush_seconds, prog, on_flush):
+def _execute(ray, spec, todo, store, pool, batch_size, flush_rows, flush_seconds, prog, on_flush, retries):
     import pyarrow as pa
     import ray.data
     from ray.exceptions import RayError
 
-    from sdk.batch.results import schema
+    from sdk.batch.results import schema, to_table
     from sdk.batch.worker import BatchWorker
 
     want = schema(spec)
-
     logging.getLogger("ray.data").setLevel(logging.ERROR)   # our own progress lines replace Ray's bars
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
+    saved_errored = ctx.max_errored_blocks
+    ctx.max_errored_blocks = -1       # a batch that kills its worker on every try is dropped, not fatal
     blocks = max(1, min(len(todo), -(-len(todo) // batch_size)))
     ds = ray.data.from_items(todo, override_num_blocks=blocks)
     ds = ds.map_batches(BatchWorker, fn_constructor_kwargs={"spec_json": spec.model_dump_json()},
                         batch_size=batch_size, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=spec.num_cpus,
-                        num_gpus=spec.num_gpus or None)
+                        num_gpus=spec.num_gpus or None, max_restarts=-1, max_task_retries=retries)
     buffered, done, errors, last = [], 0, 0, time.monotonic()
+    seen: set[str] = set()
 
     def flush():
         nonlocal buffered, last
@@ -163,19 +170,38 @@ def _execute(ray, spec, todo, store, pool, batch_size, flush_rows, flush_seconds
             if on_flush:
                 on_flush(done)
 
+    def take(batch):
+        nonlocal done, errors
+        n = batch.num_rows
+        e = sum(bool(x) for x in batch.column("error").to_pylist())
+        seen.update(batch.column("source").to_pylist())
+        buffered.append(batch)
+        done, errors = done + n, errors + e
+        prog.update(n, e)
+
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            batch = batch.select(want.names).cast(want)
-            n = batch.num_rows
-            e = sum(bool(x) for x in batch.column("error").to_pylist())
-            buffered.append(batch)
-            done, errors = done + n, errors + e
-            prog.update(n, e)
+            take(batch.select(want.names).cast(want))
             if sum(b.num_rows for b in buffered) >= flush_rows or time.monotonic() - last >= flush_seconds:
                 flush()
+        lost = [it for it in todo if it["source"] not in seen]
+        if lost:   # their batch crashed its worker every time: error rows without a hash, retried by a rerun
+            take(to_table([_crash_row(spec, it, retries + 1) for it in lost], spec))
         flush()
     except RayError as exc:
         flush()   # keep what finished
         raise PipelineError(f"batch {spec.name}: Ray job failed after {done} rows ({exc}); "
                             f"rerun the same command to resume") from exc
+    finally:
+        ctx.max_errored_blocks = saved_errored
     return done, errors
+
+
+def _crash_row(spec: JobSpec, item: dict, tries: int) -> dict:
+    row = {c: None for c in ("hash_ms", "process_ms", "worker", *spec.scores, *spec.fields)}
+    row.update(source=item["source"], content_sha256=None, size_bytes=item.get("size_bytes"),
+               mtime_ns=item.get("mtime_ns"), job=spec.name, status="error", error=True,
+               reasons=[f"no result: the worker process died on every try ({tries}) of the batch holding "
+                        f"this item (a crash or out of memory in one of its items); retried by the next run"],
+               model=spec.model_name, model_hash=spec.model_hash)
+    return row

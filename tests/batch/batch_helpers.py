@@ -1,6 +1,7 @@
 """Helpers of the batch tests: a processor imported by name (as a job would), row comparison."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sdk.batch import ItemResult
@@ -20,6 +21,18 @@ class SizeProcessor:
 
     def close(self) -> None:
         self.closed = True
+
+
+class CrashProcessor:
+    """Kills its own worker process on files named ``die*`` (a segfaulting decoder, say)."""
+
+    def process(self, path: Path) -> ItemResult:
+        if path.name.startswith("die"):
+            os._exit(3)
+        return ItemResult(status="ok", fields={"name": path.name})
+
+    def close(self) -> None:
+        pass
 
 
 def rows_by_source(table) -> dict[str, dict]:

@@ -21,8 +21,9 @@ def ray_session():
     pytest.importorskip("pyarrow", reason="pyarrow not installed: pip install 'edgewise[cluster]'")
     if ray.is_initialized():
         ray.shutdown()
+    path = os.pathsep.join(p for p in (str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH")) if p)
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 2**20, log_to_driver=False,
-             logging_level="WARNING")
+             logging_level="WARNING", runtime_env={"env_vars": {"PYTHONPATH": path}})   # workers see batch_helpers
     yield ray
     ray.shutdown()
 
