@@ -30,11 +30,14 @@ def run_from_args(spec: JobSpec, args: argparse.Namespace) -> int:
                 batch_size=args.batch_size, progress=True)
     if args.json:
         print(json.dumps(s.to_dict(), indent=2))
+    elif s.processed == 0:
+        print(f"batch {s.job}: {s.listed} items listed, {s.skipped} skipped (already done with the same content "
+              f"and model): nothing to do")
     else:
         print(f"batch {s.job}: {s.listed} items listed, {s.skipped} skipped (already done), "
               f"{s.processed} processed ({s.errors} error rows) by {s.workers} workers "
               f"in {s.seconds:.1f} s ({s.items_per_s:.1f} items/s)")
-        if s.results:
-            print(f"results: {s.results}")
+    if not args.json and s.results:
+        print(f"results: {s.results}")
     sys.stdout.flush()
     return 0

@@ -28,6 +28,7 @@ class Progress:
         self.done = self.errors = 0
         self.start = clock()
         self._last = self.start
+        self._first: tuple[float, int] | None = None   # (time, done) at the first update: start-up excluded
 
     @property
     def elapsed(self) -> float:
@@ -40,8 +41,17 @@ class Progress:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the current rate; None before the first item."""
-        return (self.total - self.done) / self.rate if self.done else None
+        """Seconds left; None before the first item. Once two updates came, at the rate since
+        the first one (worker start-up excluded), else at the average rate."""
+        if not self.done:
+            return None
+        rate = self.rate
+        if self._first is not None:
+            t0, n0 = self._first
+            now = self.clock()
+            if self.done > n0 and now > t0:
+                rate = (self.done - n0) / (now - t0)
+        return (self.total - self.done) / rate
 
     def line(self) -> str:
         eta = "?" if self.eta_s is None else _clock(self.eta_s)
@@ -50,9 +60,11 @@ class Progress:
                 f"{self.rate:.1f} items/s, ETA {eta}")
 
     def update(self, n: int, errors: int = 0) -> None:
+        now = self.clock()
+        if self._first is None and n:
+            self._first = (now, self.done + n)
         self.done += n
         self.errors += errors
-        now = self.clock()
         if self.enabled and (now - self._last >= self.interval or self.done >= self.total):
             self._last = now
             print(self.line(), file=self.stream, flush=True)

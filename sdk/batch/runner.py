@@ -91,8 +91,6 @@ def _pool_size(ray, workers: int | None, spec: JobSpec) -> int:
     fit = max(1, int(cpus // spec.num_cpus))
     if workers is None:
         return fit
-    if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
     if workers > fit:
         raise ValueError(f"--workers {workers} needs {workers * spec.num_cpus:g} CPUs but the Ray cluster has "
                          f"{cpus:g}; use --workers {fit} or a bigger cluster")
@@ -107,6 +105,8 @@ def run_job(spec: JobSpec, src: str | Path, out: str | Path, *, workers: int | N
     a batch whose worker process dies is retried ``crash_retries`` times, then its items become
     error rows."""
     batch_size = spec.batch_size if batch_size is None else batch_size
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = Path(out)

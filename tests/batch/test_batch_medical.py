@@ -87,19 +87,19 @@ def test_one_and_two_workers_identical(runs):
     assert len(set(t2.column("worker").to_pylist())) == 2        # both workers took part
 
 
-def test_resume_after_kill(ray_session, archive, spec, runs, tmp_path):
-    """A driver killed (os._exit) after its first flushed part; the rerun does only the rest."""
+def test_resume_after_kill(ray_session, archive, spec, runs, tmp_path, capsys):
+    """A driver joining the cluster with --address, killed (os._exit) after its first flushed
+    part; the rerun does only the rest, and the CLI then skips everything."""
     from sdk.batch import ResultStore, run_job
 
     out = tmp_path / "out"
     script = textwrap.dedent(f"""
-        import os, ray
+        import os
         from apps.medical_imaging.batch import medical_spec
         from sdk.batch import run_job
-        ray.init(address={ray_session.get_runtime_context().gcs_address!r}, log_to_driver=False,
-                 logging_level="WARNING")
         run_job(medical_spec(), {str(archive)!r}, {str(out)!r}, workers=1, batch_size=4, flush_rows=8,
-                progress=False, on_flush=lambda n: os._exit(9))
+                address={ray_session.get_runtime_context().gcs_address!r}, progress=False,
+                on_flush=lambda n: os._exit(9))
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
@@ -113,5 +113,8 @@ def test_resume_after_kill(ray_session, archive, spec, runs, tmp_path):
     assert (s.skipped, s.processed) == (first.num_rows, 31 - first.num_rows)
     assert rows_by_source(store.read_all()) == rows_by_source(runs[2][1])   # each file once, same rows
 
-    again = run_job(spec, archive, out, workers=2, progress=False)
-    assert (again.skipped, again.processed) == (31, 0)
+    from sdk.cli.main import main
+
+    assert main(["batch", "medical", str(archive), "--out", str(out), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["listed"], again["skipped"], again["processed"]) == (31, 31, 0)

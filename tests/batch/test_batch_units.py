@@ -73,8 +73,9 @@ def test_progress_rate_and_eta():
     assert p.rate == pytest.approx(2.0) and p.eta_s == pytest.approx(40.0)
     assert buf.getvalue().strip() == "batch x: 20/100 items (20%), 1 errors, 2.0 items/s, ETA 0:00:40"
     t[0] = 111.0
-    p.update(1)           # under the interval: no line
+    p.update(10)          # under the interval: no line
     assert buf.getvalue().count("\n") == 1
+    assert p.eta_s == pytest.approx(70 / 10.0)   # rate since the first update (start-up excluded): 10 items/s
 
 
 def test_item_result_forbids_unknown_fields():
