@@ -110,8 +110,8 @@ def run_job(spec: JobSpec, src: str | Path, out: str | Path, *, workers: int | N
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = Path(out)
-    store = ResultStore(out)
     items = list_items(src, spec.suffixes, skip=out)
+    store = ResultStore(out)
     todo, skipped = plan(items, store, spec.model_hash)
     if skipped:
         log.info("batch %s: %s of %s items already done (same content and model), skipped",
