@@ -1,12 +1,14 @@
 """Batch triage throughput: `edgewise batch medical` on Ray at 1 and 2 workers vs single-process
 `edgewise medical triage`, on the same 600+ chest X-ray PNGs, in one run.
 
-    python benchmarks/batch_throughput.py [--n 624] [--workers 1 2]
+    python benchmarks/batch_throughput.py [--n 624] [--workers 1 2] [--rounds 2]
 
 The PNGs are written to a temporary folder from ../shared/data/medical/pneumoniamnist_28.npz
 (validation then training images); skipped when the file is absent. Both sides skip heatmaps
 (batch rows carry none). Ray is started once, with 2 CPUs, before the timed runs; its start-up
 is reported apart. A batch run's time includes starting its actors (one model load each).
+The runs are interleaved over ``--rounds`` rounds, each into a fresh folder, and the best
+(shortest) time of each is kept: the machine is shared, so the best is the least disturbed.
 """
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=624, help="images (default 624: 524 val + 100 train)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best time of each run is kept")
     args = ap.parse_args()
     if not NPZ.is_file():
         print(f"skipped: {NPZ} not found (set EDGEWISE_SHARED)")
@@ -112,17 +115,25 @@ def main() -> int:
         tmp = Path(tmp)
         (tmp / "src").mkdir()
         n = make_pngs(tmp / "src", args.n)
-        t_single, ref = run_triage(tmp / "src", tmp / "triage")
         t = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False,
                  logging_level="WARNING")
         t_ray = time.perf_counter() - t
+        t_single, best = float("inf"), {}
         try:
             spec = medical_spec()
-            results = [(w, *run_batch(spec, tmp / "src", tmp / f"batch_w{w}", w)) for w in args.workers]
+            for r in range(args.rounds):
+                dt, ref = run_triage(tmp / "src", tmp / f"triage_{r}")
+                t_single = min(t_single, dt)
+                for w in args.workers:
+                    res = run_batch(spec, tmp / "src", tmp / f"batch_w{w}_{r}", w)
+                    if w not in best or res[0] < best[w][0]:
+                        best[w] = res
         finally:
             ray.shutdown()
-    print(f"\n{n} PNGs (PneumoniaMNIST 28x28), Ray start-up {t_ray:.1f} s (not counted below)\n")
+        results = [(w, *best[w]) for w in args.workers]
+    print(f"\n{n} PNGs (PneumoniaMNIST 28x28), best of {args.rounds} interleaved rounds; "
+          f"Ray start-up {t_ray:.1f} s (not counted below)\n")
     print(f"{'run':30s} {'seconds':>8s} {'items/s':>8s} {'vs triage':>9s} {'worker ms/item':>15s} "
           f"{'compute-bound items/s':>22s} {'max |dp|':>9s}")
     print(f"{'medical triage (1 process)':30s} {t_single:8.2f} {n / t_single:8.1f} {1.0:8.2f}x")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -155,10 +156,14 @@ def _execute(ray, spec, todo, store, pool, batch_size, flush_rows, flush_seconds
     ctx.max_errored_blocks = -1       # a batch that kills its worker on every try is dropped, not fatal
     blocks = max(1, min(len(todo), -(-len(todo) // batch_size)))
     ds = ray.data.from_items(todo, override_num_blocks=blocks)
-    ds = ds.map_batches(BatchWorker, fn_constructor_kwargs={"spec_json": spec.model_dump_json()},
-                        batch_size=batch_size, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=spec.num_cpus,
-                        num_gpus=spec.num_gpus or None, max_restarts=-1, max_task_retries=retries)
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for the retry count yet and warns about the keyword
+        # form (to be removed in 2.64: the extra pins ray below it)
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        ds = ds.map_batches(BatchWorker, fn_constructor_kwargs={"spec_json": spec.model_dump_json()},
+                            batch_size=batch_size, batch_format="pyarrow",
+                            compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=spec.num_cpus,
+                            num_gpus=spec.num_gpus or None, max_restarts=-1, max_task_retries=retries)
     buffered, done, errors, last = [], 0, 0, time.monotonic()
     seen: set[str] = set()
 
