@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 from sdk.batch import ItemResult, JobSpec, add_batch_arguments, run_from_args
@@ -47,6 +48,7 @@ class DriveProcessor:
         self.max_frames, self.lanes, self.lane_preset = max_frames, lanes, lane_preset
         self.detector = resolve_model(model).detector(EngineOptions(session=SessionOptions(intra_op_threads=threads)))
         self._scratch = Path(tempfile.mkdtemp(prefix="edgewise-batch-drive-"))
+        weakref.finalize(self, shutil.rmtree, str(self._scratch), True)   # also at worker exit
 
     def process(self, path: Path) -> ItemResult:
         from apps.driving_perception.lanes.detector import LaneOptions

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 from sdk.batch import ItemResult, JobSpec, add_batch_arguments, bundles_hash, run_from_args
@@ -25,6 +26,7 @@ class MedicalProcessor:
         from apps.medical_imaging.triage import Triage
 
         self._scratch = Path(tempfile.mkdtemp(prefix="edgewise-batch-medical-"))
+        weakref.finalize(self, shutil.rmtree, str(self._scratch), True)   # also at worker exit
         self._triage = Triage(self._scratch, bundles, limits=Limits(max_pixels=max_pixels), heatmaps=False)
 
     def process(self, path: Path) -> ItemResult:
