@@ -9,6 +9,7 @@ frame is an error row. Found by ``edgewise batch`` next to this app's entry poin
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -84,14 +85,13 @@ class DriveProcessor:
 
 def drive_spec(model: str | None = None, max_frames: int | None = None, lanes: bool = True,
                lane_preset: str | None = None) -> JobSpec:
-    """The job for this detector (default: the store's YOLOX-nano, FP32), resolved on the driver."""
+    """The job for this detector (default: the store's YOLOX-nano, FP32), resolved on the driver;
+    the workers open the same path (on a cluster: a path every node can read)."""
     from apps.driving_perception.model import resolve_model, sha256_of
 
     choice = resolve_model(model)
     path = choice.path
     settings = json.dumps({"max_frames": max_frames, "lanes": lanes, "lane_preset": lane_preset}, sort_keys=True)
-    import hashlib
-
     model_hash = hashlib.sha256(f"{sha256_of(path)}|{settings}".encode()).hexdigest()
     name = (f"{choice.bundle.manifest.name}@{choice.bundle.manifest.version}" if choice.bundle is not None
             else Path(path).name)

@@ -11,7 +11,8 @@ from sdk.batch.job import JobSpec
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     """SRC, --out, --workers, --address, --batch-size, --json."""
-    parser.add_argument("src", help="folder (searched recursively), or a CSV/Parquet list with a 'path' column")
+    parser.add_argument("src",
+                        help="folder (searched recursively), or a CSV/Parquet list with a 'path' column")
     parser.add_argument("--out", required=True, help="output folder: results.parquet and parts/ (the resume record)")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker actors, one model each (default: as many as the Ray cluster's CPUs allow)")

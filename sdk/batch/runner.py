@@ -99,7 +99,8 @@ def _pool_size(ray, workers: int | None, spec: JobSpec) -> int:
 
 
 def run_job(spec: JobSpec, src: str | Path, out: str | Path, *, workers: int | None = None,
-            address: str | None = None, batch_size: int | None = None, flush_rows: int = 64, flush_seconds: float = 10.0,
+            address: str | None = None, batch_size: int | None = None, flush_rows: int = 64,
+            flush_seconds: float = 10.0,
             progress: bool = True, on_flush: Callable[[int], None] | None = None,
             crash_retries: int = CRASH_RETRIES) -> BatchSummary:
     """Run ``spec`` over ``src`` into ``out``. ``on_flush(rows_so_far)`` is called after each part;
@@ -116,7 +117,7 @@ def run_job(spec: JobSpec, src: str | Path, out: str | Path, *, workers: int | N
     todo, skipped = plan(items, store, spec.model_hash)
     if skipped:
         log.info("batch %s: %s of %s items already done (same content and model), skipped",
-                    spec.name, skipped, len(items))
+                 spec.name, skipped, len(items))
     t0 = time.perf_counter()
     processed = errors = 0
     pool = 0
