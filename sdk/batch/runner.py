@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -196,7 +197,10 @@ def _execute(ray, spec, todo, store, pool, batch_size, flush_rows, flush_seconds
         flush()
     except RayError as exc:
         flush()   # keep what finished
-        raise PipelineError(f"batch {spec.name}: Ray job failed after {done} rows ({exc}); "
+        full = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()     # Ray colours its messages
+        log.debug("batch %s: Ray error in full:\n%s", spec.name, full)
+        why = full.splitlines()[-1] if full else type(exc).__name__   # a traceback's last line: the cause
+        raise PipelineError(f"batch {spec.name}: Ray job failed after {done} rows ({why}); "
                             f"rerun the same command to resume") from exc
     finally:
         ctx.max_errored_blocks = saved_errored

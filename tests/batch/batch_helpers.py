@@ -43,3 +43,13 @@ def rows_by_source(table) -> dict[str, dict]:
             r.pop(k)
         out[r["source"]] = r
     return out
+
+
+class BrokenInitProcessor:
+    """Cannot start (a bundle missing on a worker node, say)."""
+
+    def __init__(self):
+        raise FileNotFoundError("bundle not found on this node: /nope")
+
+    def process(self, path: Path) -> ItemResult:
+        raise AssertionError("never called")

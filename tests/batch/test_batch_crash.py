@@ -21,3 +21,15 @@ def test_item_killing_its_worker_becomes_an_error_row(ray_session, tmp_path):
     assert die["error"] is True and die["content_sha256"] is None     # no hash: a rerun tries it again
     assert "died on every try (2)" in die["reasons"][0]
     assert all(rows[n]["status"] == "ok" and rows[n]["name"] == n for n in ("a.txt", "b.txt", "c.txt"))
+
+
+def test_worker_that_cannot_start_fails_the_job_with_its_cause(ray_session, tmp_path):
+    from sdk.batch import JobSpec, run_job
+    from sdk.errors import PipelineError
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    spec = JobSpec(name="broken", processor="batch_helpers:BrokenInitProcessor", model_name="m@1",
+                   model_hash="2" * 64)
+    with pytest.raises(PipelineError, match=r"after 0 rows \(FileNotFoundError: bundle not found on this node"):
+        run_job(spec, tmp_path / "src", tmp_path / "out", workers=1, progress=False)
