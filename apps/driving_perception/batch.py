@@ -12,11 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
-import weakref
 from pathlib import Path
 
-from sdk.batch import ItemResult, JobSpec, add_batch_arguments, run_from_args
+from sdk.batch import ItemResult, JobSpec, add_batch_arguments, run_from_args, scratch_dir
 
 CLIP_SUFFIXES = [".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"]
 
@@ -48,8 +46,7 @@ class DriveProcessor:
 
         self.max_frames, self.lanes, self.lane_preset = max_frames, lanes, lane_preset
         self.detector = resolve_model(model).detector(EngineOptions(session=SessionOptions(intra_op_threads=threads)))
-        self._scratch = Path(tempfile.mkdtemp(prefix="edgewise-batch-drive-"))
-        weakref.finalize(self, shutil.rmtree, str(self._scratch), True)   # also at worker exit
+        self._scratch = scratch_dir("drive", self)   # removed at worker exit, or by the next worker
 
     def process(self, path: Path) -> ItemResult:
         from apps.driving_perception.lanes.detector import LaneOptions

@@ -9,11 +9,9 @@ Found by ``edgewise batch`` next to this app's ``edgewise.commands`` entry point
 from __future__ import annotations
 
 import shutil
-import tempfile
-import weakref
 from pathlib import Path
 
-from sdk.batch import ItemResult, JobSpec, add_batch_arguments, bundles_hash, run_from_args
+from sdk.batch import ItemResult, JobSpec, add_batch_arguments, bundles_hash, run_from_args, scratch_dir
 
 SUFFIXES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ""]   # as `medical triage` scans
 
@@ -25,8 +23,7 @@ class MedicalProcessor:
         from apps.medical_imaging.io.loaders import Limits
         from apps.medical_imaging.triage import Triage
 
-        self._scratch = Path(tempfile.mkdtemp(prefix="edgewise-batch-medical-"))
-        weakref.finalize(self, shutil.rmtree, str(self._scratch), True)   # also at worker exit
+        self._scratch = scratch_dir("medical", self)   # removed at worker exit, or by the next worker
         self._triage = Triage(self._scratch, bundles, limits=Limits(max_pixels=max_pixels), heatmaps=False)
 
     def process(self, path: Path) -> ItemResult:

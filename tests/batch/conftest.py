@@ -26,6 +26,10 @@ def ray_session():
              logging_level="WARNING", runtime_env={"env_vars": {"PYTHONPATH": path}})   # workers see batch_helpers
     yield ray
     ray.shutdown()
+    from sdk.batch.scratch import remove_stale
+
+    for job in ("medical", "drive"):   # workers Ray ended with a hard kill left their scratch folders
+        remove_stale(job)
 
 
 def _image(i: int) -> np.ndarray:

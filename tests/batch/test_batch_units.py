@@ -90,3 +90,27 @@ def test_cli_without_ray_exits_4_naming_the_extra(tmp_path, monkeypatch, capsys,
     rc = main(["batch", "medical", str(archive), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 4 and "pip install 'edgewise[cluster]'" in err, err
+
+
+def test_scratch_dirs_of_dead_workers_are_removed(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import tempfile
+
+    from sdk.batch import scratch_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = tmp_path / f"edgewise-batch-unit-{dead}-abc"
+    live = tmp_path / f"edgewise-batch-unit-{os.getpid()}-def"
+    stale.mkdir(), live.mkdir()
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    new = scratch_dir("unit", owner)
+    assert not stale.exists() and live.exists() and new.is_dir() and new.parent == tmp_path
+    del owner                     # collected: its folder goes
+    assert not new.exists()
