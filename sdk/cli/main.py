@@ -24,7 +24,7 @@ from sdk import errors
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 # SDK commands, in the order `edgewise --help` lists them.
-SDK_COMMANDS = ["devices", "inspect", "bench", "pull", "optimize"]
+SDK_COMMANDS = ["devices", "inspect", "bench", "pull", "optimize", "batch"]
 
 
 def exit_code_for(exc: BaseException) -> int:
