@@ -4,6 +4,7 @@ Registered through the ``edgewise.commands`` entry point (``medical``)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -59,9 +60,12 @@ def _triage(args) -> int:
     path, out = Path(args.path), Path(args.out)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
-    with Triage(out, args.bundle or default_bundles(), include_identifiers=args.include_identifiers,
-                limits=Limits(max_pixels=args.max_pixels), max_wait_minutes=args.max_wait,
-                heatmaps=not args.no_heatmaps) as tri:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder; give a folder for the worklist, report and audit")
+    with _sigterm_as_interrupt(), Triage(
+            out, args.bundle or default_bundles(), include_identifiers=args.include_identifiers,
+            limits=Limits(max_pixels=args.max_pixels), max_wait_minutes=args.max_wait,
+            heatmaps=not args.no_heatmaps) as tri:
         if args.watch:
             if not path.is_dir():
                 raise ValueError(f"--watch needs a folder, got a file: {path}")
@@ -84,6 +88,26 @@ def _triage(args) -> int:
             print(f"... {len(ordered) - 20} more")
         print(f"{len(ordered)} studies ({counts}); report: {out / 'report.html'}")
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a service manager stopping the run) ends it like Ctrl-C: the studies done are
+    committed and the worklist views are regenerated before the process exits (130)."""
+    import signal
+    import threading
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    prev = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, prev)
 
 
 def _evaluate(args) -> int:
