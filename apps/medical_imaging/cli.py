@@ -46,8 +46,13 @@ def register(subparsers) -> None:
     add_arguments(tr)
     tr.set_defaults(func=_train)
 
-    v = sub.add_parser("verify-audit", help="verify an audit.jsonl hash chain (exit 1 if broken)")
+    v = sub.add_parser("verify-audit", help="verify an audit.jsonl: hash chain, MACs and keyed checkpoint "
+                                            "(exit 1 with the line number if cut, rewritten or damaged)")
     v.add_argument("file")
+    v.add_argument("--key", default=None, help="audit key of the device that wrote the log "
+                                               "(default: $EDGEWISE_AUDIT_KEY, else this device's)")
+    v.add_argument("--chain-only", action="store_true",
+                   help="check the hash chain only (no key: a cut tail or a rewritten chain is NOT detected)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_verify)
 
@@ -126,10 +131,12 @@ def _train(args) -> int:
 
 def _verify(args) -> int:
     from apps.medical_imaging.audit import verify
+    from apps.medical_imaging.audit_key import load_key
 
     if not Path(args.file).is_file():
         raise FileNotFoundError(f"no such audit file: {args.file}")
-    res = verify(args.file)
+    key = None if args.chain_only else (load_key(args.key, create=False) if args.key else "device")
+    res = verify(args.file, key)
     if args.json:
         print(json.dumps({"ok": res.ok, "lines": res.lines, "bad_line": res.bad_line, "message": res.message}))
     else:
