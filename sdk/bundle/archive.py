@@ -42,6 +42,8 @@ def pack_bundle(bundle_dir: str | os.PathLike, archive_path: str | os.PathLike) 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp-{secrets.token_hex(4)}")
     names = [MANIFEST_NAME] + sorted(bundle.manifest.files)
+    if (src / "bundle.sig").is_file():  # the signature travels with the bundle (sdk.bundle.signing)
+        names.append("bundle.sig")
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             for rel in names:

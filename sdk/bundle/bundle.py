@@ -1,6 +1,7 @@
 """Bundles: save a folder of ONNX files + manifest, load it back verified, run it.
 
-``load_bundle`` verifies every SHA-256 before onnxruntime reads a byte, and
+``load_bundle`` verifies every SHA-256 before onnxruntime reads a byte (and, when a trust
+policy is set, the bundle's signature before anything else: :mod:`sdk.bundle.signing`), and
 ``Bundle.engine`` hands onnxruntime the very bytes it re-hashed (for models without
 external data), so a file swapped between the check and the load is still caught.
 """
@@ -77,31 +78,52 @@ class Bundle:
 
 
 # --- loading -------------------------------------------------------------------------
-def load_bundle(path: str | os.PathLike) -> Bundle:
+def load_bundle(path: str | os.PathLike, *, trusted_keys=None) -> Bundle:
     """Load and verify a bundle folder or a ``.ewb`` archive.
 
     An archive is unpacked (path-checked) once into ``$EDGEWISE_HOME/unpacked/<sha256>``.
-    Raises BundleError / IntegrityError / UnsafePathError naming the file and the reason.
+    ``trusted_keys``: public-key paths; when given, or when a process-wide or
+    ``EDGEWISE_TRUSTED_KEYS`` policy is set (:mod:`sdk.bundle.signing`), the signature is
+    checked first, before the manifest is parsed. Raises BundleError / IntegrityError /
+    UnsafePathError / SignatureError naming the file and the reason.
     """
     p = Path(path)
     if p.is_dir():
+        _check_signature(p, trusted_keys)
         manifest, external = verify_bundle_dir(p)
         return Bundle(p, manifest, external)
     if p.is_file():
         if p.suffix.lower() in (".onnx", ".ort"):
             raise BundleError(f"{p} is a bare model, not a bundle; load it with sdk.runtime.Engine, or wrap it "
                               "with sdk.bundle.save_bundle to pin its hash and metadata")
-        return _load_archive(p)
+        return _load_archive(p, trusted_keys)
     raise FileNotFoundError(f"no bundle at {p} (expected a folder with {MANIFEST_NAME} or a .ewb archive)")
 
 
-def _load_archive(archive: Path) -> Bundle:
+def _check_signature(root: Path, trusted_keys) -> None:
+    if trusted_keys is None and not _policy_possible():
+        return
+    from sdk.bundle.signing import check_policy  # imports model-signing only when a policy is set
+
+    check_policy(root, trusted_keys)
+
+
+def _policy_possible() -> bool:
+    import sys
+
+    mod = sys.modules.get("sdk.bundle.signing")
+    return bool(os.environ.get("EDGEWISE_TRUSTED_KEYS", "").strip()) or (
+        mod is not None and mod._process_keys is not None)
+
+
+def _load_archive(archive: Path, trusted_keys=None) -> Bundle:
     from sdk.bundle.archive import unpack_bundle
 
     digest = file_sha256(archive)
     dest = edgewise_home() / "unpacked" / digest
     if dest.is_dir():
         try:
+            _check_signature(dest, trusted_keys)
             manifest, external = verify_bundle_dir(dest)
             return Bundle(dest, manifest, external)
         except BundleError as exc:
@@ -113,6 +135,7 @@ def _load_archive(archive: Path) -> Bundle:
     except OSError:
         if not (dest / MANIFEST_NAME).is_file():  # not a concurrent unpack of the same archive
             raise
+    _check_signature(dest, trusted_keys)
     manifest, external = verify_bundle_dir(dest)
     return Bundle(dest, manifest, external)
 

@@ -72,7 +72,7 @@ def verify_files(root: Path, manifest: Manifest) -> None:
 
 def check_unlisted(root: Path, manifest: Manifest) -> list[str]:
     """Files present but not in the manifest: refused if they could be model data, else warned about."""
-    listed = set(manifest.files) | {MANIFEST_NAME}
+    listed = set(manifest.files) | {MANIFEST_NAME, "bundle.sig"}  # bundle.sig: sdk.bundle.signing
     extra: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
