@@ -67,6 +67,8 @@ def _check_lines(data: bytes, start_line: int, prev: str, key: bytes | None) -> 
             return VerifyResult(False, n, f"line {n}: not UTF-8 text (garbage bytes)", n, prev, pos)
         except json.JSONDecodeError as exc:
             return VerifyResult(False, n, f"line {n}: not valid JSON ({exc.msg})", n, prev, pos)
+        except RecursionError:
+            return VerifyResult(False, n, f"line {n}: JSON nested too deep (garbage)", n, prev, pos)
         if not isinstance(rec, dict) or not isinstance(rec.get("hash"), str) or "prev_hash" not in rec:
             return VerifyResult(False, n, f"line {n}: missing hash/prev_hash", n, prev, pos)
         if rec["prev_hash"] != prev:

@@ -185,7 +185,8 @@ class Triage:
             return self._refuse(base, str(exc)), model
         except Exception as exc:  # noqa: BLE001 - one bad study must never stop the batch
             base.setdefault("study_id", self.study_id(_path_key(path)))
-            log.warning("triage of a study failed: %s", exc, exc_info=not isinstance(exc, (OSError, EdgewiseError)))
+            log.warning("triage of a study failed: %s: %s", type(exc).__name__, exc)
+            log.debug("traceback of the failed study", exc_info=True)   # -vv shows it; never by default
             return self._refuse(base, f"could not be analysed: {type(exc).__name__}: {exc}"), model
 
     def _refuse(self, base: dict, reason: str) -> Study:

@@ -42,6 +42,8 @@ def read_manifest(root: Path) -> Manifest:
         data = json.loads(mpath.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{mpath} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise BundleError(f"{mpath} nests JSON deeper than Python can parse; not a manifest") from None
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
