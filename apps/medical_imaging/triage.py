@@ -38,7 +38,7 @@ from apps.medical_imaging.model import TriageModel, default_bundles
 from apps.medical_imaging.report import write_csv, write_html, write_json
 from apps.medical_imaging.worklist import Clock, Study, order
 from apps.medical_imaging.worklist_db import WorklistDB
-from sdk.errors import DecodeError, EdgewiseError
+from sdk.errors import DecodeError
 
 log = logging.getLogger("edgewise")
 
