@@ -12,10 +12,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given
-from hypothesis import strategies as st
 
-from sdk.errors import BundleError, DecodeError, StoreError
+pytest.importorskip("hypothesis", reason="hypothesis (extra 'dev') is needed for the fuzz tests")
+from hypothesis import example, given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sdk.errors import BundleError, DecodeError, StoreError  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAGICS = [PNG_MAGIC, PNG_MAGIC + b"\x00\x00\x00\x0dIHDR", b"\xff\xd8\xff", b"\xff\xd8\xff\xc0\x00\x11\x08",
