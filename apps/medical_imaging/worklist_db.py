@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 from apps.medical_imaging.policy import PRIORITY_RANK
 from apps.medical_imaging.worklist import Study
@@ -38,42 +40,52 @@ MAX_SEEN_NOTES = 5
 
 
 class WorklistDB:
-    """Open (creating if needed) ``<out_dir>/worklist.sqlite``."""
+    """Open (creating if needed) ``<out_dir>/worklist.sqlite``.
+
+    SQLite failures (a damaged database file, a full disk, a lock held past the timeout)
+    are raised as OSError naming the file, so the CLI reports them (exit 2) instead of a
+    traceback.
+    """
 
     def __init__(self, out_dir: str | Path, timeout_s: float = 60.0):
         self.path = Path(out_dir) / DB_NAME
-        self._con = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None,
-                                    check_same_thread=False)
-        self._con.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        mode = self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise OSError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); "
-                          "is the output folder on a network file system?")
-        self._con.execute("PRAGMA synchronous = FULL")
-        with self._tx():
-            for stmt in filter(str.strip, _SCHEMA.split(";")):
-                self._con.execute(stmt)
+        with self._guard("open"):
+            self._con = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None,
+                                        check_same_thread=False)
+            self._con.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            mode = self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise OSError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); "
+                              "is the output folder on a network file system?")
+            self._con.execute("PRAGMA synchronous = FULL")
+            with self._tx() as con:
+                for stmt in filter(str.strip, _SCHEMA.split(";")):
+                    con.execute(stmt)
 
-    # --- transactions -------------------------------------------------------------------
-    class _Tx:
-        def __init__(self, con: sqlite3.Connection):
-            self.con = con
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise OSError(f"worklist database {self.path}: could not {what} ({type(exc).__name__}: {exc}); "
+                          "if the file is damaged, move it away and run again (audit.jsonl keeps every "
+                          "decision)") from exc
 
-        def __enter__(self):
-            self.con.execute("BEGIN IMMEDIATE")
-            return self.con
-
-        def __exit__(self, exc_type, exc, tb):
-            self.con.execute("COMMIT" if exc_type is None else "ROLLBACK")
-            return False
-
-    def _tx(self) -> "WorklistDB._Tx":
-        return WorklistDB._Tx(self._con)
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: committed on success, rolled back on any exception."""
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._con
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
 
     # --- writes -------------------------------------------------------------------------
     def next_arrival(self, at: datetime) -> int:
         """A sequence number unique across every run into this folder (arrival order)."""
-        with self._tx() as con:
+        with self._guard("record an arrival"), self._tx() as con:
             return int(con.execute("INSERT INTO arrivals(at) VALUES (?)", (at.isoformat(),)).lastrowid)
 
     def upsert(self, study: Study, now: datetime) -> Study:
@@ -83,7 +95,7 @@ class WorklistDB:
         first arrival); a same-or-lower one leaves the row as it is, plus a note.
         """
         rank = PRIORITY_RANK[study.priority]
-        with self._tx() as con:
+        with self._guard(f"store study {study.study_id}"), self._tx() as con:
             row = con.execute("SELECT priority_rank, data FROM studies WHERE study_id = ?",
                               (study.study_id,)).fetchone()
             if row is None:
@@ -109,11 +121,13 @@ class WorklistDB:
     # --- reads --------------------------------------------------------------------------
     def studies(self) -> list[Study]:
         """Every study ever stored, in arrival order."""
-        rows = self._con.execute("SELECT data FROM studies ORDER BY arrival_seq").fetchall()
+        with self._guard("read the studies"):
+            rows = self._con.execute("SELECT data FROM studies ORDER BY arrival_seq").fetchall()
         return [Study.model_validate_json(r[0]) for r in rows]
 
     def count(self) -> int:
-        return int(self._con.execute("SELECT COUNT(*) FROM studies").fetchone()[0])
+        with self._guard("count the studies"):
+            return int(self._con.execute("SELECT COUNT(*) FROM studies").fetchone()[0])
 
     def close(self) -> None:
         self._con.close()

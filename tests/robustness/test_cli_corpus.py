@@ -79,13 +79,15 @@ def test_triage_corpus(corpus, tmp_path, capsys):
 @pytest.mark.parametrize("case,expected", [
     ("out is a file", 2), ("out under /proc", 2), ("input missing", 2), ("watch a file", 2),
     ("trusted key missing", 2), ("audit missing", 2), ("audit is a FIFO", 2), ("audit garbage", 1),
-    ("bundle is a file", 3), ("bundle folder without manifest", 3),
+    ("bundle is a file", 3), ("bundle folder without manifest", 3), ("worklist database damaged", 2),
 ])
 def test_exit_codes(case, expected, corpus, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "garbage.jsonl").write_bytes(b"\xff\xfe{{{\n")
     (tmp_path / "nobundle").mkdir()
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "worklist.sqlite").write_bytes(b"SQLite format 3\x00" + os.urandom(3000))
     tri = ["medical", "triage"]
     args = {
         "out is a file": [*tri, str(corpus), "--out", str(tmp_path / "file")],
@@ -100,6 +102,7 @@ def test_exit_codes(case, expected, corpus, tmp_path, capsys):
         "bundle is a file": [*tri, str(corpus), "--out", str(tmp_path / "o"), "--bundle", str(tmp_path / "file")],
         "bundle folder without manifest": [*tri, str(corpus), "--out", str(tmp_path / "o"), "--bundle",
                                            str(tmp_path / "nobundle")],
+        "worklist database damaged": [*tri, str(corpus), "--out", str(tmp_path / "damaged")],
     }[case]
     code, err = _run(args, capsys)
     assert code == expected, err
