@@ -5,9 +5,11 @@ The key (32 random bytes, hex) lives in ``$EDGEWISE_AUDIT_KEY`` or, by default,
 output folder; it is created on first use with mode 0600 in a 0700 folder. Whoever can
 read it can forge audit records: keep it on the device, and out of backups of the outputs.
 
-The checkpoint (``<log>.checkpoint``, a separate file next to the log) records how many
-records the log held and the hash of the last one, under an HMAC-SHA256 with that key, as
-a transparency log keeps a signed tree head. Cutting the tail of the log, or rewriting it
+The checkpoint records how many records the log held and the hash of the last one, under
+an HMAC-SHA256 with that key, as a transparency log keeps a signed tree head. It is kept
+twice, apart from the log: ``<log>.checkpoint`` (travels with the output folder) and the
+device's copy beside the key (``audit-checkpoints/``), so restoring an older checkpoint in
+the output folder does not hide a cut tail on the device that wrote it. Cutting the tail of the log, or rewriting it
 and its hash chain, no longer matches a checkpoint that only the key holder can write.
 """
 from __future__ import annotations
@@ -83,41 +85,66 @@ def _checkpoint_body(log_name: str, count: int, head: str, kid: str) -> bytes:
 
 
 def checkpoint_path(log: Path) -> Path:
+    """The checkpoint that travels with the log (next to it, in the output folder)."""
     return log.with_name(log.name + ".checkpoint")
 
 
-def write_checkpoint(log: Path, key: bytes, count: int, head: str) -> None:
-    """Atomically replace ``<log>.checkpoint`` (written, fsynced, renamed)."""
-    kid = key_id(key)
-    mac = hmac.new(key, b"checkpoint:" + _checkpoint_body(log.name, count, head, kid), hashlib.sha256).hexdigest()
-    cp = checkpoint_path(log)
-    tmp = cp.with_name(f".{cp.name}.{os.getpid()}.{secrets.token_hex(4)}")
+def device_checkpoint_path(log: Path) -> Path:
+    """The device's own copy, beside the key and away from the output folder (named by the
+    log's absolute path): someone who can rewrite the output folder cannot roll it back to
+    an older checkpoint to hide a cut tail."""
+    digest = hashlib.sha256(str(Path(log).resolve()).encode()).hexdigest()[:32]
+    return default_key_path().parent / "audit-checkpoints" / f"{digest}.json"
+
+
+def _mac(key: bytes, log_name: str, count: int, head: str, kid: str) -> str:
+    return hmac.new(key, b"checkpoint:" + _checkpoint_body(log_name, count, head, kid), hashlib.sha256).hexdigest()
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump({"log": log.name, "count": count, "head": head, "key_id": kid, "mac": mac}, fh, sort_keys=True)
+        json.dump(data, fh, sort_keys=True)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, cp)
+    os.replace(tmp, path)
 
 
-def read_checkpoint(log: Path, key: bytes) -> tuple[int, str]:
-    """(count, head hash) of a checkpoint whose MAC verifies; ValueError naming what is wrong,
-    FileNotFoundError when there is none."""
-    cp = checkpoint_path(log)
-    try:
-        raw = cp.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no checkpoint {cp.name} next to the log: it cannot be proven that "
-                                "the log was not cut or rewritten") from None
+def write_checkpoint(log: Path, key: bytes, count: int, head: str) -> None:
+    """Atomically replace both checkpoints (next to the log, and the device's copy)."""
+    kid = key_id(key)
+    data = {"log": log.name, "count": count, "head": head, "key_id": kid,
+            "mac": _mac(key, log.name, count, head, kid)}
+    _atomic_json(checkpoint_path(log), data)
+    _atomic_json(device_checkpoint_path(log), data)
+
+
+def _read_one(cp: Path, key: bytes) -> tuple[int, str]:
+    raw = cp.read_bytes()
     try:
         d = json.loads(raw.decode("utf-8"))
         count, head, kid, mac = int(d["count"]), str(d["head"]), str(d["key_id"]), str(d["mac"])
         log_name = str(d["log"])
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"checkpoint {cp.name} is unreadable ({type(exc).__name__}: {exc})") from None
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ValueError(f"checkpoint {cp} is unreadable ({type(exc).__name__}: {exc})") from None
     if kid != key_id(key):
-        raise ValueError(f"checkpoint {cp.name} was made with another key (key id {kid}, this device's is "
+        raise ValueError(f"checkpoint {cp} was made with another key (key id {kid}, this device's is "
                          f"{key_id(key)}); set {KEY_ENV} to that device's key")
-    want = hmac.new(key, b"checkpoint:" + _checkpoint_body(log_name, count, head, kid), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want, mac):
-        raise ValueError(f"checkpoint {cp.name} does not verify with the device key (forged or edited)")
+    if not hmac.compare_digest(_mac(key, log_name, count, head, kid), mac):
+        raise ValueError(f"checkpoint {cp} does not verify with the device key (forged or edited)")
     return count, head
+
+
+def read_checkpoint(log: Path, key: bytes) -> tuple[int, str]:
+    """(count, head hash) of the most advanced checkpoint whose MAC verifies (the one next
+    to the log and the device's copy); ValueError naming what is wrong, FileNotFoundError
+    when there is none."""
+    found = []
+    for cp in (checkpoint_path(log), device_checkpoint_path(log)):
+        if cp.is_file():
+            found.append(_read_one(cp, key))
+    if not found:
+        raise FileNotFoundError(f"no checkpoint {checkpoint_path(log).name} next to the log (nor this device's "
+                                "copy): it cannot be proven that the log was not cut or rewritten")
+    return max(found)

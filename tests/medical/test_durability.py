@@ -234,7 +234,24 @@ def test_missing_or_forged_checkpoint_is_detected(audit5, capsys):
     code, text = _cli(audit5, capsys)
     assert code == 1 and "does not verify" in text
     cp.unlink()
+    assert _cli(audit5, capsys)[0] == 0                 # the device's own copy still vouches for it
+    from apps.medical_imaging.audit_key import device_checkpoint_path
+
+    device_checkpoint_path(audit5).unlink()
     code, text = _cli(audit5, capsys)
     assert code == 1 and "no checkpoint" in text
     with pytest.raises(ValueError, match="broken audit chain"):
         AuditLog(audit5)
+
+
+def test_restored_old_checkpoint_does_not_hide_a_cut_tail(audit5, capsys):
+    cp = audit5.with_name(audit5.name + ".checkpoint")
+    lines = audit5.read_text().splitlines(keepends=True)
+    old = cp.read_bytes()                       # the attacker keeps the checkpoint at 5 records
+    log = AuditLog(audit5)
+    log.append(**_fields(5))
+    log.append(**_fields(6))
+    audit5.write_text("".join(lines))           # cut back to 5 records
+    cp.write_bytes(old)                         # and roll the folder's checkpoint back
+    code, text = _cli(audit5, capsys)
+    assert code == 1 and "line 6" in text and "tail deleted" in text   # the device's copy says 7
