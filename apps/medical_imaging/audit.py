@@ -26,7 +26,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from apps.medical_imaging.audit_key import load_key, read_checkpoint, record_mac, write_checkpoint
 
@@ -51,40 +51,54 @@ class VerifyResult:
     offset: int = 0          # bytes of the log covered by the checked lines
 
 
-def _check_lines(data: bytes, start_line: int, prev: str, key: bytes | None) -> VerifyResult:
-    """Check the lines of ``data`` (which starts at line ``start_line``) continue ``prev``."""
-    n, pos = start_line - 1, 0
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        if end < 0:
-            return VerifyResult(False, n + 1, f"line {n + 1}: incomplete (no end of line: cut while written, "
-                                              "or bytes appended)", n + 1, prev, pos)
+MAX_LINE = 1 << 20   # an audit record is a few hundred bytes; a longer line is damage
+
+
+def _check_lines(fh: BinaryIO, start_line: int, prev: str, key: bytes | None,
+                 hash_at: int | None = None) -> tuple[VerifyResult, str | None]:
+    """Check the lines read from ``fh`` (the first is line ``start_line``) continue ``prev``.
+
+    Reads one bounded line at a time (memory stays flat on any file). Returns the result
+    (``offset``: bytes of good lines read) and the hash of line ``hash_at`` if it was reached.
+    """
+    n, pos, at = start_line - 1, 0, (GENESIS if hash_at == 0 else None)
+
+    def bad(line: int, why: str) -> tuple[VerifyResult, str | None]:
+        return VerifyResult(False, line, f"line {line}: {why}", line, prev, pos), at
+
+    while True:
+        raw = fh.readline(MAX_LINE + 1)
+        if not raw:
+            break
+        if not raw.endswith(b"\n"):
+            if len(raw) > MAX_LINE:
+                return bad(n + 1, f"longer than {MAX_LINE} bytes (garbage)")
+            return bad(n + 1, "incomplete (no end of line: cut while written, or bytes appended)")
         n += 1
-        raw = data[pos:end]
         try:
-            rec = json.loads(raw.decode("utf-8"))
+            rec = json.loads(raw[:-1].decode("utf-8"))
         except UnicodeDecodeError:
-            return VerifyResult(False, n, f"line {n}: not UTF-8 text (garbage bytes)", n, prev, pos)
+            return bad(n, "not UTF-8 text (garbage bytes)")
         except json.JSONDecodeError as exc:
-            return VerifyResult(False, n, f"line {n}: not valid JSON ({exc.msg})", n, prev, pos)
+            return bad(n, f"not valid JSON ({exc.msg})")
         except RecursionError:
-            return VerifyResult(False, n, f"line {n}: JSON nested too deep (garbage)", n, prev, pos)
+            return bad(n, "JSON nested too deep (garbage)")
         if not isinstance(rec, dict) or not isinstance(rec.get("hash"), str) or "prev_hash" not in rec:
-            return VerifyResult(False, n, f"line {n}: missing hash/prev_hash", n, prev, pos)
+            return bad(n, "missing hash/prev_hash")
         if rec["prev_hash"] != prev:
-            return VerifyResult(False, n, f"line {n}: prev_hash does not match line {n - 1}'s hash "
-                                          "(a line was removed, inserted or reordered)", n, prev, pos)
+            return bad(n, f"prev_hash does not match line {n - 1}'s hash (a line was removed, inserted or reordered)")
         if _digest(rec) != rec["hash"]:
-            return VerifyResult(False, n, f"line {n}: content does not match its hash (edited)", n, prev, pos)
+            return bad(n, "content does not match its hash (edited)")
         if key is not None:
             mac = rec.get("mac")
             if not isinstance(mac, str) or not hmac.compare_digest(mac, record_mac(key, rec["hash"])):
                 what = "has no MAC" if mac is None else "MAC does not verify with the device key"
-                return VerifyResult(False, n, f"line {n}: {what} (the chain was rewritten from here, "
-                                              "or written by another device)", n, prev, pos)
+                return bad(n, f"{what} (the chain was rewritten from here, or written by another device)")
         prev = rec["hash"]
-        pos = end + 1
-    return VerifyResult(True, n, f"chain intact: {n} record(s)", None, prev, pos)
+        pos += len(raw)
+        if n == hash_at:
+            at = prev
+    return VerifyResult(True, n, f"chain intact: {n} record(s)", None, prev, pos), at
 
 
 def verify(path: str | Path, key: bytes | None | str = "device", checkpoint: bool = True) -> VerifyResult:
@@ -101,23 +115,28 @@ def verify(path: str | Path, key: bytes | None | str = "device", checkpoint: boo
             key = load_key(create=False)
         except (FileNotFoundError, ValueError) as exc:
             return VerifyResult(False, 0, f"cannot check MACs and checkpoint: {exc}", None)
-    data = path.read_bytes()
-    res = _check_lines(data, 1, GENESIS, key if isinstance(key, bytes) else None)
+    key = key if isinstance(key, bytes) else None
+    cp = None
+    if key is not None and checkpoint:
+        try:
+            cp = read_checkpoint(path, key)
+        except (FileNotFoundError, ValueError) as exc:
+            cp = exc
+    with open(path, "rb") as fh:
+        res, head_at = _check_lines(fh, 1, GENESIS, key, cp[0] if isinstance(cp, tuple) else None)
     if not res.ok or key is None or not checkpoint:
         if res.ok and key is None:
             res.message += " (hash chain only: truncation and rewriting not checked without the key)"
         return res
-    try:
-        count, head = read_checkpoint(path, key)
-    except (FileNotFoundError, ValueError) as exc:
+    if isinstance(cp, Exception):
         if res.lines == 0:
             return res   # an empty log needs no checkpoint
-        return VerifyResult(False, res.lines, str(exc), None, res.last_hash, res.offset)
+        return VerifyResult(False, res.lines, str(cp), None, res.last_hash, res.offset)
+    count, head = cp
     if res.lines < count:
         return VerifyResult(False, res.lines, f"line {res.lines + 1}: missing: the log ends after {res.lines} "
                                               f"record(s) but its checkpoint counts {count} (tail deleted)",
                             res.lines + 1, res.last_hash, res.offset)
-    head_at = _hash_at(data, count)
     if head_at != head:
         return VerifyResult(False, res.lines, f"line {count}: does not match the checkpointed head hash "
                                               "(rewritten)", max(count, 1), res.last_hash, res.offset)
@@ -125,13 +144,6 @@ def verify(path: str | Path, key: bytes | None | str = "device", checkpoint: boo
     tail = f"; {extra} record(s) after the checkpoint (MAC-verified: a crash before it was updated)" if extra else ""
     return VerifyResult(True, res.lines, f"chain intact: {res.lines} record(s), checkpoint verified{tail}",
                         None, res.last_hash, res.offset)
-
-
-def _hash_at(data: bytes, count: int) -> str:
-    if count == 0:
-        return GENESIS
-    line = data.split(b"\n")[count - 1]
-    return json.loads(line.decode("utf-8"))["hash"]
 
 
 class AuditLog:
@@ -174,8 +186,7 @@ class AuditLog:
             raise ValueError(f"audit log {self.path} shrank from {self._offset} to {size} bytes while open")
         with open(self.path, "rb") as fh:
             fh.seek(self._offset)
-            data = fh.read(size - self._offset)
-        res = _check_lines(data, self._count + 1, self._prev, self._key)
+            res, _ = _check_lines(fh, self._count + 1, self._prev, self._key)
         if not res.ok:
             raise ValueError(f"refusing to append to a broken audit chain: {res.message}")
         self._prev, self._count, self._offset = res.last_hash, res.lines, self._offset + res.offset

@@ -216,7 +216,8 @@ def test_rewritten_chain_is_detected(audit5, capsys):
     assert code == 1 and "line 1" in text
 
 
-@pytest.mark.parametrize("garbage", [b"\xff\xfe\x00garbage\n", b"{not json}\n", b"\x00" * 40, b"[]\n"])
+@pytest.mark.parametrize("garbage", [b"\xff\xfe\x00garbage\n", b"{not json}\n", b"\x00" * 40, b"[]\n",
+                                     b"x" * (3 << 20)])
 def test_garbage_bytes_are_detected(audit5, capsys, garbage):
     with open(audit5, "ab") as fh:
         fh.write(garbage)
