@@ -19,7 +19,6 @@ hashes only) and `model-signing` is never imported.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -95,20 +94,30 @@ def sign_bundle(bundle_dir: str | os.PathLike, private_key: str | os.PathLike, p
     return sig
 
 
-_DIFF = [(re.compile(r"Hash mismatch for '([^']+)'"), "edited after signing"),
-         (re.compile(r"Extra files found in model '[^']*': (.+)$"), "added after signing"),
-         (re.compile(r"Missing files in model '[^']*': (.+)$"), "removed after signing")]
-
-
-def _explain(msg: str) -> str:
+def _describe(actual, expected) -> str:
+    """Which files were edited, added or removed (from model-signing's two manifests)."""
+    got = {d.identifier: d.digest for d in actual.resource_descriptors()}
+    want = {d.identifier: d.digest for d in expected.resource_descriptors()}
     parts = []
-    for pattern, what in _DIFF:
-        names = []
-        for m in pattern.finditer(msg.replace('", "', "\n").replace("', '", "\n").replace("\\'", "'")):
-            names.extend(n.strip(" '\"]") for n in m.group(1).split(","))
+    for what, names in (("edited after signing", [n for n in sorted(got.keys() & want.keys()) if got[n] != want[n]]),
+                        ("added after signing", sorted(got.keys() - want.keys())),
+                        ("removed after signing", sorted(want.keys() - got.keys()))):
         if names:
-            parts.append(f"{what}: {', '.join(sorted(set(names)))}")
-    return "; ".join(parts) or msg
+            parts.append(f"{what}: {', '.join(names)}")
+    return "; ".join(parts)
+
+
+def _verifier(verifying, key: Path):
+    """model-signing's key-based verifier, remembering which files differ when it refuses."""
+
+    class _Config(verifying.Config):
+        diff = ""
+
+        def _get_manifest_diff(self, actual, expected):  # called only on a mismatch
+            self.diff = _describe(actual, expected)
+            return super()._get_manifest_diff(actual, expected)
+
+    return _Config().use_elliptic_key_verifier(public_key=key)
 
 
 def verify_signature(bundle_dir: str | os.PathLike, keys: Sequence[str | os.PathLike]) -> Path:
@@ -132,7 +141,8 @@ def verify_signature(bundle_dir: str | os.PathLike, keys: Sequence[str | os.Path
     failures = []
     for key in keys:
         try:
-            verifying.Config().use_elliptic_key_verifier(public_key=key).verify(root, sig)
+            cfg = _verifier(verifying, key)
+            cfg.verify(root, sig)
             return key
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             msg = str(exc)
@@ -143,7 +153,7 @@ def verify_signature(bundle_dir: str | os.PathLike, keys: Sequence[str | os.Path
                 failures.append(f"{key.name}: not signed by this key")
             elif "Signature mismatch" in msg:
                 raise SignatureError(f"bundle {root} was signed by {key} but does not match its signature: "
-                                     f"{_explain(msg)}") from exc
+                                     f"{cfg.diff or msg}") from exc
             elif "public key" in msg.lower() and "PEM" in msg:
                 failures.append(f"{key.name}: not a PEM public key ({msg})")
             else:

@@ -146,3 +146,13 @@ def test_no_policy_never_imports_model_signing(signed):
             "assert 'model_signing' not in sys.modules, 'model_signing imported without a policy'")
     env = {k: v for k, v in os.environ.items() if k != "EDGEWISE_TRUSTED_KEYS"}
     subprocess.run([sys.executable, "-c", code, str(signed)], check=True, env={**env, "PYTHONPATH": str(REPO)})
+
+
+def test_every_difference_is_named(signed, keys):
+    _raise_threshold(signed)
+    (signed / "extra.txt").write_text("x")
+    (signed / "vocab.txt").unlink()
+    with pytest.raises(SignatureError) as err:
+        verify_signature(signed, [keys["pub"]])
+    assert str(err.value).endswith("edited after signing: manifest.json; added after signing: extra.txt; "
+                                   "removed after signing: vocab.txt")
