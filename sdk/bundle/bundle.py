@@ -89,9 +89,7 @@ def load_bundle(path: str | os.PathLike, *, trusted_keys=None) -> Bundle:
     """
     p = Path(path)
     if p.is_dir():
-        _check_signature(p, trusted_keys)
-        manifest, external = verify_bundle_dir(p)
-        return Bundle(p, manifest, external)
+        return _verified(p, trusted_keys)
     if p.is_file():
         if p.suffix.lower() in (".onnx", ".ort"):
             raise BundleError(f"{p} is a bare model, not a bundle; load it with sdk.runtime.Engine, or wrap it "
@@ -100,12 +98,17 @@ def load_bundle(path: str | os.PathLike, *, trusted_keys=None) -> Bundle:
     raise FileNotFoundError(f"no bundle at {p} (expected a folder with {MANIFEST_NAME} or a .ewb archive)")
 
 
-def _check_signature(root: Path, trusted_keys) -> None:
-    if trusted_keys is None and not _policy_possible():
-        return
-    from sdk.bundle.signing import check_policy  # imports model-signing only when a policy is set
+def _verified(root: Path, trusted_keys) -> Bundle:
+    """Signature (when a trust policy is set) first, then the manifest and every hash."""
+    signed = None
+    if trusted_keys is not None or _policy_possible():
+        from sdk.bundle.signing import bind_manifest, check_policy  # model-signing only with a policy
 
-    check_policy(root, trusted_keys)
+        signed = check_policy(root, trusted_keys)
+    manifest, external = verify_bundle_dir(root)
+    if signed is not None:
+        bind_manifest(root, signed, manifest)
+    return Bundle(root, manifest, external)
 
 
 def _policy_possible() -> bool:
@@ -123,9 +126,7 @@ def _load_archive(archive: Path, trusted_keys=None) -> Bundle:
     dest = edgewise_home() / "unpacked" / digest
     if dest.is_dir():
         try:
-            _check_signature(dest, trusted_keys)
-            manifest, external = verify_bundle_dir(dest)
-            return Bundle(dest, manifest, external)
+            return _verified(dest, trusted_keys)
         except BundleError as exc:
             logger.warning("cached copy of %s at %s failed verification (%s); unpacking again", archive, dest, exc)
             shutil.rmtree(dest, ignore_errors=True)
@@ -135,9 +136,7 @@ def _load_archive(archive: Path, trusted_keys=None) -> Bundle:
     except OSError:
         if not (dest / MANIFEST_NAME).is_file():  # not a concurrent unpack of the same archive
             raise
-    _check_signature(dest, trusted_keys)
-    manifest, external = verify_bundle_dir(dest)
-    return Bundle(dest, manifest, external)
+    return _verified(dest, trusted_keys)
 
 
 # --- saving --------------------------------------------------------------------------

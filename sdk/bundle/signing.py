@@ -13,7 +13,9 @@ the ``--trusted-key`` option of every command calls), or by ``EDGEWISE_TRUSTED_K
 checks the signature before it reads the manifest, so an unsigned bundle, one signed by
 another key, and one edited after signing (a model file, ``manifest.json``, a file added
 or removed) are refused with :class:`sdk.errors.SignatureError` before onnxruntime reads
-a byte. Without a policy nothing changes (bundles are checked against their manifest's
+a byte; the manifest it then loads must be the very bytes that were signed
+(:func:`bind_manifest`), and the model bytes handed to onnxruntime are checked against that
+manifest once more by ``Bundle.engine``. Without a policy nothing changes (bundles are checked against their manifest's
 hashes only) and `model-signing` is never imported.
 """
 from __future__ import annotations
@@ -112,6 +114,11 @@ def _verifier(verifying, key: Path):
 
     class _Config(verifying.Config):
         diff = ""
+        signed = None
+
+        def _guess_hashing_config(self, source_manifest):  # called with the manifest the signature holds
+            self.signed = source_manifest
+            return super()._guess_hashing_config(source_manifest)
 
         def _get_manifest_diff(self, actual, expected):  # called only on a mismatch
             self.diff = _describe(actual, expected)
@@ -127,6 +134,11 @@ def verify_signature(bundle_dir: str | os.PathLike, keys: Sequence[str | os.Path
     unreadable signature, not signed by a trusted key, which files were edited, added or
     removed).
     """
+    return _verify(bundle_dir, keys)[0]
+
+
+def _verify(bundle_dir: str | os.PathLike, keys: Sequence[str | os.PathLike]) -> tuple[Path, dict[str, str]]:
+    """(the key that verified, {file: signed SHA-256 hex})."""
     root = Path(bundle_dir)
     keys = _check_keys(keys, "trusted keys")
     if not keys:
@@ -143,7 +155,9 @@ def verify_signature(bundle_dir: str | os.PathLike, keys: Sequence[str | os.Path
         try:
             cfg = _verifier(verifying, key)
             cfg.verify(root, sig)
-            return key
+            signed = {d.identifier: d.digest.digest_hex for d in cfg.signed.resource_descriptors()} \
+                if cfg.signed is not None else {}
+            return key, signed
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             msg = str(exc)
             if "Cannot use" in msg:
@@ -163,12 +177,30 @@ def verify_signature(bundle_dir: str | os.PathLike, keys: Sequence[str | os.Path
     raise SignatureError(f"bundle {root} is not signed by a trusted key: " + "; ".join(failures))
 
 
-def check_policy(bundle_dir: Path, explicit: Sequence[str | os.PathLike] | None = None) -> Path | None:
-    """Enforce the trust policy on a bundle folder (no-op without one); returns the key used."""
+def check_policy(bundle_dir: Path, explicit: Sequence[str | os.PathLike] | None = None) -> dict[str, str] | None:
+    """Enforce the trust policy on a bundle folder (no-op without one, returning None);
+    returns the signed SHA-256 of each file, for :func:`bind_manifest`."""
     keys = trusted_keys(explicit)
     if not keys:
         return None
-    return verify_signature(bundle_dir, keys)
+    return _verify(bundle_dir, keys)[1]
+
+
+def bind_manifest(bundle_dir: Path, signed: dict[str, str], manifest) -> None:
+    """Close the window between the signature check and the manifest read: the manifest the
+    bundle was loaded with must be the signed bytes (a local process swapping
+    ``manifest.json`` in between is caught). The model files are then bound through the
+    manifest's hashes, which ``Bundle.engine`` checks again on the bytes it hands over."""
+    import hashlib
+    import json
+
+    from sdk.bundle.manifest import MANIFEST_NAME, Manifest
+
+    data = (Path(bundle_dir) / MANIFEST_NAME).read_bytes()
+    if hashlib.sha256(data).hexdigest() != signed.get(MANIFEST_NAME):
+        raise SignatureError(f"{MANIFEST_NAME} in {bundle_dir} changed after its signature was checked")
+    if Manifest.model_validate(json.loads(data)) != manifest:
+        raise SignatureError(f"{MANIFEST_NAME} in {bundle_dir} changed while the bundle was loaded")
 
 
 def generate_keypair(private_path: str | os.PathLike, public_path: str | os.PathLike) -> None:

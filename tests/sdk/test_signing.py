@@ -156,3 +156,19 @@ def test_every_difference_is_named(signed, keys):
         verify_signature(signed, [keys["pub"]])
     assert str(err.value).endswith("edited after signing: manifest.json; added after signing: extra.txt; "
                                    "removed after signing: vocab.txt")
+
+
+def test_manifest_swapped_after_the_signature_check(signed, keys, monkeypatch):
+    import sdk.bundle.bundle as bundle_mod
+
+    real = bundle_mod.verify_bundle_dir
+    swapped = json.loads((signed / "manifest.json").read_text())
+    swapped["extra"]["threshold"] = 0.99
+
+    def swap_then_verify(root):      # a local process replaces manifest.json right after the check
+        (root / "manifest.json").write_text(json.dumps(swapped))
+        return real(root)
+
+    monkeypatch.setattr(bundle_mod, "verify_bundle_dir", swap_then_verify)
+    with pytest.raises(SignatureError, match="changed after its signature was checked"):
+        load_bundle(signed, trusted_keys=[keys["pub"]])
