@@ -153,7 +153,7 @@ def sensitivity_candidates(sres: Any, keep_float_k: Sequence[int] = (1, 3), redu
             sets[f"tail_keep{k}"] = tail + top
     out: dict[str, Recipe] = {}
     for label, nodes in sets.items():
-        q = {"pass": "quantize_int8", "reduce_range": reduce_range, "nodes_to_exclude": nodes}
+        q = {"pass": "quantize_int8", "reduce_range": reduce_range, "keep_float_nodes": nodes}
         out[f"int8_reconstructed_{label}"] = Recipe([q])
         for shape in shapes:
             dims = [int(d) for d in shape]

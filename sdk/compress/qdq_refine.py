@@ -203,7 +203,9 @@ def keep_float(qdq: onnx.ModelProto, float_model: onnx.ModelProto, nodes: Iterab
     prod = {o: n for n in qdq.graph.node for o in n.output}
     inits = _inits(qdq)
     finits = _inits(float_model)
-    changed = []
+    fprod = {o: n for n in float_model.graph.node for o in n.output}
+    changed: list[str] = []
+    skipped: list[str] = []
     for n in qdq.graph.node:
         if n.name not in names:
             continue
@@ -215,15 +217,31 @@ def keep_float(qdq: onnx.ModelProto, float_model: onnx.ModelProto, nodes: Iterab
             if src in inits:                                   # a quantized weight or bias
                 fname = src[:-len("_quantized")] if src.endswith("_quantized") else None
                 if fname in finits:
-                    if fname not in inits:
-                        qdq.graph.initializer.append(finits[fname])
-                        inits[fname] = finits[fname]
-                    n.input[k] = fname
+                    # onnxruntime names a bias's DequantizeLinear output after the float bias
+                    new = fname if fname not in prod else fname + "_float"
+                    if new not in inits:
+                        t = onnx.TensorProto()
+                        t.CopyFrom(finits[fname])
+                        t.name = new
+                        qdq.graph.initializer.append(t)
+                        inits[new] = t
+                    n.input[k] = new
                 continue
             q = prod.get(src)
-            if q is not None and q.op_type == "QuantizeLinear":
-                n.input[k] = q.input[0]
-        changed.append(n.name)
+            if q is None or q.op_type != "QuantizeLinear":
+                continue
+            # onnxruntime's quantizer drops a Relu/Clip whose clamp the 8-bit grid does anyway, so
+            # the float tensor behind a Q can lack the activation: bypass only where the tensor
+            # comes from the same op as in the FP32 model
+            here, there = prod.get(q.input[0]), fprod.get(q.input[0])
+            same = (here is None and there is None) or (here is not None and there is not None
+                                                       and here.op_type == there.op_type)
+            if not same:
+                skipped.append(n.name)
+                break
+            n.input[k] = q.input[0]
+        else:
+            changed.append(n.name)
     # drop Q/DQ nodes nobody reads any more
     while True:
         used = {t for n in qdq.graph.node for t in n.input} | {o.name for o in qdq.graph.output}
@@ -236,6 +254,8 @@ def keep_float(qdq: onnx.ModelProto, float_model: onnx.ModelProto, nodes: Iterab
     used = {t for n in qdq.graph.node for t in n.input}
     for t in [t for t in qdq.graph.initializer if t.name not in used]:
         qdq.graph.initializer.remove(t)
+    if skipped:
+        logger.info("kept quantized (an activation was folded into their input grid): %s", ", ".join(skipped))
     return changed
 
 

@@ -234,9 +234,12 @@ class QuantizeInt8(QuantizeStatic):
                                                             "GPTQ rounding, or onnxruntime's round-to-nearest")
         bias_correction: bool = Field(True, description="fold the mean output shift of the weight rounding into "
                                       "the bias")
-        keep_float_noisy: int = Field(0, ge=0, description="keep in float the k weighted layers whose 8-bit input "
-                                      "grid adds the most noise relative to their output (measured, then the model "
-                                      "is quantized again without them)")
+        keep_float_noisy: int = Field(0, ge=0, description="run in float the k weighted layers whose 8-bit input "
+                                      "grid adds the most noise relative to their output (float input and weights; "
+                                      "see qdq_refine.keep_float)")
+        keep_float_nodes: list[str] = Field(default_factory=list, description="nodes run in float for real "
+                                            "(float input and weights), unlike nodes_to_exclude, which onnxruntime "
+                                            "turns back into integer convs when their neighbours are quantized")
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
         import onnx
@@ -252,13 +255,11 @@ class QuantizeInt8(QuantizeStatic):
             src, feeds = self._quantize(Path(model_in), Path(model_out), ctx, work)
             qdq = onnx.load(str(model_out))
             rep = refine_qdq(load_model(src, check=False), qdq, feeds, **kw)
-            if cfg.keep_float_noisy:
-                kept = [n for n, _ in rep.noise[:cfg.keep_float_noisy]]
-                again = type(self)(cfg.model_copy(update={"nodes_to_exclude": list(cfg.nodes_to_exclude) + kept,
-                                                          "keep_float_noisy": 0}))
-                src, feeds = again._quantize(Path(model_in), Path(model_out), ctx, work)
-                qdq = onnx.load(str(model_out))
-                rep = refine_qdq(load_model(src, check=False), qdq, feeds, **kw)
+            wanted = list(cfg.keep_float_nodes) + [n for n, _ in rep.noise[:cfg.keep_float_noisy]]
+            if wanted:
+                from sdk.compress.qdq_refine import keep_float
+
+                kept = keep_float(qdq, load_model(src, check=False), list(dict.fromkeys(wanted)))
             save_model(qdq, model_out)
         ctx.report(self.name, {**rep.summary(), "kept_float": kept})
         return verify_loadable(Path(model_out), self.name)

@@ -56,15 +56,31 @@ def test_refine_needs_feeds(tiny_cnn_path):
         refine_qdq(m, m, [])
 
 
-def test_reconstructed_graph_runs_fused_integer_convs(tiny_cnn_path, calib_feeds, tmp_path):
-    """onnxruntime fuses DQ -> Conv -> Q into QLinearConv: the integer kernel really runs, and
-    a node kept in float stays a float Conv."""
+def test_reconstructed_graph_runs_fused_integer_kernels(tiny_cnn_path, calib_feeds, tmp_path):
+    """onnxruntime fuses DQ -> Conv -> Q into QLinearConv: the integer kernels really run; a node
+    kept in float (keep_float_nodes) runs as a float op on float inputs."""
     calib = CalibrationData(calib_feeds(tiny_cnn_path, 8))
-    q = Recipe([{"pass": "quantize_int8", "nodes_to_exclude": ["conv2"]}]).apply(tiny_cnn_path, tmp_path / "q.onnx",
-                                                                                  calib=calib, work_dir=tmp_path)
+    q = Recipe([{"pass": "quantize_int8"}]).apply(tiny_cnn_path, tmp_path / "q.onnx", calib=calib, work_dir=tmp_path)
     ops = _optimized_ops(q, tmp_path)
-    assert ops["QLinearConv"] == 1            # conv1 integer
-    assert ops["Conv"] + ops["FusedConv"] == 1  # conv2 kept in float (may be fused with its activation)
+    assert ops["QLinearConv"] == 2 and ops["QGemm"] == 1 and ops["Conv"] == 0
+    kept = Recipe([{"pass": "quantize_int8", "keep_float_nodes": ["fc"]}]).apply(
+        tiny_cnn_path, tmp_path / "k.onnx", calib=calib, work_dir=tmp_path)
+    ops = _optimized_ops(kept, tmp_path)
+    assert ops["QLinearConv"] == 2 and ops["QGemm"] == 0 and ops["Gemm"] + ops["FusedGemm"] == 1
+
+
+def test_keep_float_never_bypasses_a_folded_activation(tiny_cnn_path, calib_feeds, tmp_path):
+    """conv2 reads relu1's output; onnxruntime folded that Relu into the 8-bit grid, so the float
+    tensor behind the grid lacks it. Keeping conv2 in float must not read it (it stays integer),
+    and the model still agrees with FP32."""
+    feeds = calib_feeds(tiny_cnn_path, 8)
+    calib = CalibrationData(feeds)
+    ctx = PassContext(calib=calib, work_dir=tmp_path / "w")
+    out = QuantizeInt8(keep_float_nodes=["conv2"]).run(tiny_cnn_path, tmp_path / "k.onnx", ctx)
+    assert ctx.extra["reports"]["quantize_int8"]["kept_float"] == []
+    ref = ort.InferenceSession(str(tiny_cnn_path)).run(None, feeds[0])[0]
+    got = ort.InferenceSession(str(out)).run(None, feeds[0])[0]
+    assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()
 
 
 @pytest.mark.shared
