@@ -216,6 +216,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
         except Exception:  # noqa: BLE001 - the candidate set falls back to the generic one
             device = None
     judge = holdout if holdout is not None else evaluator
+    measured_on = _measured_on(target)
 
     base = Candidate(BASELINE, None, path=model)
     base.search_metric = float(evaluator(model))
@@ -320,6 +321,8 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
         chosen, note = _confirm(base, ok, chosen, note, feeds, target, max(latency_rounds, 9), latency_iters,
                                 min_speedup, progress)
     chosen.chosen = True
+    if measured_on:
+        note += f" [{measured_on}]"
     if holdout is not None:
         note += f" [budget judged on held-out data: {evaluation['holdout']['size'] or 'see report'}]"
     logger.info("%s", note)
@@ -331,6 +334,18 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
 
         write_report(result, out)
     return result
+
+
+def _measured_on(target: str) -> str:
+    """'' when ``target`` runs here, else what the timings really ran on (a fallback to CPU)."""
+    from sdk.runtime import resolve_providers
+    from sdk.runtime.providers import PRESETS
+
+    want = PRESETS.get(target.lower(), target)
+    got = [p for p, _ in resolve_providers([target], fallback=True)]
+    if want in got:
+        return ""
+    return f"target {target} ({want}) is not available in this onnxruntime; every latency was measured on {got[0]}"
 
 
 def _evaluation_info(ev: Any) -> dict[str, Any]:
