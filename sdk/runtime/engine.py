@@ -112,6 +112,10 @@ class Engine:
                 self._sess = ort.InferenceSession(src, **session_args(providers, so_cfg.to_ort()))
             except Exception as exc:  # onnxruntime raises several pybind exception types
                 raise ModelLoadError(f"cannot load ONNX model {self._label}: {_clean_ort_message(exc)}") from exc
+        dropped = [p for p, _ in providers if p not in self._sess.get_providers()]
+        if dropped:  # onnxruntime logs the reason and goes on without the provider
+            logger.warning("onnxruntime could not start %s for %s (its log says why); running on %s",
+                           ", ".join(dropped), self._label, ", ".join(self._sess.get_providers()))
         self.inputs: list[TensorSpec] = [TensorSpec.from_ort(a) for a in self._sess.get_inputs()]
         self.outputs: list[TensorSpec] = [TensorSpec.from_ort(a) for a in self._sess.get_outputs()]
         self._validator = InputValidator(self.inputs)
