@@ -11,7 +11,7 @@ from sdk._log import logger
 from sdk.errors import InferenceError, InputValidationError, ModelLoadError
 from sdk.runtime.latency import LatencyRecorder, LatencyStats
 from sdk.runtime.options import EngineOptions
-from sdk.runtime.providers import resolve_providers
+from sdk.runtime.providers import resolve_providers, session_args
 from sdk.runtime.signature import InputValidator, TensorSpec, check_finite_inputs
 
 _perf_ns = time.perf_counter_ns
@@ -99,22 +99,23 @@ class Engine:
                 and Path(opt_path).stat().st_mtime >= self.model_path.stat().st_mtime:
             src, load_optimized = str(opt_path), True
             logger.info("loading the saved optimized graph %s (fast start)", opt_path)
-        names, popts = [p for p, _ in providers], [o for _, o in providers]
         self._sess = None
         if load_optimized:
             try:
-                self._sess = ort.InferenceSession(src, sess_options=so_cfg.to_ort(load_optimized=True),
-                                                  providers=names, provider_options=popts)
+                self._sess = ort.InferenceSession(src, **session_args(providers, so_cfg.to_ort(load_optimized=True)))
             except Exception as exc:  # a stale or damaged saved graph: rebuild it from the model
                 logger.warning("saved optimized graph %s is unusable (%s); loading %s instead",
                                opt_path, _clean_ort_message(exc), self._label)
                 src = str(self.model_path)
         if self._sess is None:
             try:
-                self._sess = ort.InferenceSession(src, sess_options=so_cfg.to_ort(),
-                                                  providers=names, provider_options=popts)
+                self._sess = ort.InferenceSession(src, **session_args(providers, so_cfg.to_ort()))
             except Exception as exc:  # onnxruntime raises several pybind exception types
                 raise ModelLoadError(f"cannot load ONNX model {self._label}: {_clean_ort_message(exc)}") from exc
+        dropped = [p for p, _ in providers if p not in self._sess.get_providers()]
+        if dropped:  # onnxruntime logs the reason and goes on without the provider
+            logger.warning("onnxruntime could not start %s for %s (its log says why); running on %s",
+                           ", ".join(dropped), self._label, ", ".join(self._sess.get_providers()))
         self.inputs: list[TensorSpec] = [TensorSpec.from_ort(a) for a in self._sess.get_inputs()]
         self.outputs: list[TensorSpec] = [TensorSpec.from_ort(a) for a in self._sess.get_outputs()]
         self._validator = InputValidator(self.inputs)
