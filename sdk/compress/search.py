@@ -287,6 +287,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
 
     ok = [c for c in cands if c.ok]
     paths = {BASELINE: model, **{c.name: c.path for c in ok}}
+    paired: dict[str, float] = {}      # median of the per-round ratios, the figure the interval is about
     if latency_fn is not None:
         lat = dict(latency_fn(paths, feeds))
     else:
@@ -298,6 +299,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
             if c is not base:
                 med, lo, hi = speedup_interval(tm.wall[BASELINE], tm.wall[c.name])
                 c.speedup_ci = (lo, hi)
+                paired[c.name] = med
     for c in [base] + ok:
         c.latency_ms = float(lat[c.name])
         c.size_bytes = file_size(c.path)
@@ -308,7 +310,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
                 c.energy = {"joules_per_inference": None, "source": "estimate", "note": f"not measured: {exc}"}
     for c in [base] + ok:
         c.delta = c.metric - base.metric
-        c.speedup = base.latency_ms / c.latency_ms if c.latency_ms else None
+        c.speedup = paired.get(c.name, base.latency_ms / c.latency_ms if c.latency_ms else None)
         c.size_ratio = base.size_bytes / c.size_bytes if c.size_bytes else None
         c.within_budget = c.delta >= -allowed - 1e-12
     everyone = [base] + cands
@@ -395,7 +397,7 @@ def _confirm(base: Candidate, ok: list[Candidate], chosen: Candidate, note: str,
     rejected: list[str] = []
     pool = list(ok)
     for _ in range(attempts):
-        if chosen is base or chosen.latency_ms * min_speedup > base.latency_ms:
+        if chosen is base or (chosen.speedup or 0.0) < min_speedup:
             break                          # nothing claimed faster (FP32, or fp32_optimized as a fallback)
         r = measure_latency_rounds({BASELINE: base.path, chosen.name: chosen.path}, feeds, target, rounds, iters,
                                    progress, sessions=3)
@@ -412,7 +414,7 @@ def _confirm(base: Candidate, ok: list[Candidate], chosen: Candidate, note: str,
         pool = [x for x in pool if x is not chosen]
         chosen, note = choose(base, pool, False, min_speedup)
     else:
-        if chosen is not base and chosen.latency_ms * min_speedup <= base.latency_ms:   # out of attempts
+        if chosen is not base and (chosen.speedup or 0.0) >= min_speedup:   # out of attempts
             chosen, note = base, (f"no candidate held up when re-measured alone against FP32 "
                                   f"({len(rejected)} tried); returning the FP32 model")
     if rejected:
@@ -438,9 +440,10 @@ def choose(base: Candidate, ok: list[Candidate], size_only: bool, min_speedup: f
             return best, (f"size-only: chose {best.name}, {best.size_ratio:.2f}x smaller, metric delta "
                           f"{best.delta:+.4f}, {best.speedup:.2f}x the baseline speed")
         return base, "size-only: no candidate within the budget is smaller than the FP32 input; returning it"
-    faster = [c for c in fits if c.latency_ms * min_speedup <= base.latency_ms and _resolved(c)]
+    faster = [c for c in fits if c is not base and c.speedup is not None and c.speedup >= min_speedup
+              and _resolved(c)]
     if faster:
-        best = min(faster, key=lambda c: (c.latency_ms, -c.metric))
+        best = max(faster, key=lambda c: (c.speedup, c.metric))
         return best, (f"chose {best.name}: {best.speedup:.2f}x faster than FP32, metric delta {best.delta:+.4f}, "
                       f"{best.size_ratio:.2f}x smaller")
     opt = next((c for c in fits if c.name == "fp32_optimized" and c.latency_ms <= base.latency_ms), None)
