@@ -185,3 +185,24 @@ def test_cli_optimize_refuses_an_evaluation_too_small_for_the_budget(yolox_path,
     assert rc == 2
     assert "too small to resolve the budget" in err and "needs at least 40 reference detections" in err
     assert not (tmp_path / "o" / "candidates").exists() or not any((tmp_path / "o" / "candidates").glob("*.onnx"))
+
+
+def test_cli_optimize_target_openvino_measures_there_or_says_it_fell_back(tiny_cnn_path, calib_npz, tmp_path,
+                                                                          capsys):
+    """`--target openvino` times every candidate on the OpenVINO provider where it is installed
+    (the onnxruntime-ep-openvino plugin), and otherwise says in the result that the latencies
+    are the CPU fallback's."""
+    from sdk.runtime import resolve_providers
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- pass: quantize_int8\n")
+    rc = main(["optimize", str(tiny_cnn_path), "--calib", str(calib_npz), "--target", "openvino", "--no-holdout",
+               "--max-drop", "5%", "--out", str(tmp_path / "b"), "--recipe", str(recipe), "--json", "--no-progress"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["target"] == "openvino"
+    has_ov = resolve_providers(["openvino"], fallback=True)[0][0] == "OpenVINOExecutionProvider"
+    if has_ov:
+        assert "not available" not in data["note"]
+    else:
+        assert "target openvino (OpenVINOExecutionProvider) is not available" in data["note"]
