@@ -1,8 +1,10 @@
 """A synthetic road clip any machine can make: known lane geometry, drifting car, a lead box.
 
-Frames are drawn in the bird's-eye view of :class:`~.lanes.detector.LaneOptions` (so the
-ground truth is exact in its units: offset in metres, curvature radius in metres) and
-warped into the camera view with the inverse perspective transform. Used by the demo and
+Frames are drawn in the bird's-eye view of a preset :class:`~.lanes.detector.LaneOptions`
+(``udacity_advanced`` unless one is given; so the ground truth is exact in its units: offset
+in metres, curvature radius in metres) and warped into the camera view with the inverse
+perspective transform. ``pinhole_road`` renders a road through a pinhole camera of known
+focal length, pitch and height instead (ground truth for the vanishing-point estimator). Used by the demo and
 by tests that must run without ``../shared``. YOLOX will not find the painted "car" (it
 is a grey box), which is fine: the clip exercises lanes, warnings plumbing, health and
 every output file.
@@ -23,7 +25,8 @@ def road_frame(offset_m: float = 0.0, radius_m: float | None = None, size: tuple
     """One BGR frame (``size`` = (width, height)) of a lane seen from a car ``offset_m``
     right of the lane centre (negative: left), curving with ``radius_m`` (None: straight;
     positive: bends right)."""
-    o = (options or LaneOptions()).model_copy(update={"bev_size": (max(640, size[0] // 2), max(360, size[1] // 2))})
+    o = options if options is not None and options.src is not None else LaneOptions.preset("udacity_advanced")
+    o = o.model_copy(update={"bev_size": (max(640, size[0] // 2), max(360, size[1] // 2))})
     w, h = size                      # (drawn on a finer bird's-eye grid than the detector's)
     bw, bh = o.bev_size
     ym = o.road_length_m / bh
