@@ -138,18 +138,20 @@ class LaneDetector:
         o = self.options
         w, h = o.bev_size
         self.ym = o.road_length_m / h
-        if o.src is not None:       # a preset keeps the Udacity convention its trapezoid was measured with
-            self.xm = o.lane_width_m / (o.lane_width_px_at_1280 * w / 1280.0)
-        else:                       # a derived trapezoid puts exactly one lane width between dst's sides
-            self.xm = o.lane_width_m / ((o.dst[2][0] - o.dst[1][0]) * w)
+        # a preset keeps the Udacity convention its trapezoid was measured with; a derived
+        # trapezoid puts exactly one lane width of its geometry between dst's sides (set per frame)
+        self.xm = o.lane_width_m / (o.lane_width_px_at_1280 * w / 1280.0)
         self.tracker = None if o.src is not None else GeometryTracker(
             o.geometry, o.lane_width_m, o.road_length_m, self._focal, saved=geometry)
         self._geom: dict[tuple, tuple[np.ndarray, np.ndarray, float]] = {}
         self._announced_preset = False
         self.reset()
 
-    def _focal(self, size: tuple[int, int]) -> float | None:
-        return None if self.calibration is None else float(self.calibration.matrices(size)[0][0, 0])
+    def _focal(self, size: tuple[int, int]) -> tuple[float | None, tuple[float, float] | None]:
+        if self.calibration is None:
+            return None, None
+        k = self.calibration.matrices(size)[0]
+        return float(k[0, 0]), (float(k[0, 2]), float(k[1, 2]))
 
     def reset(self) -> None:
         self.left_fit: np.ndarray | None = None
@@ -184,7 +186,9 @@ class LaneDetector:
             dst = np.float32([(x * bw, y * bh) for x, y in self.options.dst])
             m = cv2.getPerspectiveTransform(src, dst)
             minv = cv2.getPerspectiveTransform(dst, src)
-            car = cv2.perspectiveTransform(np.float64([[[w / 2.0, h - 1.0]]]), m)[0, 0, 0]
+            g = None if self.options.src is not None else self.road_geometry(size)
+            car_px = w / 2.0 if g is None else g.camera_x_px(h - 1.0)   # presets: the frame centre (Udacity)
+            car = cv2.perspectiveTransform(np.float64([[[car_px, h - 1.0]]]), m)[0, 0, 0]
             if len(self._geom) > 8:
                 self._geom.clear()
             self._geom[key] = (m, minv, float(car))
@@ -235,12 +239,13 @@ class LaneDetector:
         return [np.flatnonzero(np.abs(xs - np.polyval(fit, ys)) < margin) for fit in (self.left_fit, self.right_fit)]
 
     # -- checks and measures ----------------------------------------------------------------
-    def _check(self, left: np.ndarray, right: np.ndarray, h: int, spread_tol_m: float) -> tuple[bool, str, float]:
+    def _check(self, left: np.ndarray, right: np.ndarray, h: int, geom: RoadGeometry) -> tuple[bool, str, float]:
         ys = np.linspace(0, h - 1, 10)
         widths = (np.polyval(right, ys) - np.polyval(left, ys)) * self.xm
-        lo, hi = self.options.width_range_m
+        lo, hi = geom.lane_width_range(*self.options.width_range_m)
+        spread_tol_m = self.options.max_width_spread_m + geom.width_spread_tolerance_m()
         if not lo <= widths[-1] <= hi:
-            return False, f"lane width {widths[-1]:.2f} m outside {lo}-{hi} m", float(widths[-1])
+            return False, f"lane width {widths[-1]:.2f} m outside {lo:.2f}-{hi:.2f} m", float(widths[-1])
         spread = float(widths.max() - widths.min())
         if spread > spread_tol_m:
             return False, (f"lines not parallel (width varies by {spread:.2f} m, tolerance "
@@ -272,7 +277,8 @@ class LaneDetector:
             return LaneResult(state="lost", reason=f"no road geometry yet (no converging lines in {n} frame"
                               f"{'s' if n != 1 else ''})", events=events)
         m, minv, car_x = self._geometry(size)
-        spread_tol = o.max_width_spread_m + geom.width_spread_tolerance_m()
+        if o.src is None:           # one lane width of the geometry between dst's sides
+            self.xm = geom.lane_width_m / ((o.dst[2][0] - o.dst[1][0]) * o.bev_size[0])
         binary = self.threshold(self.warp(frame))
         h, w = binary.shape
         ys, xs = np.nonzero(binary)
@@ -286,7 +292,7 @@ class LaneDetector:
                 continue
             left = np.polyfit(ys[li], xs[li], 2)
             right = np.polyfit(ys[ri], xs[ri], 2)
-            ok, reason, width = self._check(left, right, h, spread_tol)
+            ok, reason, width = self._check(left, right, h, geom)
             if ok:
                 break
         if ok:

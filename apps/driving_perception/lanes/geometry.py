@@ -46,7 +46,10 @@ class RoadGeometry(BaseModel):
                                            "residual for a single frame)")
     focal_px: float = Field(description="focal length in pixels at image_size")
     focal_from: str = Field(description="'calibration' or 'assumed N deg horizontal field of view'")
+    principal_point: tuple[float, float] | None = Field(None, description="(cx, cy) in pixels; None: the centre")
     camera_height_m: float = Field(1.2, gt=0, description="camera height above the road (assumed)")
+    camera_height_range_m: tuple[float, float] | None = Field(None, description="heights the camera may really "
+                                                              "be at when camera_height_m is assumed (None: known)")
     lane_width_m: float = Field(3.7, gt=0, description="lane width the trapezoid spans on the ground")
     road_length_m: float = Field(30.0, gt=0, description="metres of road the bird's-eye view covers")
     source: GeometrySource = Field("estimated", description="estimated (this run), saved (a file), preset")
@@ -56,14 +59,16 @@ class RoadGeometry(BaseModel):
 
     @classmethod
     def from_vp(cls, vp: tuple[float, float], size: tuple[int, int], focal_px: float | None = None,
-                hfov_deg: float = 60.0, **fields) -> "RoadGeometry":
+                hfov_deg: float = 60.0, principal_point: tuple[float, float] | None = None,
+                **fields) -> "RoadGeometry":
         if focal_px is None:
             focal_px, focal_from = size[0] / 2 / math.tan(math.radians(hfov_deg) / 2), \
                 f"assumed {hfov_deg:g} deg horizontal field of view"
         else:
             focal_from = "calibration"
         fields.setdefault("vp_sigma_px", 0.0)
-        return cls(image_size=size, vanishing_point=vp, focal_px=focal_px, focal_from=focal_from, **fields)
+        return cls(image_size=size, vanishing_point=vp, focal_px=focal_px, focal_from=focal_from,
+                   principal_point=principal_point, **fields)
 
     @classmethod
     def from_quad(cls, quad, size: tuple[int, int], lane_width_m: float = 3.7,
@@ -88,8 +93,10 @@ class RoadGeometry(BaseModel):
             return self
         sx, sy = size[0] / self.image_size[0], size[1] / self.image_size[1]
         vx, vy = self.vanishing_point
+        pp = None if self.principal_point is None else (self.principal_point[0] * sx, self.principal_point[1] * sy)
         return self.model_copy(update={"image_size": tuple(size), "vanishing_point": (vx * sx, vy * sy),
-                                       "vp_sigma_px": self.vp_sigma_px * sy, "focal_px": self.focal_px * sx})
+                                       "vp_sigma_px": self.vp_sigma_px * sy, "focal_px": self.focal_px * sx,
+                                       "principal_point": pp})
 
     def rows(self) -> tuple[float, float]:
         """(top, bottom) rows of the road trapezoid in pixels."""
@@ -104,6 +111,19 @@ class RoadGeometry(BaseModel):
         """Half a lane width in pixels on row(s) ``y``."""
         return self.lane_width_m / 2 * (np.asarray(y, np.float64) - self.vanishing_point[1]) / self.camera_height_m
 
+    def camera_x_px(self, y: float) -> float:
+        """Column, on row ``y``, of the ground line straight ahead of the camera (lateral position 0).
+
+        That line joins the VP and the image of the vertical, which lies on the principal
+        point's column (yaw and pitch keep it there): x = vx + (y - vy)(cx - vx)(cy - vy) /
+        ((cy - vy)^2 + f^2). With the VP off the centre column (a camera turned on its mount,
+        or a car not parallel to its lane), it is the VP column, not the frame centre, that is
+        straight ahead."""
+        w, h = self.image_size
+        cx, cy = self.principal_point if self.principal_point is not None else (w / 2.0, h / 2.0)
+        vx, vy = self.vanishing_point
+        return float(vx + (y - vy) * (cx - vx) * (cy - vy) / ((cy - vy) ** 2 + self.focal_px ** 2))
+
     def quad(self) -> tuple:
         """Road trapezoid TL, BL, BR, TR as fractions of the frame (``LaneOptions.src``)."""
         w, h = self.image_size
@@ -112,6 +132,13 @@ class RoadGeometry(BaseModel):
         ht, hb = float(self.half_width_px(y_top)), float(self.half_width_px(y_bot))
         pts = ((vx - ht, y_top), (vx - hb, y_bot), (vx + hb, y_bot), (vx + ht, y_top))
         return tuple((x / w, y / h) for x, y in pts)
+
+    def lane_width_range(self, lo: float, hi: float) -> tuple[float, float]:
+        """Plausible measured lane widths: (lo, hi) scaled by what an assumed height may be off by."""
+        if self.camera_height_range_m is None:
+            return lo, hi
+        h_min, h_max = self.camera_height_range_m
+        return lo * self.camera_height_m / h_max, hi * self.camera_height_m / h_min
 
     def width_spread_tolerance_m(self) -> float:
         """What the VP uncertainty and one source pixel per line do to the lane width at the far end."""

@@ -34,7 +34,7 @@ class GeometryOptions(BaseModel):
     vanishing: VanishingOptions = Field(default_factory=VanishingOptions, description="segment detection, voting")
     estimate_frames: int = Field(50, ge=1, description="frames pooled before the estimate is final (2 s at 25 FPS)")
     min_inlier_share: float = Field(0.3, ge=0, le=1, description="pooled support a VP needs to be used")
-    min_segments: int = Field(6, ge=2, description="fewest kept segments a vote may rest on")
+    min_segments: int = Field(4, ge=2, description="fewest kept segments a vote may rest on")
     update_frac: float = Field(0.005, gt=0, description="a refined VP replaces the one in use when it moved "
                                "more than this fraction of the diagonal")
     agree_frac: float = Field(0.015, gt=0, description="single-frame VPs within this fraction of the diagonal agree")
@@ -42,18 +42,21 @@ class GeometryOptions(BaseModel):
     moved_frac: float = Field(0.04, gt=0, description="VP further than this fraction of the diagonal: camera moved")
     moved_checks: int = Field(3, ge=1, description="checks in a row that must say so")
     camera_height_m: float = Field(1.2, gt=0, description="assumed camera height (both Udacity presets imply ~1.2 m)")
+    camera_height_range_m: tuple[float, float] = Field((1.0, 1.8), description="heights a forward camera of a car "
+                                                       "is mounted at: widens the lane-width check by what the "
+                                                       "assumed height may be off by")
     hfov_deg: float = Field(60.0, gt=10, lt=170, description="assumed horizontal field of view without a lens "
                             "calibration")
 
 
 class GeometryTracker:
     def __init__(self, options: GeometryOptions | None = None, lane_width_m: float = 3.7,
-                 road_length_m: float = 30.0, focal_for: Callable[[tuple[int, int]], float | None] | None = None,
+                 road_length_m: float = 30.0, focal_for: Callable[[tuple[int, int]], tuple] | None = None,
                  saved: RoadGeometry | None = None):
         self.options = options or GeometryOptions()
         self.estimator = VanishingPointEstimator(self.options.vanishing)
         self.lane_width_m, self.road_length_m = lane_width_m, road_length_m
-        self.focal_for = focal_for or (lambda size: None)
+        self.focal_for = focal_for or (lambda size: (None, None))    # size -> (focal px, principal point)
         self.geometry: RoadGeometry | None = saved
         self.state = "tracking" if saved is not None else "estimating"
         self.frames_seen = 0
@@ -70,11 +73,12 @@ class GeometryTracker:
         if self.geometry is not None and tuple(self.geometry.image_size) != size:
             self.geometry = self.geometry.scaled(size)
         self.frames_seen += 1
+        events: list[dict] = []
         if self.state == "estimating":
-            return self.geometry, self._estimate(frame, size)
-        if (self.frames_seen - 1) % self.options.recheck_every == 0:
-            return self.geometry, self._recheck(frame, size)
-        return self.geometry, []
+            events = self._estimate(frame, size)
+        elif (self.frames_seen - 1) % self.options.recheck_every == 0:
+            events = self._recheck(frame, size)
+        return self.geometry, events
 
     def _estimate(self, frame: np.ndarray, size: tuple[int, int]) -> list[dict]:
         o = self.options
@@ -117,8 +121,10 @@ class GeometryTracker:
             sigma = pooled.residual_px
         agree = [np.hypot(v.x - pooled.x, v.y - pooled.y) <= o.agree_frac * diag for v in self._single]
         agree_share = float(np.mean(agree)) if agree else 0.0
-        return RoadGeometry.from_vp((pooled.x, pooled.y), size, self.focal_for(size), o.hfov_deg,
+        focal, principal = self.focal_for(size)
+        return RoadGeometry.from_vp((pooled.x, pooled.y), size, focal, o.hfov_deg, principal,
                                     vp_sigma_px=max(sigma, 0.5), camera_height_m=o.camera_height_m,
+                                    camera_height_range_m=o.camera_height_range_m,
                                     lane_width_m=self.lane_width_m, road_length_m=self.road_length_m,
                                     source="estimated", confidence=pooled.inlier_share * agree_share,
                                     frames_used=len(self._segments), inlier_share=pooled.inlier_share)
