@@ -37,6 +37,7 @@ from .detections import Detections
 from .health import HealthMonitor, HealthOptions, HealthState
 from .lanes.calibration import CameraCalibration
 from .lanes.detector import LaneDetector, LaneOptions, LaneResult
+from .lanes.geometry import CameraFile, RoadGeometry
 from .track.bytetrack import ByteTrack, TrackerOptions
 from .warnings import WarningEngine, WarningOptions, WarningState
 
@@ -81,6 +82,8 @@ class FrameResult:
             rec["lanes"] = self.lanes.to_record() if self.lanes is not None else None
             if self.warnings is not None:
                 rec["lead_track_id"] = self.warnings.lead_track_id
+                rec["lead_from"] = self.warnings.lead_from
+                rec["ldw_available"] = self.warnings.ldw_available
                 rec["ttc_s"] = None if self.warnings.ttc_s is None else round(self.warnings.ttc_s, 3)
                 rec["fcw"], rec["ldw"] = self.warnings.fcw, self.warnings.ldw
         else:
@@ -99,11 +102,17 @@ class RunSummary:
     health_final: str
     events: int
     files: dict[str, str]
+    health_reasons: list[str] = field(default_factory=list)
+    geometry: dict | None = None          # the road geometry in use at the end (its event record)
+    lanes_found: int = 0                  # frames with lanes 'ok'
+    source_error: str | None = None       # why the source stopped, if it failed
+    camera_source: bool = False           # a camera / stream (its failures are 'unavailable')
 
     def to_dict(self) -> dict:
         return {"processed": self.processed, "dropped": self.dropped, "wall_s": round(self.wall_s, 3),
                 "fps": round(self.fps, 2), "stages_ms": self.stages, "health_final": self.health_final,
-                "events": self.events, "files": self.files}
+                "health_reasons": self.health_reasons, "events": self.events, "files": self.files,
+                "geometry": self.geometry, "lanes_found": self.lanes_found, "source_error": self.source_error}
 
 
 class DrivePipeline:
@@ -113,11 +122,16 @@ class DrivePipeline:
     with no model yet)."""
 
     def __init__(self, detector: Detector | None, options: DriveOptions | None = None,
-                 calibration: CameraCalibration | None = None, clock: Callable[[], float] = time.monotonic):
+                 calibration: CameraCalibration | None = None, clock: Callable[[], float] = time.monotonic,
+                 geometry: RoadGeometry | None = None):
         self.options = options or DriveOptions()
         self.detector = detector
+        self.calibration = calibration
         self.tracker = ByteTrack(self.options.tracker)
-        self.lanes = LaneDetector(self.options.lanes, calibration) if self.options.lanes is not None else None
+        self.lanes = (LaneDetector(self.options.lanes, calibration, geometry)
+                      if self.options.lanes is not None else None)
+        self._lane_state: str | None = None
+        self.lanes_found = 0
         self.warnings = WarningEngine(self.options.warnings)
         self.clock = clock
         health = self.options.health
@@ -163,9 +177,13 @@ class DrivePipeline:
         else:
             lanes = self._find_lanes(image) if self.lanes is not None else None
         t2 = time.perf_counter()
+        lane_events = self._lane_events(lanes, index, t) if lanes is not None else []
+        if lanes is not None:
+            self.health.lanes_seen(lanes.available, t)
+            self.lanes_found += lanes.state == "ok"
         state = self.health.check(t)
-        available = state == HealthState.OK
-        events = [dict(e, frame=index) for e in self.health.transitions[self._n_transitions():]]
+        available = self.health.available
+        events = lane_events + [dict(e, frame=index) for e in self.health.transitions[self._n_transitions():]]
         self._seen_transitions = len(self.health.transitions)
         if available:
             wst = self.warnings.update(index, t, tracks, image.shape[1], lanes)
@@ -181,6 +199,16 @@ class DrivePipeline:
         fps = (len(self._fps_times) - 1) / span if span > 0 else None
         return FrameResult(index, t, tracks, lanes, wst, state.value, list(self.health.reasons), available,
                            fps, events)
+
+    def _lane_events(self, lanes: LaneResult, index: int, t: float) -> list[dict]:
+        """Geometry events of this frame, and a ``lanes`` event when they are found or lost."""
+        events = [dict(e, frame=index, t=round(t, 4)) for e in lanes.events]
+        found = "found" if lanes.available else "lost"
+        if found != self._lane_state and not (self._lane_state is None and found == "found"):
+            events.append({"event": "lanes", "frame": index, "t": round(t, 4), "state": found,
+                           "reason": lanes.reason if found == "lost" else ""})
+        self._lane_state = found
+        return events
 
     def _find_lanes(self, image: np.ndarray) -> LaneResult:
         t0 = time.perf_counter()
@@ -218,7 +246,7 @@ class DrivePipeline:
         """
         from sdk.pipeline import JsonlSink, Stage, StreamingPipeline, VideoWriterSink
 
-        from .sources import frame_fields, offline_frames
+        from .sources import frame_fields, is_camera, offline_frames
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +255,8 @@ class DrivePipeline:
         if live and self.health.options.deadline_s is None:  # per-frame deadline: one frame period
             self.health.options = self.health.options.model_copy(update={"deadline_s": 1.0 / fps})
         paths = {"video": out / "annotated.mp4", "events": out / "events.jsonl", "frames": out / "frames.jsonl"}
-        state = {"writer": None, "events": 0, "last": -1, "processed": 0, "dropped_seen": 0}
+        state = {"writer": None, "events": 0, "last": -1, "processed": 0, "dropped_seen": 0, "t_last": 0.0}
+        source_errors: list[str] = []
         tqdm = _progress(progress, max_frames)
         events_sink = JsonlSink(paths["events"], append=False)
         frames_sink = JsonlSink(paths["frames"], append=False)
@@ -252,7 +281,7 @@ class DrivePipeline:
                                                    self.recorders["encode"], self.options.parallel_encode)
                 state["writer"].write(frame)
             self.health.frame_done(time.perf_counter() - started)
-            state["last"] = index
+            state["last"], state["t_last"] = index, t_media
             state["processed"] += 1
             if tqdm is not None:
                 tqdm.update(1)
@@ -279,14 +308,18 @@ class DrivePipeline:
                 threading.Thread(target=watchdog, name="drive-health-watchdog", daemon=True).start()
                 stream.append(StreamingPipeline(items, [Stage("drive", live_stage)], None, queue_size=1,
                                                 drop="oldest", on_error="raise"))
-                stream[0].run()
-                dropped = stream[0].stats.dropped
+                stats = stream[0].run()
+                dropped = stats.dropped
+                if stats.source_error:
+                    source_errors.append(stats.source_error)
             else:
-                for index, image, t_media, decode_s in offline_frames(source, fps, max_frames):
+                for index, image, t_media, decode_s in offline_frames(source, fps, max_frames, source_errors):
                     self._time("decode", decode_s)
                     handle(index, image, t_media)
                 dropped = 0
             stop_watchdog.set()
+            self._source_checks(source, source_errors, state["processed"] + dropped, max_frames)
+            self.health.check(self.clock() if live else state["t_last"])
             for ev in self.health.transitions[self._n_transitions():]:  # changes after the last frame
                 events_sink.write(dict(ev, frame=state["last"]))
                 state["events"] += 1
@@ -300,11 +333,42 @@ class DrivePipeline:
         files = {"events": str(paths["events"]), "frames": str(paths["frames"]), "latency": str(out / "latency.json")}
         if state["writer"] is not None:
             files["video"] = str(paths["video"])
+        geometry = self.lanes.road_geometry(self.lanes.frame_size) if self.lanes is not None and \
+            self.lanes.frame_size is not None else None
+        if geometry is not None and geometry.source == "estimated":   # for `--calibration` next time
+            CameraFile(lens=self.calibration, road=geometry).save(out / "camera.json")
+            files["camera"] = str(out / "camera.json")
         n = state["processed"]
         summary = RunSummary(out, n, dropped, wall, n / wall if wall > 0 else 0.0, self.stage_summary(),
-                             self.health.state.value, state["events"], files)
+                             self.health.state.value, state["events"], files, list(self.health.reasons),
+                             None if geometry is None else geometry.to_event(), self.lanes_found,
+                             "; ".join(source_errors) or None, is_camera(source))
         (out / "latency.json").write_text(json.dumps({"mode": self.options.mode, **summary.to_dict()}, indent=2))
         return summary
+
+    def _source_checks(self, source, errors: list[str], delivered: int, max_frames: int | None) -> None:
+        """Tell the monitor what went wrong with the source itself (once, after the stream)."""
+        from .sources import is_camera
+
+        camera = is_camera(source)
+        if errors:
+            what = "camera unavailable" if camera and delivered == 0 else "source failed"
+            self.health.source_problem(HealthState.FAILED, f"{what}: {errors[0]}")
+        elif delivered == 0:
+            self.health.source_problem(HealthState.FAILED, "no frames: the source delivered none"
+                                       + (" (camera or stream unavailable)" if camera else ""))
+        elif camera and (max_frames is None or delivered < max_frames):
+            self.health.source_problem(HealthState.FAILED, f"camera stopped delivering frames after {delivered}")
+        declared = getattr(source, "frame_count", None)
+        if not errors and isinstance(declared, int) and delivered < declared and \
+                (max_frames is None or delivered < max_frames):
+            self.health.source_problem(HealthState.DEGRADED, f"source ended at frame {delivered} of "
+                                       f"{declared} declared (truncated or corrupt file)")
+        skipped = getattr(source, "skipped", 0)
+        if skipped and delivered:
+            self.health.source_problem(HealthState.DEGRADED, f"{skipped} unreadable image(s) skipped")
+        elif skipped:
+            self.health.source_problem(HealthState.FAILED, f"all {skipped} image(s) unreadable")
 
     def close(self) -> None:
         if self._pool is not None:

@@ -145,6 +145,7 @@ class LaneDetector:
             o.geometry, o.lane_width_m, o.road_length_m, self._focal, saved=geometry)
         self._geom: dict[tuple, tuple[np.ndarray, np.ndarray, float]] = {}
         self._announced_preset = False
+        self.frame_size: tuple[int, int] | None = None    # of the last (undistorted) frame
         self.reset()
 
     def _focal(self, size: tuple[int, int]) -> tuple[float | None, tuple[float, float] | None]:
@@ -264,6 +265,7 @@ class LaneDetector:
         if self.undistort is not None:
             frame = self.undistort(frame)
         size = (frame.shape[1], frame.shape[0])
+        self.frame_size = size
         events: list[dict] = []
         if self.tracker is not None:
             _, events = self.tracker.update(frame)

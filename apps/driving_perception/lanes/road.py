@@ -3,9 +3,10 @@
 ``GeometryTracker.update(frame)`` returns the geometry in use (or None before there is
 one) and the ``geometry`` events of this frame:
 
-* ``estimating``: every frame's segments are pooled and voted on (``vanishing.py``); the
-  first frame whose pooled VP has enough support gives a provisional geometry (so lanes
-  start at once), later frames refine it, and after ``estimate_frames`` frames it is final.
+* ``estimating``: every frame's segments are pooled and voted on (``vanishing.py``) after
+  1, 2, 4, 8... frames (and every frame until there is a geometry); the first vote with
+  enough support gives a provisional geometry (so lanes start at once), later ones refine
+  it, and after ``estimate_frames`` frames it is final.
   Confidence = the pooled inlier share x the share of single-frame VPs that agree with the
   pooled one (within ``agree_frac`` of the diagonal); the VP's row uncertainty is the robust
   spread (1.4826 MAD) of the single-frame rows, or the fit residual of a single frame.
@@ -87,9 +88,12 @@ class GeometryTracker:
         one = self.estimator.vote(seg, size) if len(seg) >= o.min_segments else None
         if one is not None:
             self._single.append(one)
-        pool = np.concatenate(self._segments)
         events: list[dict] = []
-        final = len(self._segments) >= o.estimate_frames
+        n = len(self._segments)
+        final = n >= o.estimate_frames
+        if not (final or n & (n - 1) == 0 or self.geometry is None):   # pooled votes at 1, 2, 4, 8... frames
+            return events
+        pool = np.concatenate(self._segments)
         pooled = self.estimator.vote(pool, size) if len(pool) >= o.min_segments else None
         if pooled is not None and pooled.inlier_share >= o.min_inlier_share:
             diag = float(np.hypot(*size))
