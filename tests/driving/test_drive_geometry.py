@@ -79,7 +79,7 @@ def test_preset_trapezoids_imply_a_camera_and_round_trip(name):
 
 
 def test_tracker_provisional_then_final_then_camera_moved():
-    opts = GeometryOptions(estimate_frames=4, recheck_every=2, moved_checks=2)
+    opts = GeometryOptions(estimate_frames=4, estimate_stride=1, recheck_every=2, moved_checks=2)
     tracker = GeometryTracker(opts)
     a, _ = pinhole_road(SIZE, pitch_deg=1.0)
     b, (bx, by) = pinhole_road(SIZE, pitch_deg=6.0)               # the camera tilted down by 5 degrees

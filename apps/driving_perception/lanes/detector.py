@@ -3,13 +3,18 @@
 The classic pipeline of Udacity's "Advanced Lane Finding", made a per-frame stage:
 
 1. optional undistortion (a :class:`~.calibration.CameraCalibration`);
-2. perspective warp of the road trapezoid ``src`` (fractions of the frame) onto the
-   rectangle ``dst`` (fractions of a ``bev_size`` bird's-eye image);
+2. perspective warp of the road trapezoid onto the rectangle ``dst`` (fractions of a
+   ``bev_size`` bird's-eye image). The trapezoid is a preset's ``src`` (fractions of the
+   frame) when one is given; otherwise it is derived from the road geometry
+   (:mod:`.geometry`): a saved one, or one estimated from the stream's first frames and
+   re-estimated when the camera moves (:mod:`.road`, :mod:`.vanishing`);
 3. binary mask = HLS S-channel threshold OR Sobel-x (on L) threshold;
 4. lane pixels by a sliding-window search seeded by a column histogram of the lower half,
    or, while the previous fit is good, by a search in a band around it;
 5. a 2nd-order fit ``x = A y^2 + B y + C`` per line (bird's-eye pixels);
-6. sanity checks (both lines found, lane width plausible, lines near parallel); an EMA
+6. sanity checks (both lines found, lane width plausible -- widened by what an assumed
+   camera height may be off by --, lines near parallel -- within ``max_width_spread_m``
+   plus what the geometry's VP uncertainty and one source pixel allow); an EMA
    over the good frames' fits; after ``lost_after`` bad frames in a row the state becomes
    ``lost`` (no lanes reported) until a good frame comes back.
 
@@ -23,7 +28,9 @@ Units and conventions
   the mean of the two lines; a straight road gives a few km or more.
 * ``offset_m`` is the vehicle's lateral offset from the lane centre assuming the camera
   sits at the middle of the car: **positive = vehicle right of the lane centre**,
-  negative = left.
+  negative = left. With a preset the car is at the frame's centre column (Udacity); with a
+  derived geometry it is on the ground line straight ahead of the camera
+  (``RoadGeometry.camera_x_px``), and one lane of the geometry spans ``dst``'s width.
 """
 from __future__ import annotations
 
