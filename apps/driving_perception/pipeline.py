@@ -40,6 +40,7 @@ from .lanes.detector import LaneDetector, LaneOptions, LaneResult
 from .lanes.geometry import CameraFile, RoadGeometry
 from .track.bytetrack import ByteTrack, TrackerOptions
 from .warnings import WarningEngine, WarningOptions, WarningState
+from .writer import TimedWriter
 
 STAGES = ("decode", "queue", "pre", "model", "post", "track", "lanes", "warn", "annotate", "encode")
 
@@ -246,7 +247,7 @@ class DrivePipeline:
         """
         from sdk.pipeline import JsonlSink, Stage, StreamingPipeline, VideoWriterSink
 
-        from .sources import frame_fields, is_camera, offline_frames
+        from .sources import frame_fields, is_camera, offline_frames, source_problems
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -277,7 +278,7 @@ class DrivePipeline:
             if self.options.annotate:
                 frame = self.annotate(image, result)
                 if state["writer"] is None:
-                    state["writer"] = _TimedWriter(VideoWriterSink(paths["video"], fps=fps),
+                    state["writer"] = TimedWriter(VideoWriterSink(paths["video"], fps=fps),
                                                    self.recorders["encode"], self.options.parallel_encode)
                 state["writer"].write(frame)
             self.health.frame_done(time.perf_counter() - started)
@@ -318,7 +319,8 @@ class DrivePipeline:
                     handle(index, image, t_media)
                 dropped = 0
             stop_watchdog.set()
-            self._source_checks(source, source_errors, state["processed"] + dropped, max_frames)
+            for level, reason in source_problems(source, source_errors, state["processed"] + dropped, max_frames):
+                self.health.source_problem(HealthState(level), reason)
             self.health.check(self.clock() if live else state["t_last"])
             for ev in self.health.transitions[self._n_transitions():]:  # changes after the last frame
                 events_sink.write(dict(ev, frame=state["last"]))
@@ -346,30 +348,6 @@ class DrivePipeline:
         (out / "latency.json").write_text(json.dumps({"mode": self.options.mode, **summary.to_dict()}, indent=2))
         return summary
 
-    def _source_checks(self, source, errors: list[str], delivered: int, max_frames: int | None) -> None:
-        """Tell the monitor what went wrong with the source itself (once, after the stream)."""
-        from .sources import is_camera
-
-        camera = is_camera(source)
-        if errors:
-            what = "camera unavailable" if camera and delivered == 0 else "source failed"
-            self.health.source_problem(HealthState.FAILED, f"{what}: {errors[0]}")
-        elif delivered == 0:
-            self.health.source_problem(HealthState.FAILED, "no frames: the source delivered none"
-                                       + (" (camera or stream unavailable)" if camera else ""))
-        elif camera and (max_frames is None or delivered < max_frames):
-            self.health.source_problem(HealthState.FAILED, f"camera stopped delivering frames after {delivered}")
-        declared = getattr(source, "frame_count", None)
-        if not errors and isinstance(declared, int) and delivered < declared and \
-                (max_frames is None or delivered < max_frames):
-            self.health.source_problem(HealthState.DEGRADED, f"source ended at frame {delivered} of "
-                                       f"{declared} declared (truncated or corrupt file)")
-        skipped = getattr(source, "skipped", 0)
-        if skipped and delivered:
-            self.health.source_problem(HealthState.DEGRADED, f"{skipped} unreadable image(s) skipped")
-        elif skipped:
-            self.health.source_problem(HealthState.FAILED, f"all {skipped} image(s) unreadable")
-
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
@@ -381,53 +359,6 @@ class DrivePipeline:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class _TimedWriter:
-    """A sink whose ``write`` is timed into ``recorder``; on a writer thread when ``threaded``
-    (a bounded queue of 2 frames: the producer waits rather than drop, offline or live)."""
-
-    def __init__(self, sink, recorder: LatencyRecorder, threaded: bool):
-        import queue
-
-        self.sink, self.recorder = sink, recorder
-        self._q: queue.Queue | None = queue.Queue(maxsize=2) if threaded else None
-        self._error: BaseException | None = None
-        if self._q is not None:
-            self._thread = threading.Thread(target=self._loop, name="drive-video-writer", daemon=True)
-            self._thread.start()
-
-    def _write(self, frame) -> None:
-        t0 = time.perf_counter()
-        self.sink.write(frame)
-        self.recorder.record_ms((time.perf_counter() - t0) * 1e3)
-
-    def _loop(self) -> None:
-        while True:
-            frame = self._q.get()
-            if frame is None:
-                return
-            if self._error is None:
-                try:
-                    self._write(frame)
-                except BaseException as exc:  # surfaced on the next write / close
-                    self._error = exc
-
-    def write(self, frame) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._q is None:
-            self._write(frame)
-        else:
-            self._q.put(frame)
-
-    def close(self) -> None:
-        if self._q is not None:
-            self._q.put(None)
-            self._thread.join()
-        self.sink.close()
-        if self._error is not None:
-            raise self._error
 
 
 def _progress(enabled: bool, total: int | None):

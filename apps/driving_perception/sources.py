@@ -92,3 +92,31 @@ def offline_frames(source: Iterable, fps: float, max_frames: int | None = None,
         close = getattr(it, "close", None)
         if callable(close):
             close()
+
+
+def source_problems(source: Any, errors: list[str], delivered: int, max_frames: int | None
+                    ) -> list[tuple[str, str]]:
+    """(health level, reason) for what went wrong with the source itself, once it has ended:
+    it failed or delivered nothing (FAILED), a camera stopped (FAILED), a file ended before
+    its declared frame count or images were unreadable (DEGRADED)."""
+    camera = is_camera(source)
+    out: list[tuple[str, str]] = []
+    if errors:
+        what = "camera unavailable" if camera and delivered == 0 else "source failed"
+        out.append(("FAILED", f"{what}: {errors[0]}"))
+    elif delivered == 0:
+        out.append(("FAILED", "no frames: the source delivered none"
+                    + (" (camera or stream unavailable)" if camera else "")))
+    elif camera and (max_frames is None or delivered < max_frames):
+        out.append(("FAILED", f"camera stopped delivering frames after {delivered}"))
+    declared = getattr(source, "frame_count", None)
+    if not errors and isinstance(declared, int) and delivered < declared and \
+            (max_frames is None or delivered < max_frames):
+        out.append(("DEGRADED", f"source ended at frame {delivered} of {declared} declared (truncated or "
+                                f"corrupt file)"))
+    skipped = getattr(source, "skipped", 0)
+    if skipped and delivered:
+        out.append(("DEGRADED", f"{skipped} unreadable image(s) skipped"))
+    elif skipped:
+        out.append(("FAILED", f"all {skipped} image(s) unreadable"))
+    return out
