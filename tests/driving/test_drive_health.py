@@ -174,8 +174,8 @@ def standing(i):
 
 
 def test_lanes_lost_while_standing_still_stays_ok(mon, fake_clock):
-    states = _lanes_feed(mon, fake_clock, 150, (standing(i) for i in itertools.count()), False)
-    assert set(states) == {HealthState.OK} and not mon.moving()   # 6 s without lanes, not moving
+    states = _lanes_feed(mon, fake_clock, 100, (standing(i) for i in itertools.count()), False)
+    assert set(states) == {HealthState.OK} and not mon.moving()   # 4 s without lanes, not moving
 
 
 @pytest.mark.parametrize("state,reason", [(HealthState.FAILED, "camera unavailable: could not open camera 7"),
