@@ -26,7 +26,8 @@ cameras = st.fixed_dictionaries({
     "lane_width_m": st.floats(3.0, 4.0),
     "seed": st.integers(0, 1000),
 })
-PROPERTY = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=20, deadline=None, derandomize=True, database=None,  # the same cases each run
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY
@@ -63,7 +64,7 @@ def test_estimated_geometry_measures_the_lane(cam):
 
 
 def test_mirrored_road_flips_the_offset():
-    frame, _ = pinhole_road(SIZE, offset_m=0.5, yaw_deg=1.0)
+    frame, _ = pinhole_road(SIZE, offset_m=0.5, yaw_deg=1.0, dashed=False)
     a, b = LaneDetector()(frame), LaneDetector()(frame[:, ::-1].copy())
     assert a.state == b.state == "ok"
     assert a.offset_m > 0.3 and b.offset_m == pytest.approx(-a.offset_m, abs=0.05)

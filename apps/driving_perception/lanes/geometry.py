@@ -1,9 +1,11 @@
 """Road geometry of a camera: vanishing point, horizon, bird's-eye transform, ego corridor.
 
 A flat road seen by a pinhole camera with no roll: the road direction's vanishing point
-(VP) ``(vx, vy)`` gives the horizon row ``vy``; a ground point ``Z`` metres ahead lies on
-row ``y = vy + f H / Z`` and ``X`` metres to the side spans ``X (y - vy) / H`` pixels on
-that row (``f`` focal length in pixels, ``H`` camera height). So, with the VP alone:
+(VP) ``(vx, vy)`` gives the horizon row ``vy`` and the pitch ``atan((cy - vy) / f)``; a
+ground point ``Z`` metres ahead lies on row ``y ~ vy + f H / Z`` and ``X`` metres to the
+side spans ``~ X (y - vy) / H`` pixels on that row (``f`` focal length in pixels, ``H``
+camera height; the code uses the exact pinhole relations with the pitch). So, with the VP
+alone:
 
 * the road trapezoid is bounded by two lines through the VP, ``lane_width_m`` apart on
   the ground (``(W/2)(y - vy)/H`` pixels either side of ``vx`` on row ``y``), from the
@@ -98,18 +100,39 @@ class RoadGeometry(BaseModel):
                                        "vp_sigma_px": self.vp_sigma_px * sy, "focal_px": self.focal_px * sx,
                                        "principal_point": pp})
 
+    def _pitch(self) -> tuple[float, float]:
+        """(pitch down in radians, principal row cy): the horizon is f tan(pitch) above cy."""
+        cy = self.principal_point[1] if self.principal_point is not None else self.image_size[1] / 2.0
+        return math.atan2(cy - self.vanishing_point[1], self.focal_px), cy
+
+    def distance_m(self, y: np.ndarray | float) -> np.ndarray | float:
+        """Ground distance ahead of the camera seen on row(s) ``y`` (inf at and above the horizon)."""
+        theta, cy = self._pitch()
+        below = theta + np.arctan((np.asarray(y, np.float64) - cy) / self.focal_px)   # ray angle under level
+        with np.errstate(divide="ignore"):
+            return np.where(below > 0, self.camera_height_m / np.tan(np.maximum(below, 1e-12)), np.inf)
+
+    def row_m(self, z: float) -> float:
+        """Row of the ground ``z`` metres ahead."""
+        theta, cy = self._pitch()
+        return float(cy + self.focal_px * math.tan(math.atan2(self.camera_height_m, z) - theta))
+
     def rows(self) -> tuple[float, float]:
-        """(top, bottom) rows of the road trapezoid in pixels."""
-        w, h = self.image_size
+        """(top, bottom) rows of the road trapezoid in pixels: the bottom row and ``road_length_m`` beyond it."""
+        h = self.image_size[1]
         vy = self.vanishing_point[1]
         y_bot = float(h)
-        z_bot = self.focal_px * self.camera_height_m / max(y_bot - vy, 1.0)
-        y_top = vy + self.focal_px * self.camera_height_m / (z_bot + self.road_length_m)
+        y_top = self.row_m(float(self.distance_m(y_bot)) + self.road_length_m)
         return max(y_top, vy + 0.02 * h), y_bot   # at least 2% of the frame below the horizon
 
     def half_width_px(self, y: np.ndarray | float) -> np.ndarray | float:
-        """Half a lane width in pixels on row(s) ``y``."""
-        return self.lane_width_m / 2 * (np.asarray(y, np.float64) - self.vanishing_point[1]) / self.camera_height_m
+        """Half a lane width in pixels on row(s) ``y``: f (W/2) / depth along the optical axis."""
+        theta, _ = self._pitch()
+        z = self.distance_m(y)
+        with np.errstate(invalid="ignore"):
+            depth = self.camera_height_m * math.sin(theta) + z * math.cos(theta)
+            half = np.where(np.isfinite(z), self.focal_px * self.lane_width_m / 2 / depth, 0.0)
+        return half if np.ndim(y) else float(half)
 
     def camera_x_px(self, y: float) -> float:
         """Column, on row ``y``, of the ground line straight ahead of the camera (lateral position 0).
