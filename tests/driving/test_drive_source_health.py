@@ -111,6 +111,8 @@ def test_estimated_geometry_is_announced_saved_and_reused(road_clip, yolox_path,
                  "--no-video", "--json", "--calibration", str(out / "camera.json")]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["geometry"]["source"] == "saved" and info["lanes_found"] >= 36
+    geo = [e for e in _jsonl(out_b / "events.jsonl") if e["event"] == "geometry"]
+    assert [(e["source"], e["state"], e["frame"]) for e in geo] == [("saved", "in use", 0)]
     assert info["geometry"]["vanishing_point"] == pytest.approx(saved["road"]["vanishing_point"], abs=0.1)
     assert not (out_b / "camera.json").exists()
     out_c = tmp_path / "c"                                           # a preset overrides both

@@ -79,10 +79,12 @@ class GeometryTracker:
             self.geometry = self.geometry.scaled(size)
         self.frames_seen += 1
         events: list[dict] = []
+        if self.frames_seen == 1 and self.geometry is not None:     # a saved geometry: say it is in use
+            events.append(dict(self.geometry.to_event(), state="in use"))
         if self.state == "estimating":
             events = self._estimate(frame, size)
         elif (self.frames_seen - 1) % self.options.recheck_every == 0:
-            events = self._recheck(frame, size)
+            events += self._recheck(frame, size)
         return self.geometry, events
 
     def _estimate(self, frame: np.ndarray, size: tuple[int, int]) -> list[dict]:
