@@ -85,6 +85,8 @@ def test_cli_exit_codes_for_sources_that_give_nothing(yolox_path, tmp_path, caps
     err = capsys.readouterr().err
     assert "camera unavailable" in err and "Traceback" not in err
     assert "camera unavailable" in _health(tmp_path / "cam")[0]["reasons"][0]
+    assert main(["drive", "run", "rtsp://127.0.0.1:1/cam", "--live", "--out", str(tmp_path / "url"), *base]) == 4
+    assert "camera unavailable" in capsys.readouterr().err                          # a refused stream URL
     folder = tmp_path / "bad"
     folder.mkdir()
     (folder / "x.png").write_bytes(b"garbage")
