@@ -104,3 +104,22 @@ def test_curved_stills_curvature_order_of_magnitude(advanced_images):
         assert e.state == p.state == "ok"
         assert abs(np.log10(e.curvature_m / p.curvature_m)) < 1.0
         assert e.curvature_m < 5000
+
+
+def test_smoothing_coasting_and_recovery_with_an_estimated_geometry(driving_dir):
+    frames = list(_clip(driving_dir.joinpath(*P1_CLIP)))[:40]
+    ld = LaneDetector(LaneOptions(lost_after=4))
+    assert all(ld(f).state == "ok" for f in frames[:20])
+    smoothed = ld.left_fit.copy()
+    blank = np.full_like(frames[0], 95)
+    states = [ld(blank) for _ in range(6)]
+    assert [r.state for r in states] == ["coasting"] * 3 + ["lost"] * 3
+    assert np.allclose(states[0].left_fit, smoothed)                 # coasting shows the last good fit
+    assert "too few line pixels" in states[-1].reason and states[-1].geometry.source == "estimated"
+    back = [ld(f).state for f in frames[20:30]]
+    assert back == ["ok"] * 10
+    raw = LaneDetector(LaneOptions(smoothing=1.0))
+    jitter = [np.polyval(raw(f).left_fit, 179) for f in frames[:30]]
+    ema = LaneDetector()
+    smooth = [np.polyval(ema(f).left_fit, 179) for f in frames[:30]]
+    assert np.std(np.diff(smooth[10:])) < np.std(np.diff(jitter[10:]))   # the EMA smooths frame to frame

@@ -153,6 +153,7 @@ class LaneDetector:
         self._geom: dict[tuple, tuple[np.ndarray, np.ndarray, float]] = {}
         self._announced_preset = False
         self.frame_size: tuple[int, int] | None = None    # of the last (undistorted) frame
+        self._last_quad = None
         self.reset()
 
     def _focal(self, size: tuple[int, int]) -> tuple[float | None, tuple[float, float] | None]:
@@ -285,6 +286,11 @@ class LaneDetector:
             n = self.tracker.frames_seen
             return LaneResult(state="lost", reason=f"no road geometry yet (no converging lines in {n} frame"
                               f"{'s' if n != 1 else ''})", events=events)
+        quad = self._quad(size)
+        if quad != self._last_quad:             # a new geometry: fits in the old bird's-eye view mean nothing
+            if self._last_quad is not None:
+                self.reset()
+            self._last_quad = quad
         m, minv, car_x = self._geometry(size)
         if o.src is None:           # one lane width of the geometry between dst's sides
             self.xm = geom.lane_width_m / ((o.dst[2][0] - o.dst[1][0]) * o.bev_size[0])
