@@ -57,8 +57,14 @@ def _pattern(text: str) -> tuple[int, int]:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .lanes.calibration import calibrate_camera
 
+    if args.out.is_dir():
+        raise ValueError(f"--out must be a file to write, but {args.out} is a folder")
     cal = calibrate_camera(args.directory, _pattern(args.pattern))
-    cal.save(args.out)
+    try:
+        cal.save(args.out)
+    except OSError as exc:          # keep the finished calibration: print it
+        print(cal.model_dump_json(indent=2))
+        raise ValueError(f"could not write {args.out} ({exc}); the calibration is printed above") from exc
     if args.json:
         print(json.dumps({"file": str(args.out), "rms_px": cal.rms_px, "images_used": len(cal.images_used),
                           "images_rejected": cal.images_rejected}))
@@ -122,8 +128,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine_opts = EngineOptions(session=SessionOptions(intra_op_threads=args.threads))
     source = open_source(args.source)
     with DrivePipeline(choice.detector(engine_opts), options, calibration, geometry=geometry) as pipe:
-        summary = pipe.run(source, args.out, max_frames=args.max_frames, fps=getattr(source, "fps", None),
-                           progress=True)
+        try:
+            summary = pipe.run(source, args.out, max_frames=args.max_frames, fps=getattr(source, "fps", None),
+                               progress=True)
+        except OSError as exc:      # an output that cannot be written is bad usage (exit 2), not a crash
+            raise ValueError(f"could not write the outputs in {args.out}: {exc}") from exc
     info = {"model": str(choice.path), "optimized": choice.bundle is not None, **summary.to_dict()}
     if choice.bundle is not None:
         info["model_metrics"] = dict(choice.bundle.manifest.metrics)

@@ -94,6 +94,8 @@ def test_cli_exit_codes_for_sources_that_give_nothing(yolox_path, tmp_path, caps
     (tmp_path / "file").write_text("x")
     assert main(["drive", "run", str(folder), "--out", str(tmp_path / "file"), *base]) == 2
     assert "is an existing file" in capsys.readouterr().err
+    assert main(["drive", "calibrate", str(folder), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 def test_estimated_geometry_is_announced_saved_and_reused(road_clip, yolox_path, tmp_path, capsys):
@@ -122,16 +124,23 @@ def test_estimated_geometry_is_announced_saved_and_reused(road_clip, yolox_path,
                  "--no-video", "--json", "--calibration", str(out / "camera.json"),
                  "--lane-preset", "udacity_p1"]) == 0
     assert json.loads(capsys.readouterr().out)["geometry"]["source"] == "preset"
+    geo = [e for e in _jsonl(out_c / "events.jsonl") if e["event"] == "geometry"]
+    assert [(e["source"], e["state"], e["confidence"]) for e in geo] == [("preset", "preset", None)]
 
 
 def test_lost_lanes_fall_back_to_the_vp_corridor(road_clip, tmp_path):
-    """Lanes painted over after 10 frames: LDW off, lead from the VP corridor, both said."""
+    """Lanes painted over after 10 frames: LDW off, lead from the VP corridor, both said;
+    after 3 s of it, moving, health is DEGRADED for the lanes while detection goes on."""
     cap = cv2.VideoCapture(str(road_clip))
-    frames = []
+    clip_frames = []
     while True:
         ok, f = cap.read()
         if not ok:
             break
+        clip_frames.append(f)
+    frames = []
+    for f in clip_frames + clip_frames[10:] + clip_frames[10:]:    # 10 with lanes, 80 without (3.2 s)
+        f = f.copy()
         if len(frames) >= 10:
             f[165:] = 80 + 20 * (len(frames) % 2)                   # bare road below the horizon, changing
         frames.append(f)
@@ -144,4 +153,8 @@ def test_lost_lanes_fall_back_to_the_vp_corridor(road_clip, tmp_path):
     assert feat["lead_from"] == "vp corridor" and feat["ldw"] == "off"
     rec = _jsonl(tmp_path / "out" / "frames.jsonl")[-1]
     assert rec["lanes"]["state"] == "lost" and rec["lead_from"] == "vp corridor" and rec["ldw_available"] is False
+    assert rec["perception"] == "available" and rec["health"] == "DEGRADED"
     assert summary.lanes_found <= 12
+    health = _health(tmp_path / "out")
+    assert [(e["from"], e["to"]) for e in health] == [("OK", "DEGRADED")]
+    assert "lanes lost for 3.0" in health[0]["reasons"][0] and 86 <= health[0]["frame"] <= 92   # lost at ~14
