@@ -123,3 +123,12 @@ def test_smoothing_coasting_and_recovery_with_an_estimated_geometry(driving_dir)
     ema = LaneDetector()
     smooth = [np.polyval(ema(f).left_fit, 179) for f in frames[:30]]
     assert np.std(np.diff(smooth[10:])) < np.std(np.diff(jitter[10:]))   # the EMA smooths frame to frame
+
+
+def test_advanced_stills_with_the_lens_calibration(advanced_images, calibration):
+    """With a lens calibration the frames are undistorted first and f comes from it."""
+    results = [LaneDetector(calibration=calibration)(cv2.imread(str(p))) for p in sorted(advanced_images.glob("*.jpg"))]
+    assert sum(r.state == "ok" for r in results) >= 6
+    g = results[0].geometry
+    assert g.focal_from == "calibration" and g.focal_px == pytest.approx(calibration.camera_matrix[0][0])
+    assert g.principal_point == pytest.approx(tuple(calibration.camera_matrix[i][2] for i in (0, 1)))
