@@ -124,3 +124,18 @@ def test_camera_file_round_trip_and_scaling(tmp_path, calibration):
         load_camera_file(tmp_path / "bad.json")
     with pytest.raises(FileNotFoundError):
         load_camera_file(tmp_path / "missing.json")
+
+
+def test_lanes_follow_a_camera_that_moves():
+    """The camera is tilted down 5 degrees mid-stream: the geometry is re-estimated, the lanes
+    come back in the new bird's-eye view and measure the same lane."""
+    geo = GeometryOptions(estimate_frames=4, estimate_stride=1, recheck_every=2, moved_checks=2)
+    ld = LaneDetector(LaneOptions(geometry=geo))
+    before = [ld(pinhole_road(SIZE, pitch_deg=1.0, offset_m=0.3, dashed=False, seed=i)[0]) for i in range(8)]
+    after = [ld(pinhole_road(SIZE, pitch_deg=6.0, offset_m=0.3, dashed=False, seed=i)[0]) for i in range(16)]
+    states = [e["state"] for r in before + after for e in r.events]
+    assert states == ["provisional", "final", "re-estimating", "provisional", "final"]
+    assert all(r.state == "ok" for r in before) and all(r.state == "ok" for r in after[-6:])
+    assert after[-1].geometry.vanishing_point[1] < before[-1].geometry.vanishing_point[1] - 40
+    assert after[-1].offset_m == pytest.approx(before[-1].offset_m, abs=0.1)
+    assert after[-1].lane_width_m == pytest.approx(before[-1].lane_width_m, rel=0.05)
