@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# PyTorch: pin the CPU build (an unpinned torch pulls a multi-GB CUDA build).
 	$(PIP) install -q torch==2.13.0 || $(PIP) install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-	$(PIP) install -q -e '.[dev,train,dicom,speech]'
+	$(PIP) install -q -e '.[dev,train,dicom,speech,cluster,signing]'
 	# silero-vad depends on torch; only its ONNX files are used, so skip its dependencies.
 	$(PIP) install -q --no-deps silero-vad
 	touch $@

@@ -94,3 +94,8 @@ def require(module: str, extra: str, purpose: str = ""):
             f"{module!r} is needed{what} but could not be imported ({exc}). "
             f"Run `pip install 'edgewise[{extra}]'`."
         ) from exc
+
+
+class SignatureError(IntegrityError):
+    """A trust policy is set and a bundle is unsigned, signed by an untrusted key, or was
+    edited after signing (exit code 3, like every integrity error)."""

@@ -4,6 +4,7 @@ Registered through the ``edgewise.commands`` entry point (``medical``)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -45,8 +46,13 @@ def register(subparsers) -> None:
     add_arguments(tr)
     tr.set_defaults(func=_train)
 
-    v = sub.add_parser("verify-audit", help="verify an audit.jsonl hash chain (exit 1 if broken)")
+    v = sub.add_parser("verify-audit", help="verify an audit.jsonl: hash chain, MACs and keyed checkpoint "
+                                            "(exit 1 with the line number if cut, rewritten or damaged)")
     v.add_argument("file")
+    v.add_argument("--key", default=None, help="audit key of the device that wrote the log "
+                                               "(default: $EDGEWISE_AUDIT_KEY, else this device's)")
+    v.add_argument("--chain-only", action="store_true",
+                   help="check the hash chain only (no key: a cut tail or a rewritten chain is NOT detected)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_verify)
 
@@ -59,9 +65,12 @@ def _triage(args) -> int:
     path, out = Path(args.path), Path(args.out)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
-    with Triage(out, args.bundle or default_bundles(), include_identifiers=args.include_identifiers,
-                limits=Limits(max_pixels=args.max_pixels), max_wait_minutes=args.max_wait,
-                heatmaps=not args.no_heatmaps) as tri:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder; give a folder for the worklist, report and audit")
+    with _sigterm_as_interrupt(), Triage(
+            out, args.bundle or default_bundles(), include_identifiers=args.include_identifiers,
+            limits=Limits(max_pixels=args.max_pixels), max_wait_minutes=args.max_wait,
+            heatmaps=not args.no_heatmaps) as tri:
         if args.watch:
             if not path.is_dir():
                 raise ValueError(f"--watch needs a folder, got a file: {path}")
@@ -86,6 +95,26 @@ def _triage(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a service manager stopping the run) ends it like Ctrl-C: the studies done are
+    committed and the worklist views are regenerated before the process exits (130)."""
+    import signal
+    import threading
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    prev = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, prev)
+
+
 def _evaluate(args) -> int:
     from apps.medical_imaging.evaluate import evaluate, table
 
@@ -102,10 +131,12 @@ def _train(args) -> int:
 
 def _verify(args) -> int:
     from apps.medical_imaging.audit import verify
+    from apps.medical_imaging.audit_key import load_key
 
     if not Path(args.file).is_file():
         raise FileNotFoundError(f"no such audit file: {args.file}")
-    res = verify(args.file)
+    key = None if args.chain_only else (load_key(args.key, create=False) if args.key else "device")
+    res = verify(args.file, key)
     if args.json:
         print(json.dumps({"ok": res.ok, "lines": res.lines, "bad_line": res.bad_line, "message": res.message}))
     else:

@@ -6,6 +6,8 @@ import base64
 import csv
 import html
 import json
+import os
+import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Sequence
@@ -17,15 +19,28 @@ CSV_FIELDS = ["rank", "study_id", "priority", "status", "probability", "promoted
               "reasons", "notes", "model", "input_sha256", "heatmap", "source"]
 
 
+def _tmp(path: Path) -> Path:
+    """A temporary name next to ``path`` that no concurrent writer shares."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    try:
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, ordered: Sequence[Study], meta: dict) -> None:
     rows = [{"rank": i + 1, **s.model_dump(mode="json", exclude_none=True)} for i, s in enumerate(ordered)]
-    tmp = path.with_suffix(".json.tmp")
+    tmp = _tmp(path)
     tmp.write_text(json.dumps({**meta, "studies": rows}, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    _replace(tmp, path)
 
 
 def write_csv(path: Path, ordered: Sequence[Study]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
+    tmp = _tmp(path)
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         w.writeheader()
@@ -36,7 +51,7 @@ def write_csv(path: Path, ordered: Sequence[Study]) -> None:
                         "reasons": " | ".join(s.reasons), "notes": " | ".join(s.notes), "model": s.model or "",
                         "input_sha256": s.input_sha256 or "", "heatmap": s.heatmap or "",
                         "source": s.source or ""})
-    tmp.replace(path)
+    _replace(tmp, path)
 
 
 def _img(out_dir: Path, rel: str | None, alt: str) -> str:
@@ -93,6 +108,6 @@ is reported as normal. Probabilities are calibrated on the validation split; the
 {''.join(rows)}
 </tbody></table></body></html>
 """
-    tmp = path.with_suffix(".html.tmp")
+    tmp = _tmp(path)
     tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(path)
+    _replace(tmp, path)

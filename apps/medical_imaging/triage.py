@@ -1,16 +1,27 @@
 """Triage orchestration: files -> gate -> model -> policy -> worklist, report and audit.
 
 One bad file never stops a run: every failure becomes a ``not_analysed`` study with a
-reason (a file that disappears between the scan and the read included), and the outputs
-are rewritten after each batch, so a crash loses nothing already decided.
+reason (a file that disappears between the scan and the read, a FIFO, a device, an
+unreadable or oversize file included). Each study is committed to the folder's SQLite
+worklist (:mod:`apps.medical_imaging.worklist_db`) in its own transaction as soon as it is
+decided, then audited; ``worklist.json``, ``worklist.csv`` and ``report.html`` are views
+regenerated from the database after each batch, every ``VIEW_EVERY`` studies, on SIGINT
+and when a study fails unexpectedly, so a crash loses nothing already decided, and runs
+into the same ``--out`` (one after the other, at the same time, or ``--watch``) add to one
+worklist instead of replacing it.
+
+For callers that triage one file at a time: ``Triage(out, bundles).process(path) -> Study``
+(never raises for a bad input; the study is stored and audited before it returns).
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import secrets
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -26,11 +37,13 @@ from apps.medical_imaging.io.loaders import Header, Limits, decode, read_header
 from apps.medical_imaging.model import TriageModel, default_bundles
 from apps.medical_imaging.report import write_csv, write_html, write_json
 from apps.medical_imaging.worklist import Clock, Study, order
-from sdk.errors import DecodeError, EdgewiseError
+from apps.medical_imaging.worklist_db import WorklistDB
+from sdk.errors import DecodeError
 
 log = logging.getLogger("edgewise")
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ""}
+VIEW_EVERY = 25  # regenerate the views after this many studies within one batch
 
 
 def scan(root: str | Path, skip: Path | None = None) -> list[Path]:
@@ -40,8 +53,8 @@ def scan(root: str | Path, skip: Path | None = None) -> list[Path]:
     suffix is not an image/DICOM one are ignored (DICOM files often have no suffix: kept).
     """
     root = Path(root)
-    if root.is_file():
-        return [root]
+    if root.is_file() or (root.exists() and not root.is_dir()):
+        return [root]  # a FIFO or device named directly gets its reason from process()
     if not root.is_dir():
         raise FileNotFoundError(f"no such file or folder: {root}")
     skip = skip.resolve() if skip else None
@@ -56,6 +69,12 @@ def scan(root: str | Path, skip: Path | None = None) -> list[Path]:
     return out
 
 
+def _path_key(path: Path) -> str:
+    """Identity of a file without a DICOM UID: its resolved path, except for what is not a
+    regular file (two symlinks to /dev/zero are two entries, not one)."""
+    return str(path.resolve()) if path.is_file() else os.path.abspath(path)
+
+
 class Triage:
     """A triage session writing into ``out_dir``.
 
@@ -68,6 +87,8 @@ class Triage:
                  max_wait_minutes: float | None = 60.0, clock: Clock | None = None,
                  heatmaps: bool = True):
         self.out = Path(out_dir)
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"output folder {self.out} exists and is not a folder; pass a folder to --out")
         for sub in ("", "images", "heatmaps"):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
         self.models = [TriageModel(b) for b in (default_bundles() if bundles is None else bundles)]
@@ -78,19 +99,32 @@ class Triage:
         self.max_wait = max_wait_minutes
         self.clock = clock or Clock()
         self.heatmaps = heatmaps
+        self.db = WorklistDB(self.out)
         self.audit = AuditLog(self.out / "audit.jsonl")
         self.salt = self._salt()
-        self.studies: list[Study] = []
-        self._seq = 0
+        self.studies: list[Study] = []   # what this session decided (the worklist holds all runs)
         self._watch_done: dict[Path, tuple[int, int]] = {}
         self._watch_pending: dict[Path, tuple[int, int]] = {}
 
     # --- identity -----------------------------------------------------------------------
     def _salt(self) -> bytes:
+        """The folder's pseudonymisation salt, created once even by two runs starting together
+        (written to a private temporary file, then hard-linked into place: only one link wins)."""
         p = self.out / ".salt"
         if not p.is_file():
-            p.write_text(secrets.token_hex(16))
-            p.chmod(0o600)
+            tmp = self.out / f".salt.{os.getpid()}.{secrets.token_hex(4)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, secrets.token_hex(16).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, p)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
         return p.read_text().strip().encode()
 
     def study_id(self, key: str) -> str:
@@ -108,27 +142,31 @@ class Triage:
         return None, f"modality {want} not accepted by any model (accepts {', '.join(acc)})"
 
     def process(self, path: Path) -> Study:
-        """Triage one file; never raises for a bad input."""
-        self._seq += 1
+        """Triage one file; never raises for a bad input. The study is committed to the
+        worklist database and audited before this returns; returns what was decided."""
         arrival = self.clock.now()
-        base = dict(arrival=arrival, arrival_seq=self._seq)
+        base = dict(arrival=arrival, arrival_seq=self.db.next_arrival(arrival))
         if self.include_identifiers:
             base["source"] = str(path)
+        study, model = self._decide(Path(path), base)
+        return self._finish(study, model)
+
+    def _decide(self, path: Path, base: dict) -> tuple[Study, TriageModel | None]:
         hdr = None
         model = None
         try:
             hdr = read_header(path, self.limits)
-            base.update(study_id=self.study_id(hdr.uid or str(path.resolve())), modality=hdr.modality,
+            base.update(study_id=self.study_id(hdr.uid or _path_key(path)), modality=hdr.modality,
                         input_sha256=hdr.sha256, frames=hdr.frames)
             if self.include_identifiers:
                 base["identifiers"] = hdr.identifiers
             model, why = self._pick(hdr)
             if model is None:
-                return self._finish(self._refuse(base, why), model)
+                return self._refuse(base, why), model
             base["model"] = f"{model.name}@{model.version}"
             g = gate.check_header(hdr, model.accepts)
             if not g.ok:
-                return self._finish(self._refuse(base, g.reason), model)
+                return self._refuse(base, g.reason), model
             dec = decode(hdr, self.limits)
             base["notes"] = list(dec.notes)
             if hdr.kind == "dicom" and not hdr.body_part:
@@ -137,18 +175,19 @@ class Triage:
             if not g.ok:
                 if dec.frames and np.isfinite(dec.frames[0]).all():
                     base["thumbnail"] = self._save("images", base, display_image(dec.frames[0]))
-                return self._finish(self._refuse(base, g.reason), model)
-            return self._finish(self._analyse(model, dec.frames, base), model)
+                return self._refuse(base, g.reason), model
+            return self._analyse(model, dec.frames, base), model
         except FileNotFoundError:
-            base.setdefault("study_id", self.study_id(str(path.resolve())))
-            return self._finish(self._refuse(base, "file vanished before it could be read"), model)
+            base.setdefault("study_id", self.study_id(_path_key(path)))
+            return self._refuse(base, "file vanished before it could be read"), model
         except DecodeError as exc:
-            base.setdefault("study_id", self.study_id(str(path.resolve())))
-            return self._finish(self._refuse(base, str(exc)), model)
+            base.setdefault("study_id", self.study_id(_path_key(path)))
+            return self._refuse(base, str(exc)), model
         except Exception as exc:  # noqa: BLE001 - one bad study must never stop the batch
-            base.setdefault("study_id", self.study_id(str(path.resolve())))
-            log.warning("triage of a study failed: %s", exc, exc_info=not isinstance(exc, (OSError, EdgewiseError)))
-            return self._finish(self._refuse(base, f"could not be analysed: {type(exc).__name__}: {exc}"), model)
+            base.setdefault("study_id", self.study_id(_path_key(path)))
+            log.warning("triage of a study failed: %s: %s", type(exc).__name__, exc)
+            log.debug("traceback of the failed study", exc_info=True)   # -vv shows it; never by default
+            return self._refuse(base, f"could not be analysed: {type(exc).__name__}: {exc}"), model
 
     def _refuse(self, base: dict, reason: str) -> Study:
         return Study(**base, status="not_analysed", priority="review", probability=None, reasons=[reason])
@@ -181,6 +220,7 @@ class Triage:
 
     def _finish(self, study: Study, model: TriageModel | None) -> Study:
         m = model or self.models[0]
+        self.db.upsert(study, self.clock.now())      # one transaction: the study is in the worklist
         self.audit.append(
             time=self.clock.now().isoformat(), model=m.name, model_version=m.version,
             sdk_version=sdk.__version__, model_sha256=m.sha256, input_sha256=study.input_sha256,
@@ -197,18 +237,38 @@ class Triage:
         import sys
 
         paths = list(paths)
-        new = [self.process(p) for p in tqdm(paths, desc="triage", disable=not (progress and sys.stderr.isatty()))]
-        self.write_outputs()
+        new: list[Study] = []
+        try:
+            for p in tqdm(paths, desc="triage", disable=not (progress and sys.stderr.isatty())):
+                new.append(self.process(p))
+                if len(new) % VIEW_EVERY == 0 and len(new) < len(paths):
+                    self.write_outputs()
+        finally:  # SIGINT or a failure outside one study: the views still show what is done
+            self.write_outputs()
         return new
 
+    @contextmanager
+    def _views_lock(self):
+        """Serialise view regeneration across processes, so the last writer writes the newest state."""
+        with open(self.out / ".views.lock", "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
     def write_outputs(self, now: datetime | None = None) -> list[Study]:
-        ordered = order(self.studies, now or self.clock.now(), self.max_wait)
-        meta = {"generated": (now or self.clock.now()).isoformat(), "sdk_version": sdk.__version__,
-                "models": ", ".join(f"{m.name}@{m.version}" for m in self.models),
-                "max_wait_minutes": self.max_wait, "disclaimer": "Reference design - not a medical device"}
-        write_json(self.out / "worklist.json", ordered, meta)
-        write_csv(self.out / "worklist.csv", ordered)
-        write_html(self.out / "report.html", ordered, meta)
+        """Regenerate ``worklist.json``, ``worklist.csv`` and ``report.html`` from the database
+        (every study of every run into this folder); returns the studies in reading order."""
+        now = now or self.clock.now()
+        with self._views_lock():
+            ordered = order(self.db.studies(), now, self.max_wait)
+            meta = {"generated": now.isoformat(), "sdk_version": sdk.__version__,
+                    "models": ", ".join(f"{m.name}@{m.version}" for m in self.models),
+                    "max_wait_minutes": self.max_wait, "disclaimer": "Reference design - not a medical device"}
+            write_json(self.out / "worklist.json", ordered, meta)
+            write_csv(self.out / "worklist.csv", ordered)
+            write_html(self.out / "report.html", ordered, meta)
         return ordered
 
     def watch(self, folder: str | Path, interval: float = 2.0, max_polls: int | None = None,
@@ -236,13 +296,14 @@ class Triage:
                     pending[p] = sig
             if ready:
                 self.run(ready)
-                log.info("watch: %s new file(s) triaged, %s in the worklist", len(ready), len(self.studies))
+                log.info("watch: %s new file(s) triaged, %s in the worklist", len(ready), self.db.count())
             if max_polls is None or polls < max_polls:
                 time.sleep(interval)
 
     def close(self) -> None:
         for m in self.models:
             m.close()
+        self.db.close()
 
     def __enter__(self):
         return self

@@ -42,6 +42,8 @@ def pack_bundle(bundle_dir: str | os.PathLike, archive_path: str | os.PathLike) 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp-{secrets.token_hex(4)}")
     names = [MANIFEST_NAME] + sorted(bundle.manifest.files)
+    if (src / "bundle.sig").is_file():  # the signature travels with the bundle (sdk.bundle.signing)
+        names.append("bundle.sig")
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             for rel in names:
@@ -61,6 +63,8 @@ def pack_bundle(bundle_dir: str | os.PathLike, archive_path: str | os.PathLike) 
 def _check_member(info: zipfile.ZipInfo, archive: Path) -> None:
     name = info.filename
     where = f"archive {archive.name}: member {name!r}"
+    if not name:
+        raise UnsafePathError(f"archive {archive.name} holds a member with an empty name")
     ftype = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
     if ftype == stat.S_IFLNK:
         raise UnsafePathError(f"{where} is a symlink; archives may hold regular files only")
@@ -84,7 +88,7 @@ def unpack_bundle(archive: str | os.PathLike, dest: str | os.PathLike, *,
         raise FileExistsError(f"{out} exists and is not an empty folder")
     try:
         zf = zipfile.ZipFile(src)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError) as exc:
         raise BundleError(f"{src} is not a readable bundle archive (zip): {exc}") from exc
     with zf:
         infos = zf.infolist()
@@ -126,7 +130,12 @@ def unpack_bundle(archive: str | os.PathLike, dest: str | os.PathLike, *,
 def _extract_one(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, src: Path) -> None:
     written = 0
     try:
-        with zf.open(info) as fi, open(target, "xb") as fo:
+        fi = zf.open(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
+            RuntimeError) as exc:  # OSError: a lying offset; NotImplementedError: a method; RuntimeError: encrypted
+        raise BundleError(f"archive {src.name}: member {info.filename!r} is corrupt: {exc}") from exc
+    try:
+        with fi, open(target, "xb") as fo:
             while chunk := fi.read(CHUNK):
                 written += len(chunk)
                 if written > info.file_size:

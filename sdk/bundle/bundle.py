@@ -1,6 +1,7 @@
 """Bundles: save a folder of ONNX files + manifest, load it back verified, run it.
 
-``load_bundle`` verifies every SHA-256 before onnxruntime reads a byte, and
+``load_bundle`` verifies every SHA-256 before onnxruntime reads a byte (and, when a trust
+policy is set, the bundle's signature before anything else: :mod:`sdk.bundle.signing`), and
 ``Bundle.engine`` hands onnxruntime the very bytes it re-hashed (for models without
 external data), so a file swapped between the check and the load is still caught.
 """
@@ -77,33 +78,55 @@ class Bundle:
 
 
 # --- loading -------------------------------------------------------------------------
-def load_bundle(path: str | os.PathLike) -> Bundle:
+def load_bundle(path: str | os.PathLike, *, trusted_keys=None) -> Bundle:
     """Load and verify a bundle folder or a ``.ewb`` archive.
 
     An archive is unpacked (path-checked) once into ``$EDGEWISE_HOME/unpacked/<sha256>``.
-    Raises BundleError / IntegrityError / UnsafePathError naming the file and the reason.
+    ``trusted_keys``: public-key paths; when given, or when a process-wide or
+    ``EDGEWISE_TRUSTED_KEYS`` policy is set (:mod:`sdk.bundle.signing`), the signature is
+    checked first, before the manifest is parsed. Raises BundleError / IntegrityError /
+    UnsafePathError / SignatureError naming the file and the reason.
     """
     p = Path(path)
     if p.is_dir():
-        manifest, external = verify_bundle_dir(p)
-        return Bundle(p, manifest, external)
+        return _verified(p, trusted_keys)
     if p.is_file():
         if p.suffix.lower() in (".onnx", ".ort"):
             raise BundleError(f"{p} is a bare model, not a bundle; load it with sdk.runtime.Engine, or wrap it "
                               "with sdk.bundle.save_bundle to pin its hash and metadata")
-        return _load_archive(p)
+        return _load_archive(p, trusted_keys)
     raise FileNotFoundError(f"no bundle at {p} (expected a folder with {MANIFEST_NAME} or a .ewb archive)")
 
 
-def _load_archive(archive: Path) -> Bundle:
+def _verified(root: Path, trusted_keys) -> Bundle:
+    """Signature (when a trust policy is set) first, then the manifest and every hash."""
+    signed = None
+    if trusted_keys is not None or _policy_possible():
+        from sdk.bundle.signing import bind_manifest, check_policy  # model-signing only with a policy
+
+        signed = check_policy(root, trusted_keys)
+    manifest, external = verify_bundle_dir(root)
+    if signed is not None:
+        bind_manifest(root, signed, manifest)
+    return Bundle(root, manifest, external)
+
+
+def _policy_possible() -> bool:
+    import sys
+
+    mod = sys.modules.get("sdk.bundle.signing")
+    return bool(os.environ.get("EDGEWISE_TRUSTED_KEYS", "").strip()) or (
+        mod is not None and mod._process_keys is not None)
+
+
+def _load_archive(archive: Path, trusted_keys=None) -> Bundle:
     from sdk.bundle.archive import unpack_bundle
 
     digest = file_sha256(archive)
     dest = edgewise_home() / "unpacked" / digest
     if dest.is_dir():
         try:
-            manifest, external = verify_bundle_dir(dest)
-            return Bundle(dest, manifest, external)
+            return _verified(dest, trusted_keys)
         except BundleError as exc:
             logger.warning("cached copy of %s at %s failed verification (%s); unpacking again", archive, dest, exc)
             shutil.rmtree(dest, ignore_errors=True)
@@ -113,8 +136,7 @@ def _load_archive(archive: Path) -> Bundle:
     except OSError:
         if not (dest / MANIFEST_NAME).is_file():  # not a concurrent unpack of the same archive
             raise
-    manifest, external = verify_bundle_dir(dest)
-    return Bundle(dest, manifest, external)
+    return _verified(dest, trusted_keys)
 
 
 # --- saving --------------------------------------------------------------------------

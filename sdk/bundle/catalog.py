@@ -170,6 +170,8 @@ def read_catalog(path: str | os.PathLike) -> dict[str, CatalogEntry]:
         raise FileNotFoundError(f"catalog file not found: {p}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StoreError(f"catalog {p} is not readable JSON: {exc}") from exc
+    except RecursionError:
+        raise StoreError(f"catalog {p} nests JSON deeper than Python can parse") from None
     return parse_catalog(data, str(p))
 
 

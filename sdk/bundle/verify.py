@@ -42,6 +42,8 @@ def read_manifest(root: Path) -> Manifest:
         data = json.loads(mpath.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{mpath} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise BundleError(f"{mpath} nests JSON deeper than Python can parse; not a manifest") from None
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
@@ -72,7 +74,7 @@ def verify_files(root: Path, manifest: Manifest) -> None:
 
 def check_unlisted(root: Path, manifest: Manifest) -> list[str]:
     """Files present but not in the manifest: refused if they could be model data, else warned about."""
-    listed = set(manifest.files) | {MANIFEST_NAME}
+    listed = set(manifest.files) | {MANIFEST_NAME, "bundle.sig"}  # bundle.sig: sdk.bundle.signing
     extra: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()

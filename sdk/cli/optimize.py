@@ -29,10 +29,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "bundle with its recipe, metrics and report. Never returns a model slower than the input "
                     "unless --size-only is given; says so when nothing beats FP32 here.")
     p.add_argument("model", metavar="MODEL|BUNDLE", help="an .onnx file, a bundle folder or a .ewb archive")
-    p.add_argument("--calib", required=True, metavar="DATA",
-                   help="calibration data: a folder of images (preprocessed with the bundle's preprocessing, or "
-                        "letterboxed to the model's input size), a .npz (one array per input, samples on axis 0), "
-                        "a .npy or a folder of .npy files")
+    p.add_argument("--calib", required=True, metavar="DATA", nargs="+",
+                   help="calibration and evaluation data: image files, videos (frames sampled, see --video-frames), "
+                        "folders of them (preprocessed with the bundle's preprocessing, or letterboxed to the "
+                        "model's input size), a .npz (one array per input, samples on axis 0), a .npy or a folder "
+                        "of .npy files")
+    p.add_argument("--video-frames", type=int, default=24, metavar="N",
+                   help="frames sampled evenly from each video given to --calib (default 24)")
+    p.add_argument("--holdout", type=float, default=0.4, metavar="FRACTION",
+                   help="share of the data held out: the search calibrates, allocates bits and runs its "
+                        "sensitivity analysis on the rest, and judges every candidate against the budget on the "
+                        "held-out part (default 0.4; whole files are held out when there are 4 or more, else "
+                        "the last frames of each video)")
+    p.add_argument("--no-holdout", action="store_true",
+                   help="calibrate and judge on the same data (the report then has one metric)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="1x3xHxW",
+                   help="also try the model with its input fixed to this shape (repeatable); for --eval detection "
+                        "on images or videos, the shape that fits the frames' aspect ratio is tried automatically")
+    p.add_argument("--no-auto-shapes", action="store_true",
+                   help="do not derive rectangular input shapes from the frames' aspect ratio")
     p.add_argument("--eval", choices=EVALS, default="fidelity",
                    help="metric: fidelity (cosine vs FP32 outputs, no labels), top1/auc (need --labels), "
                         "detection (YOLOX-style F1 vs FP32 detections at IoU 0.5)")
@@ -55,41 +70,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _image_preprocess(model_path: Path, scale: float):
-    """Letterbox to the model's fixed NCHW input size, CHW float32, divided by ``scale``."""
-    import onnx
-
-    from sdk.preprocess import letterbox
-
-    m = onnx.load(str(model_path), load_external_data=False)
-    dims = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or not dims[2] or not dims[3]:
-        raise ValueError(f"image calibration needs a fixed NCHW input size, got {dims} for "
-                         f"{m.graph.input[0].name}; pass a .npz instead")
-
-    def pre(img: np.ndarray) -> np.ndarray:
-        out, _ = letterbox(img, (dims[2], dims[3]), pad_value=114)
-        return np.ascontiguousarray(out.transpose(2, 0, 1)[None].astype(np.float32) / scale)
-
-    return pre
+def _parse_shape(text: str) -> list[int]:
+    try:
+        dims = [int(d) for d in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        dims = []
+    if not dims or any(d <= 0 for d in dims):
+        raise ValueError(f"--input-shape: expected positive integers like 1x3x256x416, got {text!r}")
+    return dims
 
 
-def _calibration(args: argparse.Namespace, model_path: Path, bundle: Any):
-    from sdk.compress import CalibrationData
-
-    src = Path(args.calib)
-    if not src.exists():
-        raise FileNotFoundError(f"--calib: no such file or folder: {src}")
-    if src.is_file() or any(src.glob("*.npy")):
-        return CalibrationData.from_files(src, limit=args.limit)
-    if bundle is not None and bundle.manifest.preprocess is not None:
-        return CalibrationData.from_bundle(bundle, src, limit=args.limit)
-    return CalibrationData.from_folder(src, _image_preprocess(model_path, args.image_scale), limit=args.limit)
+def _array_data(paths: list[Path]) -> bool:
+    return len(paths) == 1 and (paths[0].suffix in (".npz", ".npy") or
+                                (paths[0].is_dir() and any(paths[0].glob("*.npy"))))
 
 
-def _evaluator(args: argparse.Namespace, model_path: Path, calib: Any):
-    from sdk.compress import AUC, DetectionAgreement, OutputFidelity, Top1Accuracy, YoloxDecoder
+def _split_list(items: list[Any], holdout: float | None) -> tuple[list[Any], list[Any]]:
+    """(search, held-out) of loose samples: every k-th sample is held out."""
+    if not holdout:
+        return items, []
+    k = max(2, round(1 / holdout))
+    held = [x for i, x in enumerate(items) if i % k == k - 1]
+    search = [x for i, x in enumerate(items) if i % k != k - 1]
+    if not held or not search:
+        raise ValueError(f"cannot hold out {holdout:.0%} of {len(items)} sample(s); give more data or --no-holdout")
+    return search, held
 
+
+def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
+    """(calibration, search evaluator, held-out evaluator or None, extra input shapes)."""
+    from sdk.compress import AUC, CalibrationData, FrameDetectionAgreement, OutputFidelity, Top1Accuracy, YoloxDecoder
+    from sdk.compress.frames import FrameCalibration, frame_input_shapes, load_frames, model_input_hw, split_frames
+
+    paths = [Path(p) for p in args.calib]
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"--calib: no such file or folder: {p}")
+    holdout = None if args.no_holdout else args.holdout
+    if holdout is not None and not 0.0 < holdout < 1.0:
+        raise ValueError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
+    shapes = [_parse_shape(t) for t in args.input_shape]
     if args.eval in ("top1", "auc"):
         if not args.labels:
             raise ValueError(f"--eval {args.eval} needs --labels FILE.npz with arrays X and y")
@@ -97,12 +117,56 @@ def _evaluator(args: argparse.Namespace, model_path: Path, calib: Any):
             if not {"X", "y"} <= set(z.files):
                 raise ValueError(f"{args.labels}: expected arrays 'X' and 'y', got {z.files}")
             X, y = z["X"], z["y"]
-        return Top1Accuracy(X, y) if args.eval == "top1" else AUC(X, y)
-    feeds = calib.for_model(model_path, limit=32)
+        cls = Top1Accuracy if args.eval == "top1" else AUC
+        idx = list(range(len(y)))
+        s_idx, h_idx = _split_list(idx, holdout)
+        calib = _loose_calibration(args, paths, model_path, bundle)
+        return calib, cls(X[s_idx], y[s_idx]), (cls(X[h_idx], y[h_idx]) if h_idx else None), shapes
+    if args.eval == "detection" and not _array_data(paths):
+        if bundle is not None and bundle.manifest.preprocess is not None:
+            raise ValueError("--eval detection on frames letterboxes them itself (pad 114, 0..255 BGR, as YOLOX "
+                             "expects); pass the bundle's .onnx file, or a .npz of preprocessed inputs")
+        frames = load_frames(paths, video_frames=args.video_frames)
+        search, held = split_frames(frames, holdout) if holdout else (frames, [])
+        hw = model_input_hw(model_path)
+        calib = FrameCalibration(search[:args.limit], hw, scale=args.image_scale)
+        decoder = lambda size: YoloxDecoder(size)  # noqa: E731
+        ev = FrameDetectionAgreement(model_path, [f.image for f in search], decoder)
+        hev = FrameDetectionAgreement(model_path, [f.image for f in held], decoder) if held else None
+        if not args.no_auto_shapes:
+            for shp in frame_input_shapes(frames, hw):
+                if shp not in shapes:
+                    shapes.append(shp)
+        return calib, ev, hev, shapes
+    if shapes:
+        raise ValueError("--input-shape needs --eval detection on images or videos: only then is every candidate "
+                         "fed at its own input size")
+    calib = _loose_calibration(args, paths, model_path, bundle)
+    feeds = calib.for_model(model_path)
+    s_feeds, h_feeds = _split_list(feeds, holdout)
+    calib = CalibrationData(s_feeds)
     if args.eval == "detection":
+        from sdk.compress import DetectionAgreement
+
         shape = next(iter(feeds[0].values())).shape
-        return DetectionAgreement(model_path, feeds, YoloxDecoder((shape[2], shape[3])))
-    return OutputFidelity(model_path, feeds, metric="cosine")
+        mk = lambda f: DetectionAgreement(model_path, f, YoloxDecoder((shape[2], shape[3])))  # noqa: E731
+    else:
+        mk = lambda f: OutputFidelity(model_path, f, metric="cosine")  # noqa: E731
+    return calib, mk(s_feeds[:32]), (mk(h_feeds[:32]) if h_feeds else None), shapes
+
+
+def _loose_calibration(args: argparse.Namespace, paths: list[Path], model_path: Path, bundle: Any):
+    """Calibration feeds from arrays, or images through the bundle's preprocessing, or
+    letterboxed to the model's input size."""
+    from sdk.compress import CalibrationData
+    from sdk.compress.frames import FrameCalibration, load_frames, model_input_hw
+
+    if _array_data(paths):
+        return CalibrationData.from_files(paths[0], limit=args.limit)
+    if len(paths) == 1 and paths[0].is_dir() and bundle is not None and bundle.manifest.preprocess is not None:
+        return CalibrationData.from_bundle(bundle, paths[0], limit=args.limit)
+    frames = load_frames(paths, video_frames=args.video_frames)
+    return FrameCalibration(frames[:args.limit], model_input_hw(model_path), scale=args.image_scale)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,19 +180,21 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
-    calib = _calibration(args, model_path, bundle)
-    evaluator = _evaluator(args, model_path, calib)
+    calib, evaluator, held, shapes = _data(args, model_path, bundle)
     candidates = {"recipe": Recipe.from_file(args.recipe)} if args.recipe else None
     progress = not args.no_progress and sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix="edgewise-optimize-") as tmp:
         res = optimize(model_path, calib, evaluator, max_drop=args.max_drop, target=args.target, out_dir=tmp,
                        size_only=args.size_only, candidates=candidates,
                        sensitivity=False if args.no_sensitivity else None,
-                       bit_allocation=False if args.no_bit_allocation else None, progress=progress)
+                       bit_allocation=False if args.no_bit_allocation else None, progress=progress,
+                       holdout=held, input_shapes=shapes)
         chosen = res.chosen
         recipe = chosen.recipe or Recipe([])
         recipe_file = recipe.to_file(Path(tmp) / "recipe.yaml")
         metrics = {res.metric_name: float(chosen.metric), f"{res.metric_name}_fp32": float(res.baseline.metric),
+                   f"{res.metric_name}_search": float(chosen.search_metric if chosen.search_metric is not None
+                                                      else chosen.metric),
                    "latency_ms": float(chosen.latency_ms), "latency_ms_fp32": float(res.baseline.latency_ms),
                    "speedup": float(chosen.speedup), "size_ratio": float(chosen.size_ratio)}
         old = bundle.manifest if bundle is not None else None
@@ -159,14 +225,28 @@ def run(args: argparse.Namespace) -> int:
                                                                   "budget": str(res.budget)}},
         )
         b = save_bundle(out, manifest, files, overwrite=args.overwrite)
-    rows = [["", "candidate", "latency ms", "speedup", "size", "metric", "delta", "note"]]
+    held_out = res.evaluation.get("holdout") is not None
+    rows = [["", "candidate", "latency ms", "speedup (90% CI)", "size",
+             "held-out" if held_out else "metric", "search" if held_out else "", "delta", "note"]]
     for c in res.candidates:
-        rows.append(["*" if c.chosen else "", c.name, _f(c.latency_ms, ".2f"), _f(c.speedup, ".2f", "x"),
-                     fmt_bytes(c.size_bytes) if c.size_bytes else "-", _f(c.metric, ".4f"), _f(c.delta, "+.4f"),
+        ci = f" ({c.speedup_ci[0]:.2f}-{c.speedup_ci[1]:.2f})" if c.speedup_ci else ""
+        rows.append(["*" if c.chosen else "", c.name, _f(c.latency_ms, ".2f"), _f(c.speedup, ".2f", "x") + ci,
+                     fmt_bytes(c.size_bytes) if c.size_bytes else "-", _f(c.metric, ".4f"),
+                     _f(c.search_metric, ".4f") if held_out else "", _f(c.delta, "+.4f"),
                      "over budget" if c.metric is not None and not c.within_budget else (c.error or "")[:60]])
-    human = f"{table(rows)}\n\n{res.note}\nbundle written to {b.path}"
+    skipped = "".join(f"\nskipped {s['name']}: {s['reason']}" for s in res.skipped)
+    ev = res.evaluation
+    data = f"search data: {ev['search']['size']}" + (f"; held-out: {ev['holdout']['size']}" if held_out else "")
+    human = (f"{table(rows)}\n\n{data}\nCPU: {res.isa_profile} ({_isa_text(res.device)}){skipped}\n\n"
+             f"{res.note}\nbundle written to {b.path}")
     emit(args, {"bundle": str(b.path), **res.to_dict()}, human)
     return 0
+
+
+def _isa_text(device: dict[str, Any]) -> str:
+    isa = device.get("isa") or {}
+    feats = [k for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "neon") if isa.get(k)]
+    return f"{device.get('cpu_model', '?')}; {', '.join(feats) or 'no SIMD flags read'}"
 
 
 def _f(v: Any, spec: str, suffix: str = "") -> str:

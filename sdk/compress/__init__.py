@@ -15,7 +15,7 @@ from sdk.compress.quantize_weights import QuantizeWeights, WeightQuantizer
 from sdk.compress.graph_prep import FixInputShape, OptimizeGraph, SpecializeInputs, prepare_for_quantization, upgrade_opset
 from sdk.compress.prune_channels import PruneChannels
 from sdk.compress.prune_magnitude import PruneMagnitude
-from sdk.compress.quantize import QuantizeDynamic, QuantizeStatic, count_ops
+from sdk.compress.quantize import QuantizeDynamic, QuantizeInt8, QuantizeStatic, count_ops
 from sdk.compress.quantize_lowbit import ConvertFP16, QuantizeInt4
 from sdk.compress.recipe import Recipe
 from sdk.compress.report import write_report
@@ -25,7 +25,7 @@ from sdk.compress.sensitivity import SensitivityResult, analyze_sensitivity
 __all__ = [
     # passes
     "Pass", "PassConfig", "PassContext", "register_pass", "PASSES", "Recipe",
-    "QuantizeDynamic", "QuantizeStatic", "QuantizeInt4", "ConvertFP16", "OptimizeGraph", "SpecializeInputs", "FixInputShape", "QuantizeWeights", "WeightQuantizer",
+    "QuantizeDynamic", "QuantizeStatic", "QuantizeInt8", "QuantizeInt4", "ConvertFP16", "OptimizeGraph", "SpecializeInputs", "FixInputShape", "QuantizeWeights", "WeightQuantizer",
     "PruneMagnitude", "PruneChannels", "Distill", "DistillConfig", "DistillResult", "distill", "export_onnx",
     # data and evaluation
     "CalibrationData", "Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "FrameDetectionAgreement", "OutputFidelity",

@@ -44,6 +44,12 @@ class PassContext:
     progress: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def report(self, key: str, value: Any) -> None:
+        """Record what a pass did. ``Recipe.apply(..., reports={})`` shares one dict across
+        every step's context, so the caller sees each step's report under its key."""
+        self.extra[key] = value
+        self.extra.setdefault("reports", {})[key] = value
+
 
 class Pass(ABC):
     """One compression step. Subclasses set ``name`` and ``Config`` and implement ``run``."""

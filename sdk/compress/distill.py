@@ -377,5 +377,5 @@ class Distill(Pass):
             raise CompressionError("distill pass needs training inputs: pass calibration data (ctx.calib)")
         cfg = cfg.model_copy(update={"progress": cfg.progress and ctx.progress})
         res = finetune_pruned_onnx(model_in, teacher, ctx.calib, cfg, out_path=model_out)
-        ctx.extra["distill"] = {"history": res.history, "teacher": str(teacher)}
+        ctx.report("distill", {"history": res.history, "teacher": str(teacher)})
         return Path(model_out)

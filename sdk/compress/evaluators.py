@@ -65,6 +65,17 @@ class Evaluator(ABC):
     def evaluate(self, model_path: str | Path) -> float:
         ...
 
+    def resolution(self) -> float | None:
+        """How far one sample (one image, one detection) that flips can move the metric;
+        None when it has no such step (averaged fidelity). :func:`optimize` refuses an
+        evaluation whose step is larger than half the budget: it could not tell a candidate
+        within the budget from one outside it."""
+        return None
+
+    def size_text(self) -> str:
+        """What the evaluation holds, for messages ("46 frames, 127 detections")."""
+        return ""
+
     def __call__(self, model_path: str | Path) -> float:
         return float(self.evaluate(model_path))
 
@@ -102,6 +113,12 @@ class Top1Accuracy(_Classifier):
     def evaluate(self, model_path: str | Path) -> float:
         return float((self.scores(model_path).argmax(1) == self.y).mean())
 
+    def resolution(self) -> float | None:
+        return 1.0 / len(self.y)
+
+    def size_text(self) -> str:
+        return f"{len(self.y)} samples"
+
 
 class AUC(_Classifier):
     """Area under the ROC curve of the positive-class score (binary labels 0/1)."""
@@ -124,6 +141,15 @@ class AUC(_Classifier):
             p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
             score = p[:, self.positive_index]
         return roc_auc(self.y, score)
+
+    def resolution(self) -> float | None:
+        # one positive passing one negative moves the AUC by 1 / (n_pos * n_neg); a sample
+        # that moves across the whole other class moves it by 1 / n of its own class
+        n_pos, n_neg = int((self.y == 1).sum()), int((self.y == 0).sum())
+        return 1.0 / max(1, min(n_pos, n_neg))
+
+    def size_text(self) -> str:
+        return f"{int((self.y == 1).sum())} positive and {int((self.y == 0).sum())} negative samples"
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -203,6 +229,13 @@ def detection_f1(reference: Sequence[Detections], candidate: Sequence[Detections
     return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
+def detection_resolution(reference: Sequence[Detections]) -> float:
+    """F1 lost when one of ``n`` matched reference boxes is missed and replaced by a false one:
+    ``1 - 2(n-1) / (2(n-1) + 2) = 1/n`` (1.0 with no reference boxes: nothing to resolve)."""
+    n = sum(len(d) for d in reference)
+    return 1.0 if n == 0 else 1.0 / n
+
+
 class DetectionAgreement(Evaluator):
     """F1 at IoU ``iou`` of the candidate's detections against the reference model's.
 
@@ -230,6 +263,12 @@ class DetectionAgreement(Evaluator):
 
     def evaluate(self, model_path: str | Path) -> float:
         return detection_f1(self.reference, self.detect(model_path), self.iou)
+
+    def resolution(self) -> float | None:
+        return detection_resolution(self.reference)
+
+    def size_text(self) -> str:
+        return f"{len(self.reference)} images, {sum(len(d) for d in self.reference)} reference detections"
 
 
 class FrameDetectionAgreement(Evaluator):
@@ -281,3 +320,9 @@ class FrameDetectionAgreement(Evaluator):
 
     def evaluate(self, model_path: str | Path) -> float:
         return detection_f1(self.reference, self.detect(model_path), self.iou)
+
+    def resolution(self) -> float | None:
+        return detection_resolution(self.reference)
+
+    def size_text(self) -> str:
+        return f"{len(self.reference)} images, {sum(len(d) for d in self.reference)} reference detections"

@@ -177,7 +177,9 @@ def prepare_for_quantization(model_in: str | Path, model_out: str | Path, *, min
 
     The result carries onnxruntime's pre-processing mark, so running it twice is cheap.
     """
-    model_in, model_out = Path(model_in), Path(model_out)
+    # absolute before anything changes the working directory (``_inside`` below does): a
+    # relative input path would otherwise be looked up inside the output's folder
+    model_in, model_out = Path(model_in).resolve(), Path(model_out).resolve()
     src = load_model(model_in, check=False)
     work = model_out.with_name(model_out.stem + ".opset.onnx")
     if min_opset and opset_version(src) < min_opset:

@@ -423,5 +423,5 @@ class PruneChannels(Pass):
         calib = ctx.calib if self.config.reconstruct != "none" else None
         pruned, report = prune_channels(model, self.config, calib=calib)
         save_model(pruned, model_out)
-        ctx.extra["prune_channels"] = report.as_dict()
+        ctx.report("prune_channels", report.as_dict())
         return model_out

@@ -138,5 +138,5 @@ class PruneMagnitude(Pass):
         save_model(pruned, model_out)
         stats["deflated_bytes_before"] = deflated_size(model_in)
         stats["deflated_bytes_after"] = deflated_size(model_out)
-        ctx.extra["prune_magnitude"] = stats
+        ctx.report("prune_magnitude", stats)
         return model_out

@@ -167,39 +167,102 @@ class QuantizeStatic(Pass):
         calibration_samples: int = Field(64, ge=1, description="at most this many calibration feeds are used")
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+        with _WorkDir(ctx) as work:
+            self._quantize(Path(model_in), Path(model_out), ctx, work)
+        return verify_loadable(Path(model_out), self.name)
+
+    def _quantize(self, model_in: Path, model_out: Path, ctx: PassContext, work: Path
+                  ) -> tuple[Path, list[dict[str, np.ndarray]]]:
+        """onnxruntime's quantize_static; returns the float model it quantized (pre-processed,
+        in ``work``) and the calibration feeds it used."""
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         cfg = self.config
         if ctx.calib is None:
-            raise CompressionError("quantize_static needs calibration data (ctx.calib / Recipe.apply(calib=...)), "
+            raise CompressionError(f"{self.name} needs calibration data (ctx.calib / Recipe.apply(calib=...)), "
                                    "got None")
         load_model(model_in)
         calib = ctx.calib if isinstance(ctx.calib, CalibrationData) else CalibrationData(ctx.calib)
+        src = _prepared(model_in, work / "static_prep.onnx", cfg)
+        feeds = calib.for_model(src, limit=cfg.calibration_samples)
+        act, wt = TYPE_PAIRS[cfg.types]
+        extra = dict(cfg.extra_options)
+        if cfg.calibrate_method == "Percentile":
+            extra.setdefault("CalibPercentile", cfg.percentile)
+        cache = _calibration_cache(ctx, src, feeds, cfg)
+        try:
+            with _quiet():
+                quantize_static(
+                    str(src), str(model_out),
+                    calibration_data_reader=OrtCalibrationReader(feeds, ctx.progress,
+                                                                 f"calibrating ({cfg.calibrate_method})"),
+                    quant_format=QuantFormat.QDQ if cfg.format == "QDQ" else QuantFormat.QOperator,
+                    op_types_to_quantize=_op_types(cfg, static=True), per_channel=cfg.per_channel,
+                    reduce_range=cfg.reduce_range, activation_type=getattr(QuantType, act),
+                    weight_type=getattr(QuantType, wt), nodes_to_exclude=list(cfg.nodes_to_exclude),
+                    calibrate_method=getattr(CalibrationMethod, cfg.calibrate_method), extra_options=extra,
+                    calibration_cache_path=cache)
+        except (ModelLoadError, CompressionError):
+            raise
+        except Exception as exc:
+            raise CompressionError(f"{self.name} failed on {Path(model_in).name}: {exc}") from exc
+        return src, feeds
+
+
+@register_pass
+class QuantizeInt8(QuantizeStatic):
+    """Static INT8 (QDQ) whose numbers are reconstructed against the FP32 model.
+
+    onnxruntime's quantizer lays out the graph; :func:`sdk.compress.qdq_refine.refine_qdq`
+    then re-chooses every activation range (least squared error), re-rounds every weight
+    (output-error clipping + GPTQ) and corrects every bias for the weight rounding, on the
+    same calibration data. The graph stays what onnxruntime's CPU kernels fuse into
+    QLinearConv / QLinearMatMul. Its report (per-layer errors before and after) goes to
+    ``ctx.extra["reports"]["quantize_int8"]``.
+    """
+
+    name = "quantize_int8"
+
+    class Config(QuantizeStatic.Config):
+        format: Literal["QDQ"] = Field("QDQ", description="QDQ only: the reconstruction rewrites the "
+                                       "QuantizeLinear/DequantizeLinear parameters")
+        per_channel: bool = Field(True, description="one weight scale per output channel (upgrades the opset to "
+                                  "13 first when older)")
+        ranges: Literal["mse", "calibrator"] = Field("mse", description="activation ranges: least squared error "
+                                                     "over the FP32 values, or the calibrate_method's own")
+        weight_rounding: Literal["gptq", "nearest"] = Field("gptq", description="weights: output-error scale + "
+                                                            "GPTQ rounding, or onnxruntime's round-to-nearest")
+        bias_correction: bool = Field(True, description="fold the mean output shift of the weight rounding into "
+                                      "the bias")
+        keep_float_noisy: int = Field(0, ge=0, description="run in float the k weighted layers whose 8-bit input "
+                                      "grid adds the most noise relative to their output (float input and weights; "
+                                      "see qdq_refine.keep_float)")
+        keep_float_nodes: list[str] = Field(default_factory=list, description="nodes run in float for real "
+                                            "(float input and weights), unlike nodes_to_exclude, which onnxruntime "
+                                            "turns back into integer convs when their neighbours are quantized")
+
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+        import onnx
+
+        from sdk.compress.graph_prep import save_model
+        from sdk.compress.qdq_refine import refine_qdq
+
+        cfg = self.config
+        kw = dict(ranges=cfg.ranges == "mse", weights=cfg.weight_rounding == "gptq",
+                  bias_correction=cfg.bias_correction, weight_bits=7 if cfg.reduce_range else 8, progress=ctx.progress)
+        kept: list[str] = []
         with _WorkDir(ctx) as work:
-            src = _prepared(Path(model_in), work / "static_prep.onnx", cfg)
-            feeds = calib.for_model(src, limit=cfg.calibration_samples)
-            act, wt = TYPE_PAIRS[cfg.types]
-            extra = dict(cfg.extra_options)
-            if cfg.calibrate_method == "Percentile":
-                extra.setdefault("CalibPercentile", cfg.percentile)
-            cache = _calibration_cache(ctx, src, feeds, cfg)
-            try:
-                with _quiet():
-                    quantize_static(
-                        str(src), str(model_out),
-                        calibration_data_reader=OrtCalibrationReader(feeds, ctx.progress,
-                                                                     f"calibrating ({cfg.calibrate_method})"),
-                        quant_format=QuantFormat.QDQ if cfg.format == "QDQ" else QuantFormat.QOperator,
-                        op_types_to_quantize=_op_types(cfg, static=True), per_channel=cfg.per_channel,
-                        reduce_range=cfg.reduce_range, activation_type=getattr(QuantType, act),
-                        weight_type=getattr(QuantType, wt), nodes_to_exclude=list(cfg.nodes_to_exclude),
-                        calibrate_method=getattr(CalibrationMethod, cfg.calibrate_method), extra_options=extra,
-                        calibration_cache_path=cache)
-            except (ModelLoadError, CompressionError):
-                raise
-            except Exception as exc:
-                raise CompressionError(f"quantize_static failed on {Path(model_in).name}: {exc}") from exc
-        return verify_loadable(Path(model_out), "quantize_static")
+            src, feeds = self._quantize(Path(model_in), Path(model_out), ctx, work)
+            qdq = onnx.load(str(model_out))
+            rep = refine_qdq(load_model(src, check=False), qdq, feeds, **kw)
+            wanted = list(cfg.keep_float_nodes) + [n for n, _ in rep.noise[:cfg.keep_float_noisy]]
+            if wanted:
+                from sdk.compress.qdq_refine import keep_float
+
+                kept = keep_float(qdq, load_model(src, check=False), list(dict.fromkeys(wanted)))
+            save_model(qdq, model_out)
+        ctx.report(self.name, {**rep.summary(), "kept_float": kept})
+        return verify_loadable(Path(model_out), self.name)
 
 
 def _calibration_cache(ctx: PassContext, model: Path, feeds: list[dict[str, np.ndarray]], cfg: Any) -> str | None:

@@ -345,6 +345,6 @@ class QuantizeWeights(Pass):
         if not wq.specs:
             logger.warning("quantize_weights: no weight of %s found in %s", c.op_types, Path(model_in).name)
         summary = wq.write(model_out, {n: 4 for n in c.low_bit_nodes}, c.bits)
-        ctx.extra["quantize_weights"] = summary
+        ctx.report("quantize_weights", summary)
         verify_loadable(Path(model_out), self.name)
         return Path(model_out)

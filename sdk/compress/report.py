@@ -28,21 +28,32 @@ def markdown(result: Any) -> str:
         f"- budget: drop at most {d['budget']['text']} = {d['budget']['allowed_drop']:.4g}"
         + ("; **size-only** selection" if d["size_only"] else ""),
         f"- chosen: **{d['chosen']}**", f"- note: {d['note']}",
+        f"- CPU: {d.get('isa_profile') or '?'} ({_isa(d.get('device') or {})})",
+        f"- data: search {(d.get('evaluation') or {}).get('search', {}).get('size') or '-'}"
+        + (f"; held-out {d['evaluation']['holdout']['size']} (the budget is judged there)"
+           if (d.get("evaluation") or {}).get("holdout") else "; no held-out split"),
         "- latency: median over interleaved rounds of each round's best run, measured together with the "
-        "FP32 input; speedup >1 = faster; win rate = share of rounds faster than FP32's same round", "",
-        "| | candidate | recipe | latency ms | speedup | win rate | size MB | size ratio | metric | delta | energy / inference "
-        "| budget | Pareto | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "FP32 input; speedup >1 = faster, with the 90% interval of the paired per-round ratio; CPU ms = "
+        "process CPU time of the same runs (all threads)", "",
+        "| | candidate | recipe | latency ms | CPU ms | speedup (90% CI) | size MB | size ratio | metric | search metric "
+        "| delta | energy / inference | budget | Pareto | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in d["candidates"]:
+        ci = c.get("speedup_ci")
         lines.append("| " + " | ".join([
             "**>**" if c["chosen"] else "", c["name"], c["recipe_text"].replace("|", "/"),
-            _fmt(c["latency_ms"], ".2f"), _fmt(c["speedup"], ".2f", "x"), _fmt(c.get("win_rate"), ".0%"),
+            _fmt(c["latency_ms"], ".2f"), _fmt(c.get("cpu_ms"), ".2f"),
+            _fmt(c["speedup"], ".2f", "x") + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else ""),
             _fmt(c["size_bytes"] / 1e6 if c["size_bytes"] else None, ".3f"), _fmt(c["size_ratio"], ".2f", "x"),
-            _fmt(c["metric"], ".4f"), _fmt(c["delta"], "+.4f"), _energy(c["energy"]),
+            _fmt(c["metric"], ".4f"), _fmt(c.get("search_metric"), ".4f"), _fmt(c["delta"], "+.4f"),
+            _energy(c["energy"]),
             ("ok" if c["within_budget"] else "over") if c["metric"] is not None else "-",
             "yes" if c["pareto"] else "", (c["error"] or "").replace("|", "/").replace("\n", " ")[:160],
         ]) + " |")
+    if d.get("skipped"):
+        lines += ["", "## Skipped on this hardware", "", "| candidates | reason |", "|---|---|"]
+        lines += [f"| {x['name']} | {x['reason']} |" for x in d["skipped"]]
     if d.get("sensitivity") and d["sensitivity"].get("groups"):
         s = d["sensitivity"]
         lines += ["", "## Sensitivity (static QDQ per-channel, Percentile ranges; one group kept in float at a time)", "",
@@ -64,7 +75,15 @@ def markdown(result: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _isa(device: dict[str, Any]) -> str:
+    isa = device.get("isa") or {}
+    feats = [k for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "neon") if isa.get(k)]
+    return f"{device.get('cpu_model', '?')}: {', '.join(feats) or 'no SIMD flags read'}"
+
+
 def plot_pareto(result: Any, path: Path) -> Path:
+    """Latency against metric. Only the in-budget Pareto front and the choice are labelled (the
+    table lists the rest); the front is drawn through in-budget candidates only."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,22 +92,29 @@ def plot_pareto(result: Any, path: Path) -> Path:
     pts = [c for c in result.candidates if c.metric is not None and c.latency_ms is not None]
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     smax = max(c.size_bytes for c in pts)
+    front = sorted((c for c in result.pareto if c.within_budget), key=lambda c: c.latency_ms)
     for c in pts:
         size = 40 + 600 * c.size_bytes / smax
         color = "tab:green" if c.within_budget else "tab:red"
-        ax.scatter(c.latency_ms, c.metric, s=size, alpha=0.5, color=color, edgecolors="k", linewidths=0.5)
-        ax.annotate(c.name, (c.latency_ms, c.metric), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    front = sorted(result.pareto, key=lambda c: c.latency_ms)
+        ax.scatter(c.latency_ms, c.metric, s=size, alpha=0.35 if c not in front else 0.7, color=color,
+                   edgecolors="k", linewidths=0.5)
+        if c.search_metric is not None and c.search_metric != c.metric:      # search -> held-out
+            ax.plot([c.latency_ms, c.latency_ms], [c.search_metric, c.metric], color="grey", lw=0.6, alpha=0.6)
+    for i, c in enumerate(front):
+        ax.annotate(c.name, (c.latency_ms, c.metric), fontsize=7, xytext=(6, 8 + 10 * (i % 3)),
+                    textcoords="offset points", arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey"})
     if front:
         ax.plot([c.latency_ms for c in front], [c.metric for c in front], "--", color="tab:blue", lw=1,
-                label="Pareto front")
+                label="Pareto front (within budget)")
     ch = result.chosen
     ax.scatter([ch.latency_ms], [ch.metric], marker="*", s=320, color="gold", edgecolors="k", zorder=5,
                label=f"chosen: {ch.name}")
     ax.axhline(result.baseline.metric - result.allowed_drop, color="grey", lw=0.8, ls=":", label="budget")
     ax.set_xlabel("latency (ms, median over rounds of the best run per round)")
     ax.set_ylabel(f"{result.metric_name} (higher is better)")
-    ax.set_title(f"{Path(result.model).name}: candidates (point size = model size; red = over budget)")
+    held = (getattr(result, "evaluation", None) or {}).get("holdout")
+    ax.set_title(f"{Path(result.model).name}: {len(pts)} candidates (size = model size; red = over budget"
+                 + ("; grey line: search -> held-out metric)" if held else ")"), fontsize=9)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()

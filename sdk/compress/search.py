@@ -23,7 +23,6 @@ of accuracy / F1 / cosine); a string ending in ``%`` is *relative* to the baseli
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from sdk.compress.calibration import CalibrationData, progress_enabled
-from sdk.compress.graph_prep import const_weight_matmuls, load_model, op_types
+from sdk.compress.candidates import (SENSITIVITY_CONFIG, candidate_set, default_candidates,  # noqa: F401
+                                     isa_profile, sensitivity_candidates, shape_candidates)
+from sdk.compress.graph_prep import load_model, op_types
 from sdk.compress.recipe import Recipe
+from sdk.compress.timing import (file_size, fit_feeds, measure_energy, measure_latencies,  # noqa: F401
+                                 measure_latency_rounds, measure_timings, speedup_interval)
 from sdk.errors import EdgewiseError
 
 logger = logging.getLogger("edgewise")
@@ -93,6 +96,10 @@ class Candidate:
     build_s: float = 0.0
     win_rate: float | None = None  # fraction of interleaved rounds faster than the baseline's same round
     confirmed: dict[str, float] | None = None  # {"speedup", "win_rate"} of a re-measurement against FP32 alone
+    search_metric: float | None = None   # on the search data, when a held-out evaluator judges `metric`
+    speedup_ci: tuple[float, float] | None = None   # 90% interval of the paired per-round speedup
+    cpu_ms: float | None = None          # CPU time of the best run per round (median), next to wall time
+    report: dict[str, Any] | None = None  # what the recipe's passes reported
 
     @property
     def ok(self) -> bool:
@@ -106,7 +113,9 @@ class Candidate:
             "latency_ms": self.latency_ms, "speedup": self.speedup, "size_bytes": self.size_bytes,
             "size_ratio": self.size_ratio, "energy": self.energy, "within_budget": self.within_budget,
             "pareto": self.pareto, "chosen": self.chosen, "error": self.error, "build_s": round(self.build_s, 2),
-            "win_rate": self.win_rate, "confirmed": self.confirmed,
+            "win_rate": self.win_rate, "confirmed": self.confirmed, "search_metric": self.search_metric,
+            "speedup_ci": list(self.speedup_ci) if self.speedup_ci else None, "cpu_ms": self.cpu_ms,
+            "report": self.report,
         }
 
 
@@ -126,6 +135,9 @@ class OptimizeResult:
     sensitivity: dict[str, Any] | None = None
     device: dict[str, Any] = field(default_factory=dict)
     bit_allocation: dict[str, Any] | None = None
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    isa_profile: str = ""
+    evaluation: dict[str, Any] = field(default_factory=dict)   # what the search and held-out data hold
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,172 +147,9 @@ class OptimizeResult:
             "size_only": self.size_only, "note": self.note, "chosen": self.chosen.name,
             "baseline": self.baseline.name, "pareto": [c.name for c in self.pareto],
             "candidates": [c.to_dict() for c in self.candidates], "sensitivity": self.sensitivity,
-            "device": self.device, "bit_allocation": self.bit_allocation,
+            "device": self.device, "bit_allocation": self.bit_allocation, "skipped": self.skipped,
+            "isa_profile": self.isa_profile, "evaluation": self.evaluation,
         }
-
-
-# --- candidate recipes -------------------------------------------------------------------
-def default_candidates(model_path: str | Path, target: str = "cpu", static: bool = True) -> dict[str, Recipe]:
-    """The recipes worth trying for this model on this target (before sensitivity)."""
-    model = load_model(model_path, check=False, load_external_data=False)
-    ops = op_types(model)
-    c: dict[str, Recipe] = {"fp32_optimized": Recipe([{"pass": "optimize_graph", "level": "extended"}]),
-                            "dynamic_int8": Recipe([{"pass": "quantize_dynamic"}])}
-    if static:
-        c.update({
-            "static_qdq_u8s8": Recipe([{"pass": "quantize_static", "format": "QDQ", "types": "U8S8"}]),
-            "static_qdq_u8s8_pc": Recipe([{"pass": "quantize_static", "format": "QDQ", "types": "U8S8",
-                                           "per_channel": True}]),
-            "static_qop_u8s8": Recipe([{"pass": "quantize_static", "format": "QOperator", "types": "U8S8"}]),
-            "static_qop_u8s8_pc_rr": Recipe([{"pass": "quantize_static", "format": "QOperator", "types": "U8S8",
-                                              "per_channel": True, "reduce_range": True}]),
-            "static_qop_u8u8": Recipe([{"pass": "quantize_static", "format": "QOperator", "types": "U8U8"}]),
-            # Percentile ranges ignore activation outliers that MinMax stretches the 8-bit grid over
-            # (YOLOX-nano: detection F1 vs FP32 0.16 with MinMax, 0.63 with Percentile 99.99)
-            "static_qdq_pct_pc": Recipe([{"pass": "quantize_static", "format": "QDQ", "types": "U8S8",
-                                          "per_channel": True, "calibrate_method": "Percentile",
-                                          "percentile": 99.99}]),
-            "static_qop_pct_pc_rr": Recipe([{"pass": "quantize_static", "format": "QOperator", "types": "U8S8",
-                                             "per_channel": True, "reduce_range": True,
-                                             "calibrate_method": "Percentile", "percentile": 99.99}]),
-        })
-    c["fp16"] = Recipe([{"pass": "fp16"}])
-    # size recipe that keeps activations in float: ~4x smaller, FP32 speed and accuracy
-    c["weights_int8"] = Recipe([{"pass": "quantize_weights"}])
-    if const_weight_matmuls(model) and "MatMul" in ops:
-        c["int4_weights"] = Recipe([{"pass": "quantize_int4", "block_size": 32}])
-    return c
-
-
-SENSITIVITY_CONFIG = {"format": "QDQ", "types": "U8S8", "per_channel": True, "calibrate_method": "Percentile",
-                      "percentile": 99.99}
-
-
-def sensitivity_candidates(sres: Any, keep_float_k: Sequence[int] = (1, 3)) -> dict[str, Recipe]:
-    """Per-channel static recipes keeping in float the output tail and the ``k`` groups of
-    nodes whose float copy helped most in the sensitivity analysis."""
-    tail = [n for g in sres.groups if g.tail for n in g.nodes]
-    ranked = [g for g in sres.groups if not g.tail and g.gain > 0]
-    sets: dict[str, list[str]] = {}
-    if tail:
-        sets["tail"] = tail
-    for k in keep_float_k:
-        top = list(dict.fromkeys(n for g in ranked[:k] for n in g.nodes))   # a block and its refined nodes overlap
-        if top and len(ranked) >= 1:
-            sets[f"tail_keep{k}"] = tail + top
-    out: dict[str, Recipe] = {}
-    for label, nodes in sets.items():
-        out[f"static_qdq_pct_pc_{label}"] = Recipe([{"pass": "quantize_static", **SENSITIVITY_CONFIG,
-                                                     "nodes_to_exclude": nodes}])
-        out[f"static_qop_pct_pc_rr_{label}"] = Recipe([{"pass": "quantize_static", **SENSITIVITY_CONFIG,
-                                                        "format": "QOperator", "reduce_range": True,
-                                                        "nodes_to_exclude": nodes}])
-    return out
-
-
-# --- measurement -------------------------------------------------------------------------
-def file_size(path: Path) -> int:
-    """Bytes of the model file plus any external-data files beside it that it names."""
-    import onnx
-
-    total = path.stat().st_size
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-        locs = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
-        total += sum((path.parent / loc).stat().st_size for loc in locs if (path.parent / loc).is_file())
-    except Exception:
-        pass
-    return total
-
-
-def fit_feeds(inputs: Sequence[Any], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The baseline's feeds, cropped or zero-padded to each input's fixed dims, for timing a
-    candidate whose input shape was changed (``fix_input_shape``)."""
-    out = {}
-    for spec in inputs:
-        a = np.asarray(feeds[spec.name])
-        want = [d if isinstance(d, int) and d > 0 else a.shape[k] for k, d in enumerate(spec.shape)]
-        if list(a.shape) != want and len(want) == a.ndim:
-            b = np.zeros(want, dtype=a.dtype)
-            common = tuple(slice(0, min(x, y)) for x, y in zip(a.shape, want))
-            b[common] = a[common]
-            a = b
-        out[spec.name] = a
-    return out
-
-
-def measure_latency_rounds(paths: Mapping[str, Path], feeds: Mapping[str, np.ndarray], target: str = "cpu",
-                           rounds: int = 5, iters: int = 10, progress: bool = False,
-                           min_round_ms: float = 20.0, sessions: int = 1) -> dict[str, list[float]]:
-    """Per model, the best latency (ms) of ``iters`` runs in each of ``rounds`` interleaved
-    rounds. The order of the models is shuffled every round (a fixed rotation keeps each model
-    behind the same neighbour), so a load change on a shared machine hits all alike, and the
-    best of a round is the run least disturbed by other processes (on a busy machine the
-    median mostly measures the neighbours). A fast model runs more than ``iters`` times a
-    round, enough to span ``min_round_ms``.
-
-    ``sessions`` > 1 spreads the rounds over that many fresh sets of sessions: one
-    onnxruntime session can run a few percent (sub-millisecond models: up to 20%) slower than
-    another of the same file for its whole life (silero VAD, byte-identical copies side by
-    side), so a single session pair can make a model look faster than itself."""
-    from tqdm.auto import tqdm
-
-    from sdk.runtime import Engine, EngineOptions
-
-    out: dict[str, list[float]] = {name: [] for name in paths}
-    rng = np.random.default_rng(0)
-    bar = tqdm(total=rounds * len(paths), desc="latency", unit="model", disable=not progress_enabled(progress))
-    sessions = max(1, min(int(sessions), rounds))
-    for k in range(sessions):
-        share = rounds // sessions + (1 if k < rounds % sessions else 0)
-        engines: dict[str, Any] = {}
-        try:
-            for name, p in paths.items():
-                engines[name] = Engine(p, EngineOptions(providers=[target], warmup=3))
-            feeds_for = {name: fit_feeds(eng.inputs, feeds) for name, eng in engines.items()}
-            n_iters = {}
-            for name, eng in engines.items():
-                t0 = time.perf_counter()
-                eng.run_list(feeds_for[name])
-                once = max((time.perf_counter() - t0) * 1000, 1e-3)
-                n_iters[name] = max(iters, min(int(min_round_ms / once) + 1, 2000))
-            names = list(engines)
-            for _ in range(share):
-                for name in [names[i] for i in rng.permutation(len(names))]:
-                    eng, x = engines[name], feeds_for[name]
-                    times = []
-                    for _ in range(n_iters[name]):
-                        t0 = time.perf_counter()
-                        eng.run_list(x)
-                        times.append((time.perf_counter() - t0) * 1000)
-                    out[name].append(float(min(times)))
-                    bar.update(1)
-        finally:
-            for eng in engines.values():
-                eng.close()
-    bar.close()
-    return out
-
-
-def measure_latencies(paths: Mapping[str, Path], feeds: Mapping[str, np.ndarray], target: str = "cpu",
-                      rounds: int = 5, iters: int = 10, progress: bool = False, sessions: int = 1) -> dict[str, float]:
-    """Latency (ms) per model: the median over interleaved rounds of each round's best run."""
-    res = measure_latency_rounds(paths, feeds, target, rounds, iters, progress, sessions=sessions)
-    return {n: float(statistics.median(v)) for n, v in res.items()}
-
-
-def measure_energy(path: Path, feeds: Mapping[str, np.ndarray], target: str = "cpu", n: int = 10) -> dict[str, Any]:
-    """Energy per inference over ``n`` runs: RAPL where readable, otherwise a labelled estimate."""
-    from sdk.bench import EnergyMeter
-    from sdk.runtime import Engine, EngineOptions
-
-    with Engine(path, EngineOptions(providers=[target], warmup=1)) as eng:
-        x = fit_feeds(eng.inputs, feeds)
-        with EnergyMeter() as meter:
-            for _ in range(n):
-                eng.run_list(x)
-    r = meter.reading(n)
-    return {"joules_per_inference": r.joules_per_inference, "source": r.source, "note": r.note}
 
 
 # --- the search --------------------------------------------------------------------------
@@ -309,30 +158,40 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
              candidates: Mapping[str, Recipe] | Sequence[tuple[str, Recipe]] | None = None,
              extra_candidates: Mapping[str, Recipe] | Sequence[tuple[str, Recipe]] | None = None,
              sensitivity: bool | None = None, sensitivity_evals: int = 8, keep_float_k: Sequence[int] = (1, 3),
-             latency_rounds: int = 5, latency_iters: int = 10, min_speedup: float = 1.05,
+             latency_rounds: int = 7, latency_iters: int = 10, min_speedup: float = 1.05,
              latency_fn: LatencyFn | None = None, energy: bool = True, progress: bool = False,
              write: bool = True, input_shapes: Sequence[Sequence[int]] = (),
-             bit_allocation: bool | None = None, allocation_reserve: float = 0.25) -> OptimizeResult:
+             bit_allocation: bool | None = None, allocation_reserve: float = 0.25,
+             holdout: Callable[[Path], float] | None = None, device: Any | None = None,
+             check_resolution: bool = True) -> OptimizeResult:
     """Search candidate recipes under an accuracy budget; see the module docstring.
 
+    ``holdout``: a second evaluator on data the search never used (not for calibration, bit
+    allocation or sensitivity). With it, every candidate's ``metric`` (and so the budget) is
+    its held-out score; ``search_metric`` keeps the score on ``evaluator``'s data, and the
+    report shows both. Without it both are the same.
+    ``check_resolution``: refuse (ValueError saying how much data is needed) an evaluation
+    where one flipped sample or detection moves the metric by more than half the budget.
+    ``device``: the :class:`sdk.runtime.DeviceInfo` to build the candidate set for (default:
+    this machine); combinations known to be slow on its instruction set are skipped and listed
+    in ``result.skipped`` with the reason.
     ``latency_fn(paths, feeds) -> {name: ms}`` replaces the Engine measurement (tests).
-    ``min_speedup``: a candidate must be this many times faster than the baseline (median
-    over rounds) *and* faster in at least 80 % of the interleaved rounds to count as faster
-    (timing noise on a shared CPU is several percent).
+    ``min_speedup``: a candidate must be this many times faster than the baseline (median of
+    the paired per-round ratios) *and* the 90% interval of that ratio must lie above 1.0 to
+    count as faster (timing noise on a shared CPU is several percent).
     ``sensitivity``: run the per-node analysis and add its candidates; ``None`` = only when
     the default candidates are used.
     ``input_shapes``: also try the model with its first input fixed to each of these shapes
-    (``fix_input_shape`` + graph optimization; e.g. ``[[1, 3, 256, 416]]`` for 16:9 frames
-    into a 416x416 detector). Only an evaluator that feeds each model at its own input size
-    (:class:`FrameDetectionAgreement`) can judge them; with any other, they fail and are
-    recorded as failed.
+    (``fix_input_shape``, then graph optimization or reconstructed INT8; e.g.
+    ``[[1, 3, 256, 416]]`` for 16:9 frames into a 416x416 detector). Only an evaluator that
+    feeds each model at its own input size (:class:`FrameDetectionAgreement`) can judge them,
+    and only :class:`~sdk.compress.frames.FrameCalibration` calibrates them at their size.
     ``bit_allocation``: choose which weights can be stored at 4 bits (the rest at 8) within
     the budget (:mod:`sdk.compress.bit_allocation`) and add that mix as the candidate
-    ``weights_mixed_int4``; ``None`` = only when the default candidates are used. The
-    allocation tries a dozen mixes on the evaluator's data, so it would pick the one that
-    just scrapes the floor there; it keeps ``allocation_reserve`` of the budget unused
-    (YOLOX-nano, 5% budget: the mix at the floor scored F1 0.957 on the search frames and 0.949
-    on held-out ones; with a quarter in reserve, 0.966 and 0.963).
+    ``weights_mixed_int4``; ``None`` = only when the default candidates are used. It keeps
+    ``allocation_reserve`` of the budget unused, because it tries a dozen mixes on the same
+    data (YOLOX-nano, 5% budget: the mix at the floor scored F1 0.957 on the search frames and
+    0.949 on held-out ones; with a quarter in reserve, 0.966 and 0.963).
     """
     from tqdm.auto import tqdm
 
@@ -349,21 +208,37 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
         raise ValueError("optimize needs calibration data (it also provides the latency input)")
     feeds = calib.for_model(model, limit=1)[0]
     metric_name = getattr(evaluator, "name", getattr(evaluator, "__name__", "metric"))
+    if device is None:
+        try:
+            from sdk.runtime import discover_device
+
+            device = discover_device()
+        except Exception:  # noqa: BLE001 - the candidate set falls back to the generic one
+            device = None
+    judge = holdout if holdout is not None else evaluator
+    measured_on = _measured_on(target)
 
     base = Candidate(BASELINE, None, path=model)
-    base.metric = float(evaluator(model))
+    base.search_metric = float(evaluator(model))
+    base.metric = float(judge(model)) if holdout is not None else base.search_metric
     allowed = budget.allowed(base.metric)
+    evaluation = {"search": _evaluation_info(evaluator), "holdout": _evaluation_info(holdout) if holdout else None}
+    if check_resolution:
+        for label, ev in (("search", evaluator), ("held-out", holdout)):
+            _check_resolution(ev, label, allowed, metric_name)
     logger.info("baseline %s = %.4f; budget: drop <= %.4f (%s)", metric_name, base.metric, allowed, budget)
 
+    skipped: list[dict[str, str]] = []
+    profile = isa_profile(device)
+    rr = profile == "avx2"
     if candidates is None:
-        recipes = default_candidates(model, target)
+        cset = candidate_set(model, target, device)
+        recipes, skipped, profile = dict(cset.recipes), list(cset.skipped), cset.profile
     else:
         recipes = dict(candidates)
     recipes.update(dict(extra_candidates or {}))
-    for shape in input_shapes:
-        tag = "x".join(str(int(d)) for d in shape)
-        recipes[f"input_{tag}_optimized"] = Recipe([{"pass": "fix_input_shape", "shape": [int(d) for d in shape]},
-                                                    {"pass": "optimize_graph", "level": "extended"}])
+    recipes.update(shape_candidates(input_shapes, int8=candidates is None, reduce_range=rr,
+                                    types="S8S8" if profile == "arm" else "U8S8"))
     if BASELINE in recipes:
         raise ValueError(f"candidate name {BASELINE!r} is reserved for the input model")
 
@@ -378,7 +253,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
             sres = analyze_sensitivity(model, calib, evaluator, SENSITIVITY_CONFIG,
                                        max_evals=sensitivity_evals, work_dir=work, progress=progress)
             sens_info = sres.to_dict()
-            recipes.update(sensitivity_candidates(sres, keep_float_k))
+            recipes.update(sensitivity_candidates(sres, keep_float_k, reduce_range=rr, shapes=input_shapes))
         except EdgewiseError as exc:
             logger.warning("sensitivity analysis failed: %s", exc)
             sens_info = {"error": str(exc)}
@@ -389,36 +264,42 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
     if not 0.0 <= allocation_reserve < 1.0:
         raise ValueError(f"allocation_reserve must be in [0, 1), got {allocation_reserve}")
     if bit_allocation and weighted:
-        floor = base.metric - allowed * (1.0 - allocation_reserve)
+        floor = base.search_metric - budget.allowed(base.search_metric) * (1.0 - allocation_reserve)
         alloc_info = _allocate_bits(model, calib, evaluator, floor, work, progress, recipes)
 
     cands: list[Candidate] = []
-    extra = {"calibration_cache_dir": str(work / "calib_cache")}
     for name, recipe in tqdm(list(recipes.items()), desc="candidates", unit="recipe",
                              disable=not progress_enabled(progress)):
         c = Candidate(name, recipe)
         t0 = time.perf_counter()
+        reports: dict[str, Any] = {}
         try:
-            c.path = recipe.apply(model, work / f"{name}.onnx", calib=calib, work_dir=work, **extra)
-            c.metric = float(evaluator(c.path))
-        except EdgewiseError as exc:
+            c.path = recipe.apply(model, work / f"{name}.onnx", calib=calib, work_dir=work, reports=reports,
+                                  calibration_cache_dir=str(work / "calib_cache"))
+            c.search_metric = float(evaluator(c.path))
+            c.metric = float(judge(c.path)) if holdout is not None else c.search_metric
+        except (EdgewiseError, ValueError) as exc:
             c.error, c.path = str(exc), None
             logger.warning("candidate %s failed: %s", name, exc)
+        c.report = reports or None
         c.build_s = time.perf_counter() - t0
         cands.append(c)
 
     ok = [c for c in cands if c.ok]
     paths = {BASELINE: model, **{c.name: c.path for c in ok}}
-    wins: dict[str, float] = {}
     if latency_fn is not None:
         lat = dict(latency_fn(paths, feeds))
     else:
-        rounds = measure_latency_rounds(paths, feeds, target, latency_rounds, latency_iters, progress)
-        lat = {n: float(statistics.median(v)) for n, v in rounds.items()}
-        wins = {n: float(np.mean([c < b for c, b in zip(v, rounds[BASELINE])])) for n, v in rounds.items()}
+        tm = measure_timings(paths, feeds, target, latency_rounds, latency_iters, progress)
+        lat = {n: tm.median(n) for n in paths}
+        for c in [base] + ok:
+            c.cpu_ms = tm.cpu_median(c.name)
+            c.win_rate = float(np.mean([x < y for x, y in zip(tm.wall[c.name], tm.wall[BASELINE])]))
+            if c is not base:
+                med, lo, hi = speedup_interval(tm.wall[BASELINE], tm.wall[c.name])
+                c.speedup_ci = (lo, hi)
     for c in [base] + ok:
         c.latency_ms = float(lat[c.name])
-        c.win_rate = wins.get(c.name)
         c.size_bytes = file_size(c.path)
         if energy:
             try:
@@ -440,20 +321,52 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
         chosen, note = _confirm(base, ok, chosen, note, feeds, target, max(latency_rounds, 9), latency_iters,
                                 min_speedup, progress)
     chosen.chosen = True
+    if measured_on:
+        note += f" [{measured_on}]"
+    if holdout is not None:
+        note += f" [budget judged on held-out data: {evaluation['holdout']['size'] or 'see report'}]"
     logger.info("%s", note)
-    try:
-        from sdk.runtime import discover_device
-
-        device = discover_device().model_dump(mode="json")
-    except Exception:
-        device = {}
     result = OptimizeResult(base, everyone, chosen, pareto, note, metric_name, budget, allowed, size_only, target,
-                            model, sens_info, device, alloc_info)
+                            model, sens_info, device.model_dump(mode="json") if device is not None else {},
+                            alloc_info, skipped, profile, evaluation)
     if write:
         from sdk.compress.report import write_report
 
         write_report(result, out)
     return result
+
+
+def _measured_on(target: str) -> str:
+    """'' when ``target`` runs here, else what the timings really ran on (a fallback to CPU)."""
+    from sdk.runtime import resolve_providers
+    from sdk.runtime.providers import PRESETS
+
+    want = PRESETS.get(target.lower(), target)
+    got = [p for p, _ in resolve_providers([target], fallback=True)]
+    if want in got:
+        return ""
+    return f"target {target} ({want}) is not available in this onnxruntime; every latency was measured on {got[0]}"
+
+
+def _evaluation_info(ev: Any) -> dict[str, Any]:
+    res = ev.resolution() if hasattr(ev, "resolution") else None
+    return {"size": ev.size_text() if hasattr(ev, "size_text") else "", "resolution": res}
+
+
+def _check_resolution(ev: Any, label: str, allowed: float, metric: str) -> None:
+    """ValueError when one flipped sample moves the metric by more than half the budget."""
+    if ev is None or not hasattr(ev, "resolution"):
+        return
+    res = ev.resolution()
+    if res is None or allowed <= 0 or res <= allowed / 2:
+        return
+    need = int(np.ceil(2.0 / allowed))
+    what = "reference detections" if "detection" in metric else "samples (of the smaller class)" \
+        if metric == "auc" else "samples"
+    raise ValueError(f"the {label} evaluation is too small to resolve the budget: it holds {ev.size_text()}, so one "
+                     f"flipped {'detection' if 'detection' in metric else 'sample'} moves {metric} by {res:.3f}, more "
+                     f"than half the allowed drop {allowed:.3f}; it needs at least {need} {what} "
+                     f"(more frames or images, or a larger --max-drop)")
 
 
 def _allocate_bits(model: Path, calib: CalibrationData, evaluator: Callable[[Path], float], floor: float,
@@ -486,15 +399,16 @@ def _confirm(base: Candidate, ok: list[Candidate], chosen: Candidate, note: str,
             break                          # nothing claimed faster (FP32, or fp32_optimized as a fallback)
         r = measure_latency_rounds({BASELINE: base.path, chosen.name: chosen.path}, feeds, target, rounds, iters,
                                    progress, sessions=3)
-        b, c = statistics.median(r[BASELINE]), statistics.median(r[chosen.name])
+        med, lo, hi = speedup_interval(r[BASELINE], r[chosen.name])
         wins = float(np.mean([x < y for x, y in zip(r[chosen.name], r[BASELINE])]))
-        chosen.confirmed = {"speedup": b / c, "win_rate": wins}
-        if b / c >= min_speedup and wins >= 0.8:
-            note += f" (confirmed alone against FP32: {b / c:.2f}x, faster in {wins:.0%} of {rounds} rounds)"
+        chosen.confirmed = {"speedup": med, "low": lo, "high": hi, "win_rate": wins}
+        if med >= min_speedup and lo > 1.0:
+            note += (f" (confirmed alone against FP32: {med:.2f}x, 90% interval {lo:.2f}-{hi:.2f}x over "
+                     f"{rounds} paired rounds)")
             break
-        logger.info("%s did not hold up against FP32 alone (%.2fx, %.0f%% of rounds); choosing again",
-                    chosen.name, b / c, 100 * wins)
-        rejected.append(f"{chosen.name} ({b / c:.2f}x)")
+        logger.info("%s did not hold up against FP32 alone (%.2fx, interval %.2f-%.2f); choosing again",
+                    chosen.name, med, lo, hi)
+        rejected.append(f"{chosen.name} ({med:.2f}x)")
         pool = [x for x in pool if x is not chosen]
         chosen, note = choose(base, pool, False, min_speedup)
     else:
@@ -504,6 +418,14 @@ def _confirm(base: Candidate, ok: list[Candidate], chosen: Candidate, note: str,
     if rejected:
         note += f"; not confirmed alone against FP32: {', '.join(rejected)}"
     return chosen, note
+
+
+def _resolved(c: Candidate) -> bool:
+    """Faster beyond the noise: the 90% interval of the paired speedup lies above 1.0 (or,
+    timed without rounds, nothing says otherwise)."""
+    if c.speedup_ci is not None:
+        return c.speedup_ci[0] > 1.0
+    return c.win_rate is None or c.win_rate >= 0.8
 
 
 def choose(base: Candidate, ok: list[Candidate], size_only: bool, min_speedup: float) -> tuple[Candidate, str]:
@@ -516,8 +438,7 @@ def choose(base: Candidate, ok: list[Candidate], size_only: bool, min_speedup: f
             return best, (f"size-only: chose {best.name}, {best.size_ratio:.2f}x smaller, metric delta "
                           f"{best.delta:+.4f}, {best.speedup:.2f}x the baseline speed")
         return base, "size-only: no candidate within the budget is smaller than the FP32 input; returning it"
-    faster = [c for c in fits if c.latency_ms * min_speedup <= base.latency_ms
-              and (c.win_rate is None or c.win_rate >= 0.8)]
+    faster = [c for c in fits if c.latency_ms * min_speedup <= base.latency_ms and _resolved(c)]
     if faster:
         best = min(faster, key=lambda c: (c.latency_ms, -c.metric))
         return best, (f"chose {best.name}: {best.speedup:.2f}x faster than FP32, metric delta {best.delta:+.4f}, "

@@ -24,9 +24,10 @@ __all__ = ["qrange", "choose_scales", "round_nearest", "gptq", "relative_output_
 
 
 def qrange(bits: int) -> tuple[int, int]:
-    """Symmetric signed range: int8 -> (-127, 127), int4 -> (-7, 7) (zero exactly representable)."""
-    if bits not in (4, 8):
-        raise ValueError(f"bits must be 4 or 8, got {bits}")
+    """Symmetric signed range: int8 -> (-127, 127), int4 -> (-7, 7) (zero exactly representable);
+    7 bits (-63, 63) is int8 storage with onnxruntime's ``reduce_range``."""
+    if bits not in (4, 7, 8):
+        raise ValueError(f"bits must be 4, 7 or 8, got {bits}")
     q = 2 ** (bits - 1) - 1
     return -q, q
 

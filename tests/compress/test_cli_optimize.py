@@ -133,3 +133,55 @@ def test_cli_optimize_bundle_input_keeps_metadata(tiny_cnn_path, calib_npz, tmp_
     assert m.name == "tiny-optimized" and m.version == "2.0.0" and m.task == "classification"
     assert m.labels == [str(i) for i in range(10)] and m.metrics["val_top1"] == 0.5
     assert "notes.txt" in m.files and m.extra["optimize"]["chosen"] in ("recipe", "fp32")
+
+
+def _clip(path, n=10):
+    import cv2
+
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        w.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    w.release()
+    return path
+
+
+def test_cli_optimize_calibrates_on_a_video_and_judges_held_out(tiny_cnn_path, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- pass: quantize_int8\n")
+    out = tmp_path / "b"
+    rc = main(["optimize", str(tiny_cnn_path), "--calib", str(_clip(tmp_path / "c.mp4")), "--video-frames", "8",
+               "--image-scale", "255", "--max-drop", "5%", "--out", str(out), "--recipe", str(recipe), "--json",
+               "--no-progress"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["evaluation"]["holdout"] is not None and data["evaluation"]["search"] is not None
+    cand = next(c for c in data["candidates"] if c["name"] == "recipe")
+    assert cand["search_metric"] is not None and cand["metric"] is not None
+    assert cand["report"]["quantize_int8"]["weighted_layers"] == 3     # the pass's report reaches the caller
+    assert data["isa_profile"] in ("vnni", "avx2", "arm", "unknown")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--input-shape", "1x3xbad"], "expected positive integers"),
+    (["--input-shape", "1x3x16x32"], "needs --eval detection on images or videos"),
+    (["--holdout", "1.5"], "--holdout must be a fraction"),
+])
+def test_cli_optimize_bad_flags_exit_2(tiny_cnn_path, calib_npz, tmp_path, capsys, argv, message):
+    rc = main(["optimize", str(tiny_cnn_path), "--calib", str(calib_npz), "--out", str(tmp_path / "o"),
+               "--no-progress", *argv])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.shared
+def test_cli_optimize_refuses_an_evaluation_too_small_for_the_budget(yolox_path, shared_dir, tmp_path, capsys):
+    """Three stills hold about 10 detections: one flipped box moves F1 by ~0.1, more than half a
+    5% budget, so the search refuses to start and says how many detections it needs."""
+    stills = sorted((shared_dir / "data" / "driving" / "lanelines_p1" / "test_images").glob("*.jpg"))[:3]
+    rc = main(["optimize", str(yolox_path), "--calib", *map(str, stills), "--eval", "detection", "--no-holdout",
+               "--max-drop", "5%", "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "too small to resolve the budget" in err and "needs at least 40 reference detections" in err
+    assert not (tmp_path / "o" / "candidates").exists() or not any((tmp_path / "o" / "candidates").glob("*.onnx"))

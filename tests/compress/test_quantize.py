@@ -205,3 +205,21 @@ def test_stateful_calibration_with_constants_quantizes(tmp_path):
     out = QuantizeStatic(op_types_to_quantize=["Add", "Mul"]).run(model, tmp_path / "q.onnx",
                                                                    PassContext(calib=calib))
     assert count_ops(out)["QuantizeLinear"] > 0
+
+
+def test_preprocessing_reads_a_model_given_by_a_relative_path(tmp_path, tiny_cnn_path, monkeypatch, caplog):
+    """The pre-processing step changes the working directory (onnxruntime drops scratch files
+    there): a relative input path must still name the model, not a file in the output folder."""
+    import logging
+    import shutil
+
+    from sdk.compress.graph_prep import is_preprocessed, prepare_for_quantization
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(tiny_cnn_path, tmp_path / "models" / "m.onnx")
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="edgewise"):
+        out = prepare_for_quantization("models/m.onnx", "out/prep.onnx")
+    assert not [r for r in caplog.records if "pre-processing failed" in r.getMessage()]
+    assert is_preprocessed(load_model(out, check=False))

@@ -220,7 +220,7 @@ def test_confirmation_drops_a_winner_that_does_not_hold_up(monkeypatch, tmp_path
     chosen, note = search._confirm(base, [a, b], chosen, note, {}, "cpu", 9, 10, 1.05, False)
     assert chosen is b and calls == [["a", "fp32"], ["b", "fp32"]]
     assert "confirmed alone against FP32: 2.00x" in note and "a (0.91x)" in note
-    assert a.confirmed == {"speedup": 10.0 / 11.0, "win_rate": 0.0}
+    assert a.confirmed == {"speedup": 10.0 / 11.0, "low": 10.0 / 11.0, "high": 10.0 / 11.0, "win_rate": 0.0}
 
     truth["b"] = 12.0
     chosen, note = search._confirm(base, [a, b], a, "", {}, "cpu", 9, 10, 1.05, False)

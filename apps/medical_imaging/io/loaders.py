@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from apps.medical_imaging.io.headers import (check_jpeg_complete, check_png_complete, probe_raster,
                                              sniff)
+from apps.medical_imaging.io.safe_read import read_regular_file
 from sdk.errors import DecodeError, require
 
 # DICOM attributes that identify a patient: never written out unless the user asks.
@@ -77,18 +78,16 @@ class Decoded:
 def read_header(path: str | Path, limits: Limits | None = None) -> Header:
     """Read the file once and parse its header; refuse oversize claims before any decoding.
 
+    Only a regular file (or a symlink to one) is read, and never more than
+    ``limits.max_file_bytes``: FIFOs, devices, sockets, unreadable and oversize files are
+    refused with a reason (see :mod:`apps.medical_imaging.io.safe_read`).
     Raises FileNotFoundError (file gone), DecodeError (unreadable, truncated, refused).
     """
     import hashlib
 
     limits = limits or Limits()
     path = Path(path)
-    size = path.stat().st_size
-    if size > limits.max_file_bytes:
-        raise DecodeError(f"file is {size} bytes, above the limit of {limits.max_file_bytes}")
-    data = path.read_bytes()
-    if not data:
-        raise DecodeError("empty file (0 bytes)")
+    data = read_regular_file(path, limits.max_file_bytes)
     sha = hashlib.sha256(data).hexdigest()
     kind = sniff(data) or ("dicom" if path.suffix.lower() in (".dcm", ".dicom") or _looks_dicom(data) else None)
     if kind is None:

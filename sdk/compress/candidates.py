@@ -1,0 +1,162 @@
+"""Which recipes the search tries, given the model and the hardware it will run on.
+
+The candidate set is built from :class:`sdk.runtime.DeviceInfo`: combinations that are
+known to be slow or wrong on this instruction set are not tried, and each one left out is
+returned with its reason, so the report can say what was skipped and why:
+
+* x86 without VNNI (AVX2, AVX-512F alone): onnxruntime's u8 x s8 kernel multiplies with
+  ``vpmaddubsw``, whose int16 sums saturate; 8-bit weights lose accuracy there unless they
+  are 7-bit (``reduce_range``), so the U8S8 candidates use it.
+* x86 with VNNI or AMX (``vpdpbusd`` accumulates in int32): ``reduce_range`` only costs
+  precision, and U8U8 is slower than U8S8; both are skipped.
+* ARM: onnxruntime's fast integer path there is S8S8 (``sdot``); U8U8 and the x86-specific
+  ``reduce_range`` variants are skipped.
+* Dynamic INT8 on a convolutional model: onnxruntime runs ``ConvInteger`` as im2col plus an
+  integer GEMM per call with the activations quantized on the fly (YOLOX-nano: 0.24x FP32),
+  so it is only tried when the model's weights sit mostly in MatMul/Gemm.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from onnx import numpy_helper
+
+from sdk.compress.graph_prep import const_weight_matmuls, load_model, op_types
+from sdk.compress.recipe import Recipe
+
+__all__ = ["CandidateSet", "candidate_set", "default_candidates", "sensitivity_candidates", "shape_candidates",
+           "SENSITIVITY_CONFIG", "isa_profile"]
+
+SENSITIVITY_CONFIG = {"format": "QDQ", "types": "U8S8", "per_channel": True, "calibrate_method": "Percentile",
+                      "percentile": 99.99}
+
+
+@dataclass
+class CandidateSet:
+    recipes: dict[str, Recipe] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)    # {"name", "reason"}
+    profile: str = ""
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped.append({"name": name, "reason": reason})
+
+
+def isa_profile(device: Any | None) -> str:
+    """"vnni" (x86 with VNNI/AMX), "avx2" (x86 without VNNI), "arm", or "unknown"."""
+    if device is None:
+        return "unknown"
+    isa = dict(getattr(device, "isa", {}) or {})
+    machine = str(getattr(device, "machine", "")).lower()
+    if isa.get("neon") or machine in ("arm64", "aarch64"):
+        return "arm"
+    if isa.get("avx512_vnni") or isa.get("avx_vnni") or isa.get("amx"):
+        return "vnni"
+    if isa.get("avx2") or isa.get("avx512f"):
+        return "avx2"
+    return "unknown"
+
+
+def _weight_share(model: Any) -> dict[str, int]:
+    """Parameters held by Conv weights versus MatMul/Gemm weights."""
+    inits = {t.name: t for t in model.graph.initializer}
+    share = {"conv": 0, "matmul": 0}
+    for n in model.graph.node:
+        if n.op_type in ("Conv", "MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in inits:
+            size = int(np.prod(numpy_helper.to_array(inits[n.input[1]]).shape))
+            share["conv" if n.op_type == "Conv" else "matmul"] += size
+    return share
+
+
+def candidate_set(model_path: str | Path, target: str = "cpu", device: Any | None = None,
+                  static: bool = True) -> CandidateSet:
+    """The recipes worth trying for this model on this target and device (before sensitivity)."""
+    model = load_model(model_path, check=False, load_external_data=False)
+    ops = op_types(model)
+    prof = isa_profile(device) if target == "cpu" else f"{target} (onnxruntime EP)"
+    cs = CandidateSet(profile=prof)
+    cs.recipes["fp32_optimized"] = Recipe([{"pass": "optimize_graph", "level": "extended"}])
+    share = _weight_share(model)
+    if share["conv"] > share["matmul"]:
+        cs.skip("dynamic_int8", "ConvInteger with on-the-fly activation quantization has no fast CPU kernel "
+                "(YOLOX-nano measured 0.24x FP32); the model's weights sit mostly in Conv")
+    else:
+        cs.recipes["dynamic_int8"] = Recipe([{"pass": "quantize_dynamic"}])
+    rr = prof == "avx2"
+    if static:
+        act_w = "S8S8" if prof == "arm" else "U8S8"
+        base = {"format": "QDQ", "types": act_w, "per_channel": True, "reduce_range": rr}
+        cs.recipes["static_qdq_pc"] = Recipe([{"pass": "quantize_static", **base}])
+        cs.recipes["static_qdq_pct_pc"] = Recipe([{"pass": "quantize_static", **base, "calibrate_method": "Percentile",
+                                                   "percentile": 99.99}])
+        cs.recipes["static_qop_pct_pc"] = Recipe([{"pass": "quantize_static", **base, "format": "QOperator",
+                                                   "calibrate_method": "Percentile", "percentile": 99.99}])
+        cs.recipes["int8_reconstructed"] = Recipe([{"pass": "quantize_int8", "types": act_w, "reduce_range": rr}])
+        if prof == "vnni":
+            cs.skip("static_*_rr (reduce_range)", "this CPU has VNNI/AMX: 32-bit accumulation does not saturate, so "
+                    "7-bit weights only lose precision")
+            cs.skip("static_*_u8u8", "U8U8 is slower than U8S8 with VNNI")
+        elif prof == "avx2":
+            cs.skip("static_* without reduce_range", "no VNNI: the u8 x s8 multiply-add saturates int16; weights "
+                    "are quantized to 7 bits (reduce_range)")
+            cs.recipes["static_qop_u8u8"] = Recipe([{"pass": "quantize_static", "format": "QOperator",
+                                                     "types": "U8U8", "per_channel": True}])
+        elif prof == "arm":
+            cs.skip("static_*_u8s8 / u8u8", "on ARM onnxruntime's fast integer path is S8S8 (sdot)")
+        else:
+            cs.recipes["static_qop_u8u8"] = Recipe([{"pass": "quantize_static", "format": "QOperator",
+                                                     "types": "U8U8", "per_channel": True}])
+    cs.recipes["fp16"] = Recipe([{"pass": "fp16"}])
+    # size recipe that keeps activations in float: ~4x smaller, FP32 speed and accuracy
+    cs.recipes["weights_int8"] = Recipe([{"pass": "quantize_weights"}])
+    if const_weight_matmuls(model) and "MatMul" in ops:
+        cs.recipes["int4_weights"] = Recipe([{"pass": "quantize_int4", "block_size": 32}])
+    return cs
+
+
+def default_candidates(model_path: str | Path, target: str = "cpu", static: bool = True,
+                       device: Any | None = None) -> dict[str, Recipe]:
+    """The recipes of :func:`candidate_set` alone."""
+    return candidate_set(model_path, target, device, static).recipes
+
+
+def shape_candidates(shapes: Sequence[Sequence[int]], int8: bool = True, reduce_range: bool = False,
+                     types: str = "U8S8") -> dict[str, Recipe]:
+    """Per fixed input shape: FP32 with ORT's graph optimization, and (``int8``) the
+    reconstructed INT8 model at that shape."""
+    out: dict[str, Recipe] = {}
+    for shape in shapes:
+        dims = [int(d) for d in shape]
+        tag = "x".join(str(d) for d in dims)
+        fix = {"pass": "fix_input_shape", "shape": dims}
+        out[f"input_{tag}_optimized"] = Recipe([fix, {"pass": "optimize_graph", "level": "extended"}])
+        if int8:
+            out[f"input_{tag}_int8_reconstructed"] = Recipe([fix, {"pass": "quantize_int8", "types": types,
+                                                                   "reduce_range": reduce_range}])
+    return out
+
+
+def sensitivity_candidates(sres: Any, keep_float_k: Sequence[int] = (1, 3), reduce_range: bool = False,
+                           shapes: Sequence[Sequence[int]] = ()) -> dict[str, Recipe]:
+    """Reconstructed INT8 keeping in float the output tail and the ``k`` groups of nodes whose
+    float copy helped most in the sensitivity analysis (also at each fixed input shape)."""
+    tail = [n for g in sres.groups if g.tail for n in g.nodes]
+    ranked = [g for g in sres.groups if not g.tail and g.gain > 0]
+    sets: dict[str, list[str]] = {}
+    if tail:
+        sets["tail"] = tail
+    for k in keep_float_k:
+        top = list(dict.fromkeys(n for g in ranked[:k] for n in g.nodes))   # a block and its refined nodes overlap
+        if top:
+            sets[f"tail_keep{k}"] = tail + top
+    out: dict[str, Recipe] = {}
+    for label, nodes in sets.items():
+        q = {"pass": "quantize_int8", "reduce_range": reduce_range, "keep_float_nodes": nodes}
+        out[f"int8_reconstructed_{label}"] = Recipe([q])
+        for shape in shapes:
+            dims = [int(d) for d in shape]
+            tag = "x".join(str(d) for d in dims)
+            out[f"input_{tag}_int8_reconstructed_{label}"] = Recipe([{"pass": "fix_input_shape", "shape": dims}, q])
+    return out
