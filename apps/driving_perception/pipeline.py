@@ -42,7 +42,7 @@ from .track.bytetrack import ByteTrack, TrackerOptions
 from .warnings import WarningEngine, WarningOptions, WarningState
 from .writer import TimedWriter
 
-STAGES = ("decode", "queue", "pre", "model", "post", "track", "lanes", "warn", "annotate", "encode")
+STAGES = ("decode", "queue", "pre", "model", "post", "track", "geometry", "lanes", "warn", "annotate", "encode")
 
 
 class DriveOptions(BaseModel):
@@ -214,7 +214,9 @@ class DrivePipeline:
     def _find_lanes(self, image: np.ndarray) -> LaneResult:
         t0 = time.perf_counter()
         lanes = self.lanes(image)
-        self._time("lanes", time.perf_counter() - t0)
+        self._time("lanes", time.perf_counter() - t0)              # geometry included
+        if self.lanes.tracker is not None:
+            self._time("geometry", self.lanes.geometry_s)
         return lanes
 
     def _n_transitions(self) -> int:

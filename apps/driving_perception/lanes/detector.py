@@ -34,6 +34,7 @@ Units and conventions
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import cv2
@@ -154,6 +155,7 @@ class LaneDetector:
         self._announced_preset = False
         self.frame_size: tuple[int, int] | None = None    # of the last (undistorted) frame
         self._last_quad = None
+        self.geometry_s = 0.0                             # time the geometry tracker took on the last frame
         self.reset()
 
     def _focal(self, size: tuple[int, int]) -> tuple[float | None, tuple[float, float] | None]:
@@ -276,7 +278,9 @@ class LaneDetector:
         self.frame_size = size
         events: list[dict] = []
         if self.tracker is not None:
+            t0 = time.perf_counter()
             _, events = self.tracker.update(frame)
+            self.geometry_s = time.perf_counter() - t0
         elif not self._announced_preset:
             events = [dict(self.road_geometry(size).to_event(), state="preset")]
             self._announced_preset = True
