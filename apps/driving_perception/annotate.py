@@ -51,6 +51,23 @@ class Annotator:
         colour = (0, 255, 255) if lanes.state == "ok" else (0, 200, 255)
         cv2.polylines(img, [poly[:half], poly[half:]], False, colour, 3, cv2.LINE_AA)
 
+    def draw_geometry(self, img: np.ndarray, lanes) -> None:
+        """The horizon and vanishing point in use; with no lanes, the ego corridor used instead."""
+        geom = getattr(lanes, "geometry", None) if lanes is not None else None
+        if geom is None:
+            return
+        h, w = img.shape[:2]
+        g = geom.scaled((w, h))
+        vx, vy = g.vanishing_point
+        y = int(round(vy))
+        for x0 in range(0, w, 24):                                   # dashed horizon
+            cv2.line(img, (x0, y), (min(x0 + 12, w - 1), y), (255, 255, 0), 1, cv2.LINE_AA)
+        cv2.circle(img, (int(round(vx)), y), 5, (255, 255, 0), 2, cv2.LINE_AA)
+        if not lanes.available:
+            hb = float(g.half_width_px(h - 1))
+            for side in (-1, 1):
+                cv2.line(img, (int(round(vx)), y), (int(round(vx + side * hb)), h - 1), (0, 165, 255), 2, cv2.LINE_AA)
+
     def draw_tracks(self, img: np.ndarray, tracks: Detections, lead_id: int | None = None) -> None:
         scale = max(0.4, img.shape[1] / 1800)
         for box, cid, tid, score in zip(tracks.xyxy.astype(int), tracks.class_ids, tracks.tracker_ids, tracks.scores):
@@ -65,6 +82,7 @@ class Annotator:
         s = max(0.7, w / 1600)
         state = result.health
         if result.available:
+            self.draw_geometry(img, result.lanes)
             self.draw_lanes(img, result.lanes)
             self.draw_tracks(img, result.tracks, result.warnings.lead_track_id if result.warnings else None)
         # health banner
@@ -82,13 +100,23 @@ class Annotator:
                 y += int(26 * s)
             return img
         lanes = result.lanes
+        for reason in result.health_reasons[:2]:                # DEGRADED for the lanes only
+            _text(img, reason, (8, y), 0.6 * s, (255, 255, 255), 1, bg=(0, 100, 200))
+            y += int(26 * s)
         if lanes is not None:
             if lanes.available:
                 _text(img, f"lanes {lanes.state}  R {lanes.curvature_m:,.0f} m  offset {lanes.offset_m:+.2f} m",
                       (8, y), 0.6 * s, (255, 255, 255), 1, bg=(0, 0, 0))
             else:
-                _text(img, "lanes lost", (8, y), 0.6 * s, (255, 255, 255), 1, bg=(0, 0, 160))
+                corridor = ": ego corridor from the vanishing point" if lanes.geometry is not None else ""
+                _text(img, f"lanes lost{corridor}", (8, y), 0.6 * s, (255, 255, 255), 1, bg=(0, 0, 160))
             y += int(26 * s)
+            if lanes.geometry is not None:
+                g = lanes.geometry
+                conf = "" if g.confidence is None else f" (confidence {g.confidence:.2f})"
+                _text(img, f"geometry {g.source}{conf}  horizon y={g.vanishing_point[1]:.0f}", (8, y), 0.5 * s,
+                      (255, 255, 255), 1, bg=(60, 60, 60))
+                y += int(24 * s)
         wstate = result.warnings
         if wstate is not None:
             if wstate.ttc_s is not None:

@@ -63,8 +63,8 @@ def demo(out_dir: str | Path | None = None) -> Path:
     if shared is None:
         print("- real clips: ../shared not found (set EDGEWISE_SHARED), skipped")
         return out
-    clips = [(shared / "data/driving/vehicle_detection/test_video.mp4", "udacity_advanced"),
-             (shared / "data/driving/lanelines_p1/test_videos/solidWhiteRight.mp4", "udacity_p1")]
+    clips = [(shared / "data/driving/vehicle_detection/test_video.mp4", None),      # no preset: the road
+             (shared / "data/driving/lanelines_p1/test_videos/solidWhiteRight.mp4", None)]  # geometry is estimated
     print("- real clips, FP32 YOLOX-nano")
     for path, preset in clips:
         _run(choice, path, out / f"{path.stem}_fp32", preset, max_frames=100)

@@ -37,10 +37,12 @@ from .detections import Detections
 from .health import HealthMonitor, HealthOptions, HealthState
 from .lanes.calibration import CameraCalibration
 from .lanes.detector import LaneDetector, LaneOptions, LaneResult
+from .lanes.geometry import CameraFile, RoadGeometry
 from .track.bytetrack import ByteTrack, TrackerOptions
 from .warnings import WarningEngine, WarningOptions, WarningState
+from .writer import TimedWriter
 
-STAGES = ("decode", "queue", "pre", "model", "post", "track", "lanes", "warn", "annotate", "encode")
+STAGES = ("decode", "queue", "pre", "model", "post", "track", "geometry", "lanes", "warn", "annotate", "encode")
 
 
 class DriveOptions(BaseModel):
@@ -81,6 +83,8 @@ class FrameResult:
             rec["lanes"] = self.lanes.to_record() if self.lanes is not None else None
             if self.warnings is not None:
                 rec["lead_track_id"] = self.warnings.lead_track_id
+                rec["lead_from"] = self.warnings.lead_from
+                rec["ldw_available"] = self.warnings.ldw_available
                 rec["ttc_s"] = None if self.warnings.ttc_s is None else round(self.warnings.ttc_s, 3)
                 rec["fcw"], rec["ldw"] = self.warnings.fcw, self.warnings.ldw
         else:
@@ -99,11 +103,17 @@ class RunSummary:
     health_final: str
     events: int
     files: dict[str, str]
+    health_reasons: list[str] = field(default_factory=list)
+    geometry: dict | None = None          # the road geometry in use at the end (its event record)
+    lanes_found: int = 0                  # frames with lanes 'ok'
+    source_error: str | None = None       # why the source stopped, if it failed
+    camera_source: bool = False           # a camera / stream (its failures are 'unavailable')
 
     def to_dict(self) -> dict:
         return {"processed": self.processed, "dropped": self.dropped, "wall_s": round(self.wall_s, 3),
                 "fps": round(self.fps, 2), "stages_ms": self.stages, "health_final": self.health_final,
-                "events": self.events, "files": self.files}
+                "health_reasons": self.health_reasons, "events": self.events, "files": self.files,
+                "geometry": self.geometry, "lanes_found": self.lanes_found, "source_error": self.source_error}
 
 
 class DrivePipeline:
@@ -113,11 +123,16 @@ class DrivePipeline:
     with no model yet)."""
 
     def __init__(self, detector: Detector | None, options: DriveOptions | None = None,
-                 calibration: CameraCalibration | None = None, clock: Callable[[], float] = time.monotonic):
+                 calibration: CameraCalibration | None = None, clock: Callable[[], float] = time.monotonic,
+                 geometry: RoadGeometry | None = None):
         self.options = options or DriveOptions()
         self.detector = detector
+        self.calibration = calibration
         self.tracker = ByteTrack(self.options.tracker)
-        self.lanes = LaneDetector(self.options.lanes, calibration) if self.options.lanes is not None else None
+        self.lanes = (LaneDetector(self.options.lanes, calibration, geometry)
+                      if self.options.lanes is not None else None)
+        self._lane_state: str | None = None
+        self.lanes_found = 0
         self.warnings = WarningEngine(self.options.warnings)
         self.clock = clock
         health = self.options.health
@@ -163,9 +178,13 @@ class DrivePipeline:
         else:
             lanes = self._find_lanes(image) if self.lanes is not None else None
         t2 = time.perf_counter()
+        lane_events = self._lane_events(lanes, index, t) if lanes is not None else []
+        if lanes is not None:
+            self.health.lanes_seen(lanes.available, t)
+            self.lanes_found += lanes.state == "ok"
         state = self.health.check(t)
-        available = state == HealthState.OK
-        events = [dict(e, frame=index) for e in self.health.transitions[self._n_transitions():]]
+        available = self.health.available
+        events = lane_events + [dict(e, frame=index) for e in self.health.transitions[self._n_transitions():]]
         self._seen_transitions = len(self.health.transitions)
         if available:
             wst = self.warnings.update(index, t, tracks, image.shape[1], lanes)
@@ -182,10 +201,22 @@ class DrivePipeline:
         return FrameResult(index, t, tracks, lanes, wst, state.value, list(self.health.reasons), available,
                            fps, events)
 
+    def _lane_events(self, lanes: LaneResult, index: int, t: float) -> list[dict]:
+        """Geometry events of this frame, and a ``lanes`` event when they are found or lost."""
+        events = [dict(e, frame=index, t=round(t, 4)) for e in lanes.events]
+        found = "found" if lanes.available else "lost"
+        if found != self._lane_state and not (self._lane_state is None and found == "found"):
+            events.append({"event": "lanes", "frame": index, "t": round(t, 4), "state": found,
+                           "reason": lanes.reason if found == "lost" else ""})
+        self._lane_state = found
+        return events
+
     def _find_lanes(self, image: np.ndarray) -> LaneResult:
         t0 = time.perf_counter()
         lanes = self.lanes(image)
-        self._time("lanes", time.perf_counter() - t0)
+        self._time("lanes", time.perf_counter() - t0)              # geometry included
+        if self.lanes.tracker is not None:
+            self._time("geometry", self.lanes.geometry_s)
         return lanes
 
     def _n_transitions(self) -> int:
@@ -218,7 +249,7 @@ class DrivePipeline:
         """
         from sdk.pipeline import JsonlSink, Stage, StreamingPipeline, VideoWriterSink
 
-        from .sources import frame_fields, offline_frames
+        from .sources import frame_fields, is_camera, offline_frames, source_problems
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +258,8 @@ class DrivePipeline:
         if live and self.health.options.deadline_s is None:  # per-frame deadline: one frame period
             self.health.options = self.health.options.model_copy(update={"deadline_s": 1.0 / fps})
         paths = {"video": out / "annotated.mp4", "events": out / "events.jsonl", "frames": out / "frames.jsonl"}
-        state = {"writer": None, "events": 0, "last": -1, "processed": 0, "dropped_seen": 0}
+        state = {"writer": None, "events": 0, "last": -1, "processed": 0, "dropped_seen": 0, "t_last": 0.0}
+        source_errors: list[str] = []
         tqdm = _progress(progress, max_frames)
         events_sink = JsonlSink(paths["events"], append=False)
         frames_sink = JsonlSink(paths["frames"], append=False)
@@ -248,11 +280,11 @@ class DrivePipeline:
             if self.options.annotate:
                 frame = self.annotate(image, result)
                 if state["writer"] is None:
-                    state["writer"] = _TimedWriter(VideoWriterSink(paths["video"], fps=fps),
+                    state["writer"] = TimedWriter(VideoWriterSink(paths["video"], fps=fps),
                                                    self.recorders["encode"], self.options.parallel_encode)
                 state["writer"].write(frame)
             self.health.frame_done(time.perf_counter() - started)
-            state["last"] = index
+            state["last"], state["t_last"] = index, t_media
             state["processed"] += 1
             if tqdm is not None:
                 tqdm.update(1)
@@ -279,14 +311,19 @@ class DrivePipeline:
                 threading.Thread(target=watchdog, name="drive-health-watchdog", daemon=True).start()
                 stream.append(StreamingPipeline(items, [Stage("drive", live_stage)], None, queue_size=1,
                                                 drop="oldest", on_error="raise"))
-                stream[0].run()
-                dropped = stream[0].stats.dropped
+                stats = stream[0].run()
+                dropped = stats.dropped
+                if stats.source_error:
+                    source_errors.append(stats.source_error)
             else:
-                for index, image, t_media, decode_s in offline_frames(source, fps, max_frames):
+                for index, image, t_media, decode_s in offline_frames(source, fps, max_frames, source_errors):
                     self._time("decode", decode_s)
                     handle(index, image, t_media)
                 dropped = 0
             stop_watchdog.set()
+            for level, reason in source_problems(source, source_errors, state["processed"] + dropped, max_frames):
+                self.health.source_problem(HealthState(level), reason)
+            self.health.check(self.clock() if live else state["t_last"])
             for ev in self.health.transitions[self._n_transitions():]:  # changes after the last frame
                 events_sink.write(dict(ev, frame=state["last"]))
                 state["events"] += 1
@@ -300,9 +337,16 @@ class DrivePipeline:
         files = {"events": str(paths["events"]), "frames": str(paths["frames"]), "latency": str(out / "latency.json")}
         if state["writer"] is not None:
             files["video"] = str(paths["video"])
+        geometry = self.lanes.road_geometry(self.lanes.frame_size) if self.lanes is not None and \
+            self.lanes.frame_size is not None else None
+        if geometry is not None and geometry.source == "estimated":   # for `--calibration` next time
+            CameraFile(lens=self.calibration, road=geometry).save(out / "camera.json")
+            files["camera"] = str(out / "camera.json")
         n = state["processed"]
         summary = RunSummary(out, n, dropped, wall, n / wall if wall > 0 else 0.0, self.stage_summary(),
-                             self.health.state.value, state["events"], files)
+                             self.health.state.value, state["events"], files, list(self.health.reasons),
+                             None if geometry is None else geometry.to_event(), self.lanes_found,
+                             "; ".join(source_errors) or None, is_camera(source))
         (out / "latency.json").write_text(json.dumps({"mode": self.options.mode, **summary.to_dict()}, indent=2))
         return summary
 
@@ -317,53 +361,6 @@ class DrivePipeline:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class _TimedWriter:
-    """A sink whose ``write`` is timed into ``recorder``; on a writer thread when ``threaded``
-    (a bounded queue of 2 frames: the producer waits rather than drop, offline or live)."""
-
-    def __init__(self, sink, recorder: LatencyRecorder, threaded: bool):
-        import queue
-
-        self.sink, self.recorder = sink, recorder
-        self._q: queue.Queue | None = queue.Queue(maxsize=2) if threaded else None
-        self._error: BaseException | None = None
-        if self._q is not None:
-            self._thread = threading.Thread(target=self._loop, name="drive-video-writer", daemon=True)
-            self._thread.start()
-
-    def _write(self, frame) -> None:
-        t0 = time.perf_counter()
-        self.sink.write(frame)
-        self.recorder.record_ms((time.perf_counter() - t0) * 1e3)
-
-    def _loop(self) -> None:
-        while True:
-            frame = self._q.get()
-            if frame is None:
-                return
-            if self._error is None:
-                try:
-                    self._write(frame)
-                except BaseException as exc:  # surfaced on the next write / close
-                    self._error = exc
-
-    def write(self, frame) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._q is None:
-            self._write(frame)
-        else:
-            self._q.put(frame)
-
-    def close(self) -> None:
-        if self._q is not None:
-            self._q.put(None)
-            self._thread.join()
-        self.sink.close()
-        if self._error is not None:
-            raise self._error
 
 
 def _progress(enabled: bool, total: int | None):

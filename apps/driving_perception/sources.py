@@ -37,6 +37,11 @@ def open_source(spec: str | int | Path):
     raise FileNotFoundError(f"source {text!r} is neither a camera index, a stream URL, a folder nor a file")
 
 
+def is_camera(source: Any) -> bool:
+    """A live device or stream (``CameraSource``): its failures are 'unavailable', not bad input."""
+    return type(source).__name__ == "CameraSource"
+
+
 def frame_fields(item: Any, n: int, fps: float) -> tuple[int, np.ndarray, float]:
     """(index, BGR image, seconds on the source's timeline) of an SDK ``Frame`` or a bare array."""
     if isinstance(item, np.ndarray):
@@ -53,17 +58,31 @@ def frame_fields(item: Any, n: int, fps: float) -> tuple[int, np.ndarray, float]
     return index, image, index / fps
 
 
-def offline_frames(source: Iterable, fps: float, max_frames: int | None = None
-                   ) -> Iterator[tuple[int, np.ndarray, float, float]]:
-    """Every frame of ``source`` as (index, image, t_media, decode seconds); closes the source."""
-    it = iter(source)
+def offline_frames(source: Iterable, fps: float, max_frames: int | None = None,
+                   errors: list[str] | None = None) -> Iterator[tuple[int, np.ndarray, float, float]]:
+    """Every frame of ``source`` as (index, image, t_media, decode seconds); closes the source.
+
+    With ``errors`` (a list), a source that raises ends the frames cleanly and its error is
+    appended there (as a live ``StreamingPipeline`` keeps it in ``stats.source_error``)."""
     n = 0
+    try:
+        it = iter(source)
+    except Exception as exc:
+        if errors is None:
+            raise
+        errors.append(f"{type(exc).__name__}: {exc}")
+        return
     try:
         while max_frames is None or n < max_frames:
             t0 = time.perf_counter()
             try:
                 item = next(it)
             except StopIteration:
+                break
+            except Exception as exc:
+                if errors is None:
+                    raise
+                errors.append(f"{type(exc).__name__}: {exc}")
                 break
             decode = time.perf_counter() - t0
             index, image, t = frame_fields(item, n, fps)
@@ -73,3 +92,31 @@ def offline_frames(source: Iterable, fps: float, max_frames: int | None = None
         close = getattr(it, "close", None)
         if callable(close):
             close()
+
+
+def source_problems(source: Any, errors: list[str], delivered: int, max_frames: int | None
+                    ) -> list[tuple[str, str]]:
+    """(health level, reason) for what went wrong with the source itself, once it has ended:
+    it failed or delivered nothing (FAILED), a camera stopped (FAILED), a file ended before
+    its declared frame count or images were unreadable (DEGRADED)."""
+    camera = is_camera(source)
+    out: list[tuple[str, str]] = []
+    if errors:
+        what = "camera unavailable" if camera and delivered == 0 else "source failed"
+        out.append(("FAILED", f"{what}: {errors[0]}"))
+    elif delivered == 0:
+        out.append(("FAILED", "no frames: the source delivered none"
+                    + (" (camera or stream unavailable)" if camera else "")))
+    elif camera and (max_frames is None or delivered < max_frames):
+        out.append(("FAILED", f"camera stopped delivering frames after {delivered}"))
+    declared = getattr(source, "frame_count", None)
+    if not errors and isinstance(declared, int) and delivered < declared and \
+            (max_frames is None or delivered < max_frames):
+        out.append(("DEGRADED", f"source ended at frame {delivered} of {declared} declared (truncated or "
+                                f"corrupt file)"))
+    skipped = getattr(source, "skipped", 0)
+    if skipped and delivered:
+        out.append(("DEGRADED", f"{skipped} unreadable image(s) skipped"))
+    elif skipped:
+        out.append(("FAILED", f"all {skipped} image(s) unreadable"))
+    return out

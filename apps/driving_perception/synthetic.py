@@ -1,8 +1,10 @@
 """A synthetic road clip any machine can make: known lane geometry, drifting car, a lead box.
 
-Frames are drawn in the bird's-eye view of :class:`~.lanes.detector.LaneOptions` (so the
-ground truth is exact in its units: offset in metres, curvature radius in metres) and
-warped into the camera view with the inverse perspective transform. Used by the demo and
+Frames are drawn in the bird's-eye view of a preset :class:`~.lanes.detector.LaneOptions`
+(``udacity_advanced`` unless one is given; so the ground truth is exact in its units: offset
+in metres, curvature radius in metres) and warped into the camera view with the inverse
+perspective transform. ``pinhole_road`` renders a road through a pinhole camera of known
+focal length, pitch and height instead (ground truth for the vanishing-point estimator). Used by the demo and
 by tests that must run without ``../shared``. YOLOX will not find the painted "car" (it
 is a grey box), which is fine: the clip exercises lanes, warnings plumbing, health and
 every output file.
@@ -23,7 +25,8 @@ def road_frame(offset_m: float = 0.0, radius_m: float | None = None, size: tuple
     """One BGR frame (``size`` = (width, height)) of a lane seen from a car ``offset_m``
     right of the lane centre (negative: left), curving with ``radius_m`` (None: straight;
     positive: bends right)."""
-    o = (options or LaneOptions()).model_copy(update={"bev_size": (max(640, size[0] // 2), max(360, size[1] // 2))})
+    o = options if options is not None and options.src is not None else LaneOptions.preset("udacity_advanced")
+    o = o.model_copy(update={"bev_size": (max(640, size[0] // 2), max(360, size[1] // 2))})
     w, h = size                      # (drawn on a finer bird's-eye grid than the detector's)
     bw, bh = o.bev_size
     ym = o.road_length_m / bh
@@ -84,3 +87,50 @@ def write_clip(path: str | Path, n_frames: int = 75, size: tuple[int, int] = (12
     finally:
         writer.release()
     return path
+
+
+def pinhole_road(size: tuple[int, int] = (960, 540), focal_px: float = 830.0, pitch_deg: float = 2.0,
+                 height_m: float = 1.2, offset_m: float = 0.0, lane_width_m: float = 3.7, yaw_deg: float = 0.0,
+                 radius_m: float | None = None, seed: int = 0, dashed: bool = True
+                 ) -> tuple[np.ndarray, tuple[float, float]]:
+    """A road seen by a pinhole camera (principal point at the centre, no roll): returns the
+    BGR frame and the true vanishing point (x, y) of the road direction.
+
+    The camera is ``height_m`` above a flat road, pitched down by ``pitch_deg``, turned right
+    by ``yaw_deg``, ``offset_m`` right of its lane centre; a white line on the left (dashed:
+    4 m in 12, unless ``dashed=False``), a solid yellow one on the right, the next lanes'
+    dashed lines beyond, 15 cm wide each."""
+    w, h = size
+    cx, cy = w / 2.0, h / 2.0
+    th, ps = math.radians(pitch_deg), math.radians(yaw_deg)
+    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    dx, dy = (u - cx) / focal_px, (v - cy) / focal_px
+    yw = dy * math.cos(th) + math.sin(th)                      # camera -> world: pitch, then yaw
+    zc = -dy * math.sin(th) + math.cos(th)
+    xw = dx * math.cos(ps) + zc * math.sin(ps)
+    zw = -dx * math.sin(ps) + zc * math.cos(ps)
+    ground = yw > 1e-6
+    t = np.where(ground, height_m / np.where(ground, yw, 1.0), 0.0)
+    x, z = xw * t, zw * t
+    rng = np.random.default_rng(seed)
+    frame = np.empty((h, w, 3), np.uint8)
+    sky = np.linspace(235, 170, h)[:, None, None] * np.array([1.0, 0.85, 0.6])
+    frame[:] = sky.astype(np.uint8)
+    road = np.clip(rng.normal(95, 6, (h, w)), 0, 255).astype(np.uint8)
+    frame[ground] = road[ground][:, None]
+    centre = -offset_m + (0.0 if radius_m is None else z ** 2 / (2 * radius_m))
+    lat = x - centre
+    half_line = 0.075
+    for k, colour, dash in ((-1, (235, 235, 235), dashed), (1, (40, 200, 235), False),
+                            (-3, (235, 235, 235), True), (3, (235, 235, 235), True)):
+        on = ground & (np.abs(lat - k * lane_width_m / 2) < half_line) & (z > 0.5)
+        if dash:
+            on &= (z % 12.0) < 4.0
+        frame[on] = colour
+    # the VP: where the road direction (world +Z) lands in the image
+    d_cam_x = -math.sin(ps)                                      # world -> camera: undo yaw, then pitch
+    zc = math.cos(ps)
+    d_cam_y = -zc * math.sin(th)
+    d_cam_z = zc * math.cos(th)
+    vp = (cx + focal_px * d_cam_x / d_cam_z, cy + focal_px * d_cam_y / d_cam_z)
+    return frame, vp

@@ -6,7 +6,10 @@ of scale ``s`` (sqrt of its area) seen at ``t-1`` and ``t``, ``TTC = dt / (s_t/s
 smoothed with an EMA before inverting, since one noisy box would otherwise fire a warning.
 
 * Lead vehicle: the nearest (lowest box bottom) tracked vehicle whose bottom centre lies
-  in the ego lane, or, with no lanes, in a central corridor of the frame.
+  in the ego lane while the lanes are tracked (``ok`` or ``coasting``); otherwise in the ego
+  corridor of the road geometry (one lane width, on the lines through the vanishing point),
+  or, with no geometry either, in a central band of the frame. ``lead_from`` says which,
+  and a ``lane_features`` event marks each change.
 * FCW: smoothed TTC below ``ttc_threshold_s`` for ``fcw_min_frames`` frames in a row.
 * LDW: |lane offset| above ``ldw_offset_m`` for ``ldw_min_frames`` frames while the lanes
   are tracked (a lost lane never raises LDW; there is no turn-signal input here).
@@ -38,6 +41,8 @@ class WarningState:
     """What this frame's warnings are; ``events`` are the new ones (rising edges)."""
 
     lead_track_id: int | None = None
+    lead_from: str = "lanes"          # lanes | vp corridor | frame corridor
+    ldw_available: bool = True        # False while the lanes are not tracked
     ttc_s: float | None = None
     fcw: bool = False
     ldw: bool = False
@@ -57,6 +62,7 @@ class WarningEngine:
         self._lead_frames = 0
         self._fcw_count = self._ldw_count = 0
         self.fcw_active = self.ldw_active = False
+        self.lead_from: str | None = None
 
     def select_lead(self, tracks: Detections, frame_w: int, lanes=None) -> int | None:
         """Row index of the lead vehicle among ``tracks``, or None."""
@@ -64,8 +70,11 @@ class WarningEngine:
             return None
         vehicles = np.isin(tracks.class_ids, list(VEHICLE_CLASSES)) & (tracks.tracker_ids >= 0)
         feet = tracks.bottom_centers
-        if lanes is not None and getattr(lanes, "available", False):
+        source = self.corridor_source(lanes)
+        if source == "lanes":
             inside = lanes.in_ego_lane(feet)
+        elif source == "vp corridor":
+            inside = lanes.geometry.in_corridor(feet)
         else:
             lo, hi = self.options.corridor
             inside = (feet[:, 0] >= lo * frame_w) & (feet[:, 0] <= hi * frame_w)
@@ -73,6 +82,14 @@ class WarningEngine:
         if len(cand) == 0:
             return None
         return int(cand[np.argmax(feet[cand, 1])])
+
+    @staticmethod
+    def corridor_source(lanes) -> str:
+        if lanes is not None and getattr(lanes, "available", False):
+            return "lanes"
+        if lanes is not None and getattr(lanes, "geometry", None) is not None:
+            return "vp corridor"
+        return "frame corridor"
 
     def _ttc(self, tracks: Detections, row: int | None, t: float) -> float | None:
         if row is None:
@@ -103,8 +120,15 @@ class WarningEngine:
         o = self.options
         row = self.select_lead(tracks, frame_w, lanes)
         ttc = self._ttc(tracks, row, t)
-        st = WarningState(lead_track_id=self._lead if row is not None else None,
+        source = self.corridor_source(lanes)
+        st = WarningState(lead_track_id=self._lead if row is not None else None, lead_from=source,
+                          ldw_available=source == "lanes",
                           ttc_s=None if ttc is None or not np.isfinite(ttc) else ttc)
+        if lanes is not None and source != self.lead_from and not (self.lead_from is None and source == "lanes"):
+            st.events.append({"event": "lane_features", "frame": frame_index, "t": round(t, 4),
+                              "lead_from": source, "ldw": "on" if source == "lanes" else "off",
+                              "reason": "" if source == "lanes" else (getattr(lanes, "reason", "") or "no lanes")})
+        self.lead_from = source
         closing = st.ttc_s is not None and st.ttc_s < o.ttc_threshold_s
         self._fcw_count = self._fcw_count + 1 if closing else 0
         fcw = self._fcw_count >= o.fcw_min_frames

@@ -22,3 +22,19 @@ def test_boxes_drawn_only_when_available():
     bad = Annotator()(frame, _result(False, "FAILED"))
     assert (bad[150:181, 95:205] == 50).all()                   # no stale box, no FCW text there
     assert tuple(bad[5, 320]) == (0, 0, 220)                    # red banner
+
+
+def test_horizon_vp_and_fallback_corridor_are_drawn():
+    from types import SimpleNamespace
+
+    from apps.driving_perception.lanes.geometry import RoadGeometry
+
+    geom = RoadGeometry.from_vp((320.0, 200.0), (640, 360), source="estimated", confidence=0.9)
+    lost = SimpleNamespace(available=False, polygon=None, state="lost", geometry=geom, reason="too few line pixels")
+    res = FrameResult(0, 0.0, Detections.empty(), lost, WarningState(lead_from="vp corridor"), "OK", [], True, 25.0)
+    img = Annotator()(np.full((360, 640, 3), 50, np.uint8), res)
+    cyan = (img[..., 0] > 200) & (img[..., 1] > 200) & (img[..., 2] < 40)
+    assert cyan[200].sum() > 250 and cyan[150].sum() == 0       # the dashed horizon on the VP row
+    orange = (img[..., 2] > 200) & (img[..., 1] > 120) & (img[..., 1] < 200) & (img[..., 0] < 40)
+    x = int(round(320 + geom.half_width_px(359)))
+    assert orange[355:360, x - 6:x + 6].any() and not orange[355:360, 20:40].any()   # the corridor's right edge

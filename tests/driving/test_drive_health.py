@@ -114,3 +114,75 @@ def test_flapping_condition_does_not_flap_the_state(mon, fake_clock):
         feed(mon, fake_clock, 1, img)
         feed(mon, fake_clock, 1, img, valid=False)
     assert mon.state == HealthState.FAILED and len(mon.transitions) == 1
+
+
+def noisy(image, seed, sigma=3.0):
+    """The same picture with sensor / codec-like noise: never byte-identical."""
+    rng = np.random.default_rng(seed)
+    return np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
+
+
+def scene(shift):
+    """A textured 'road' picture moved by ``shift`` pixels (the vehicle moving)."""
+    base = np.random.default_rng(1).integers(0, 255, (72, 256, 3)).astype(np.uint8)
+    base = np.kron(base, np.ones((5, 5, 1), np.uint8))            # 360x1280, 5 px texture
+    return np.ascontiguousarray(np.roll(base, shift, axis=1)[:, :640])
+
+
+def test_frozen_scene_with_codec_noise_fails(mon, fake_clock):
+    feed(mon, fake_clock, 30, (scene(7 * i) for i in itertools.count()))
+    still = scene(0)
+    states = feed(mon, fake_clock, 30, (noisy(still, i) for i in itertools.count()))
+    n = first(states, HealthState.FAILED)
+    assert n is not None and n <= mon.options.frozen_frames
+    assert any("scene frozen" in r for r in mon.reasons)
+
+
+def test_moving_noisy_scene_is_not_frozen(mon, fake_clock):
+    states = feed(mon, fake_clock, 60, (noisy(scene(3 * i), i) for i in itertools.count()))
+    assert set(states) == {HealthState.OK} and mon.moving()
+
+
+def _lanes_feed(mon, clock, n, images, found):
+    states = []
+    for _ in range(n):
+        t = clock.advance(DT)
+        mon.frame_arrived(next(images))
+        mon.model_result(0.02)
+        mon.lanes_seen(found, t)
+        states.append(mon.check())
+    return states
+
+
+def test_lanes_lost_while_moving_degrades_but_keeps_perception(mon, fake_clock):
+    moving = (scene(4 * i) for i in itertools.count())
+    _lanes_feed(mon, fake_clock, 25, moving, True)
+    states = _lanes_feed(mon, fake_clock, 100, moving, False)     # 4 s without lanes
+    n = first(states, HealthState.DEGRADED)
+    assert n is not None and abs((n + 1) * DT - mon.options.lanes_lost_s) <= 2 * DT
+    assert "lanes lost" in mon.reasons[0] and mon.available      # detection and FCW still go on
+    states = _lanes_feed(mon, fake_clock, 20, moving, True)
+    assert states[-1] == HealthState.OK
+
+
+def standing(i):
+    """Stopped at a light: the road (lower half) still, a car crossing far ahead (upper half)."""
+    img = noisy(scene(0), i)
+    x = (12 * i) % 560
+    img[40:100, x:x + 80] = 30
+    return img
+
+
+def test_lanes_lost_while_standing_still_stays_ok(mon, fake_clock):
+    states = _lanes_feed(mon, fake_clock, 100, (standing(i) for i in itertools.count()), False)
+    assert set(states) == {HealthState.OK} and not mon.moving()   # 4 s without lanes, not moving
+
+
+@pytest.mark.parametrize("state,reason", [(HealthState.FAILED, "camera unavailable: could not open camera 7"),
+                                          (HealthState.DEGRADED, "source ended at frame 73 of 221 declared")])
+def test_source_problems_are_immediate_and_sticky(mon, fake_clock, state, reason):
+    feed(mon, fake_clock, 10, frames())
+    mon.source_problem(state, reason)
+    assert mon.check() == state and mon.reasons[0] == reason and not mon.available
+    feed(mon, fake_clock, 20, frames())
+    assert mon.state == state

@@ -7,6 +7,7 @@ from apps.driving_perception.lanes import CameraCalibration, LaneDetector, LaneO
 from apps.driving_perception.synthetic import road_frame
 
 RMS_BOUND_PX = 1.5
+ADVANCED = LaneOptions.preset("udacity_advanced")
 
 
 def test_calibration_rms_below_bound_and_file_roundtrip(calibration, tmp_path):
@@ -46,7 +47,7 @@ def test_undistortion_straightens_the_chessboard(calibration, driving_dir):
 
 @pytest.mark.parametrize("offset,radius", [(0.5, None), (-0.5, None), (0.0, 500.0), (-0.8, 800.0), (0.3, -800.0)])
 def test_synthetic_road_offset_sign_and_curvature(offset, radius):
-    r = LaneDetector()(road_frame(offset, radius, (640, 360)))
+    r = LaneDetector(ADVANCED)(road_frame(offset, radius, (640, 360)))   # the geometry it was drawn with
     assert r.state == "ok"
     assert r.offset_m == pytest.approx(offset, abs=0.1)          # positive = right of centre
     assert r.lane_width_m == pytest.approx(3.7, abs=0.2)
@@ -62,25 +63,25 @@ CURVED = ["test2.jpg", "test3.jpg", "test6.jpg"]
 @pytest.mark.parametrize("name", CURVED)
 def test_real_curved_frames_curvature_and_offset(name, advanced_images, calibration):
     img = cv2.imread(str(advanced_images / name))
-    r = LaneDetector(calibration=calibration)(img)
+    r = LaneDetector(ADVANCED, calibration=calibration)(img)
     assert r.state == "ok", r.reason
     assert 200 < r.curvature_m < 3000                          # hundreds of metres to a few km
     assert -1.0 < r.offset_m < 0.0                              # this car drives left of its lane centre
     assert 3.0 < r.lane_width_m < 4.2
-    flipped = LaneDetector(calibration=calibration)(cv2.flip(img, 1))
+    flipped = LaneDetector(ADVANCED, calibration=calibration)(cv2.flip(img, 1))
     assert flipped.state == "ok" and flipped.offset_m > 0      # the mirror image is right of centre
     assert flipped.offset_m == pytest.approx(-r.offset_m, abs=0.1)
 
 
 def test_real_straight_frame_is_nearly_straight(advanced_images, calibration):
-    r = LaneDetector(calibration=calibration)(cv2.imread(str(advanced_images / "straight_lines1.jpg")))
-    curved = LaneDetector(calibration=calibration)(cv2.imread(str(advanced_images / "test2.jpg")))
+    r = LaneDetector(ADVANCED, calibration=calibration)(cv2.imread(str(advanced_images / "straight_lines1.jpg")))
+    curved = LaneDetector(ADVANCED, calibration=calibration)(cv2.imread(str(advanced_images / "test2.jpg")))
     assert r.curvature_m > 3000 > curved.curvature_m
     assert abs(r.offset_m) < 0.3
 
 
 def test_lanes_lost_after_n_bad_frames_and_recover():
-    opts = LaneOptions(lost_after=4)
+    opts = LaneOptions.preset("udacity_advanced", lost_after=4)
     ld = LaneDetector(opts)
     good = road_frame(0.2, None, (640, 360))
     blank = np.full((360, 640, 3), 95, np.uint8)

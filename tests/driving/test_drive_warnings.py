@@ -67,3 +67,27 @@ def test_lane_departure_warning():
     eng = WarningEngine()
     for f in range(10):   # lanes lost: never LDW
         assert not eng.update(f, f / FPS, Detections.empty(), 1280, lanes(-0.9, available=False)).ldw
+
+
+def test_lead_follows_lane_state_with_a_vp_corridor_fallback():
+    from apps.driving_perception.lanes.geometry import RoadGeometry
+
+    geom = RoadGeometry.from_vp((700.0, 400.0), (1280, 720))     # VP right of centre: the road bends there
+    eng = WarningEngine()
+    tracked = SimpleNamespace(available=True, offset_m=0.0, geometry=geom, reason="",
+                              in_ego_lane=lambda p: p[:, 0] < 600)
+    lost = SimpleNamespace(available=False, offset_m=None, geometry=geom, reason="too few line pixels")
+    car = lead(60.0, cx=400, bottom=560)                            # left of the VP corridor, in the lanes' lane
+    st = eng.update(0, 0.0, car, 1280, tracked)
+    assert st.lead_track_id == 3 and st.lead_from == "lanes" and st.ldw_available and not st.events
+    st = eng.update(1, 0.04, car, 1280, lost)
+    assert st.lead_from == "vp corridor" and not st.ldw_available and st.lead_track_id is None
+    assert st.events == [{"event": "lane_features", "frame": 1, "t": 0.04, "lead_from": "vp corridor",
+                          "ldw": "off", "reason": "too few line pixels"}]
+    half = float(geom.half_width_px(560))                           # 1.85 m x 160 / 1.2 = 247 px
+    st = eng.update(2, 0.08, lead(60.0, cx=700 + half - 10, bottom=560), 1280, lost)
+    assert st.lead_track_id == 3 and not st.events
+    st = eng.update(3, 0.12, lead(60.0, cx=700 + half + 10, bottom=560), 1280, lost)
+    assert st.lead_track_id is None
+    st = eng.update(4, 0.16, car, 1280, None)                       # no lane finding at all: frame band
+    assert st.lead_from == "frame corridor"
