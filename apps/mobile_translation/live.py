@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from apps.mobile_translation.asr.base import SAMPLE_RATE
 from apps.mobile_translation.endpoint import EndpointConfig, Endpointer, Utterance
 from apps.mobile_translation.engines import EngineConfig, Engines
+from apps.mobile_translation.mt.base import Translation
 from apps.mobile_translation.vad import CHUNK
 from sdk._log import logger
 from sdk.errors import AudioDeviceError
@@ -307,7 +308,7 @@ class LiveTranslator:
         if not tr.text.strip():
             self.counters["empty_transcripts"] += 1
             return
-        mt = eng.mt.translate(tr.text)
+        mt = eng.mt.translate(tr.text) if eng.mt is not None else Translation(tr.text, tr.text, 0.0)
         t2 = time.perf_counter()
         self.stage_s["mt"] += t2 - t1
         lat_text = time.monotonic() - utt.t_speech_end

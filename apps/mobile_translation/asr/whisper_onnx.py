@@ -44,6 +44,7 @@ def _engine_options(threads: int | None):
 
 class WhisperOnnxRecognizer:
     name = "whisper-onnx"
+    long_form = True   # segments long windows itself (file mode gives it VAD-merged groups)
 
     def __init__(self, model: str | Path = "whisper-tiny-en", lang: str = "en", task: str = "transcribe",
                  num_beams: int = 5, max_new_tokens: int = 224, quantized: bool | None = None,
