@@ -62,6 +62,7 @@ class Plan:
     mt: str
     tts: str
     asr_model: str | None = None
+    asr_path: str | None = None     # the verified store folder, when auto found it there
     task: str = "transcribe"
     notes: list[str] = field(default_factory=list)
 
@@ -72,21 +73,21 @@ class Plan:
         return d
 
 
-def _in_store(name: str, store) -> bool:
+def _in_store(name: str, store) -> str | None:
+    """The verified path of ``name`` in the store, or None when it is not there."""
     from sdk.errors import StoreError
 
     try:
-        store.path(name)
-        return True
+        return str(store.path(name))
     except StoreError:  # missing, offline, unknown or unverifiable; IntegrityError is not caught
-        return False
+        return None
 
 
 def plan_engines(cfg: EngineConfig, store=None) -> Plan:
     """Resolve ``auto`` choices against what is installed and in the model store."""
     from sdk.bundle import ModelStore
 
-    asr, model, task, notes = cfg.asr, cfg.asr_model, "transcribe", []
+    asr, model, task, notes, path = cfg.asr, cfg.asr_model, "transcribe", [], None
     translate_speech = cfg.src != "en" and cfg.tgt == "en"
     if asr == "auto":
         store = store or ModelStore()
@@ -94,9 +95,10 @@ def plan_engines(cfg: EngineConfig, store=None) -> Plan:
         if model:
             asr = "whisper-onnx"
         else:
-            have = next((n for n in wanted if _in_store(n, store)), None)
+            found = ((n, _in_store(n, store)) for n in wanted)
+            have = next(((n, p) for n, p in found if p), None)
             if have:
-                asr, model = "whisper-onnx", have
+                asr, (model, path) = "whisper-onnx", have
             elif cfg.src != "en":
                 raise ValueError(f"speech in {cfg.src!r} needs the multilingual Whisper model: run "
                                  f"`edgewise pull {WHISPER_MULTI}` (or `--from FOLDER` offline); PocketSphinx "
@@ -124,7 +126,7 @@ def plan_engines(cfg: EngineConfig, store=None) -> Plan:
     if asr == "pocketsphinx" and cfg.src != "en":
         raise ValueError(f"PocketSphinx recognises English only, got --from {cfg.src!r}; use --asr whisper-onnx "
                          f"with {WHISPER_MULTI}")
-    return Plan(asr=asr, mt=mt, tts=cfg.tts, asr_model=model, task=task, notes=notes)
+    return Plan(asr=asr, mt=mt, tts=cfg.tts, asr_model=model, asr_path=path, task=task, notes=notes)
 
 
 def make_recognizer(cfg: EngineConfig, plan: Plan | None = None):
@@ -135,7 +137,7 @@ def make_recognizer(cfg: EngineConfig, plan: Plan | None = None):
         return PocketSphinxRecognizer(cfg.src, preset=cfg.asr_preset)
     from apps.mobile_translation.asr.whisper_onnx import WhisperOnnxRecognizer
 
-    return WhisperOnnxRecognizer(plan.asr_model, lang=cfg.src, task=plan.task, num_beams=cfg.num_beams,
+    return WhisperOnnxRecognizer(plan.asr_path or plan.asr_model, lang=cfg.src, task=plan.task, num_beams=cfg.num_beams,
                                  quantized=cfg.quantized, threads=cfg.threads)
 
 
