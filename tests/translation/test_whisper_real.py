@@ -144,3 +144,32 @@ def test_speech_translation_into_english(whisper_base_home, speak, tmp_path, mon
     # measured: "my mother is in a hospital in rio" (eSpeak's robotic Spanish; base is the 74M model)
     assert "hospital" in text and not {"hermana", "trabaja", "cerca"} & set(text.split()), text
     assert (tmp_path / "o" / "es.en.srt").is_file()
+
+
+# hashes published in ../shared/models/whisper-tiny.en/PROVENANCE.md (not computed here)
+PINNED = {"onnx/encoder_model_quantized.onnx": "58b9f7612a7eb165d2a15d06bb09bb7400f4b4428cb8e6edc9b418cd66d6da39",
+          "tokenizer.json": "287537d5be89a39bd18e7e3875ad9900faa668493fb759392b8f52a492eca5db"}
+
+
+def test_pull_from_verifies_pinned_hashes(shared_dir, tmp_path, capsys):
+    import shutil
+
+    src = shared_dir / "models" / "whisper-tiny.en"
+    if not (src / "tokenizer.json").is_file():
+        pytest.skip(f"Whisper export not found at {src}")
+    files = [{"relpath": r, "url": f"https://huggingface.co/onnx-community/whisper-tiny.en/resolve/main/{r}",
+              "sha256": h} for r, h in PINNED.items()]
+    cat = tmp_path / "pinned.json"
+    cat.write_text(json.dumps({"models": [{"name": "tiny-pinned", "files": files}]}))
+    args = ["pull", "tiny-pinned", "--catalog", str(cat), "--json"]
+    assert main(args + ["--from", str(src), "--cache-dir", str(tmp_path / "ok")]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == PINNED
+    bad = tmp_path / "bad"
+    (bad / "onnx").mkdir(parents=True)
+    shutil.copy(src / "onnx" / "encoder_model_quantized.onnx", bad / "onnx")
+    data = bytearray((src / "tokenizer.json").read_bytes())
+    data[100] ^= 1
+    (bad / "tokenizer.json").write_bytes(bytes(data))
+    assert main(args + ["--from", str(bad), "--cache-dir", str(tmp_path / "c")]) == 3
+    assert "failed its SHA-256 check" in capsys.readouterr().err
+    assert not (tmp_path / "c" / "models" / "tiny-pinned" / "tokenizer.json").exists()
