@@ -58,7 +58,9 @@ class LiveConfig(BaseModel):
     reopen_max_s: float = Field(8.0, gt=0)
     max_reopen_attempts: int | None = Field(None, ge=0, description="give up after this many failures in a row")
     streaming_asr: bool = Field(True, description="recognise while the speaker talks when the recogniser "
-                                "supports it (PocketSphinx), so little is left to do at the end of speech")
+                                "supports it (PocketSphinx; Whisper re-decodes with LocalAgreement-2 partials), "
+                                "so little is left to do at the end of speech")
+    warm_up: bool = Field(True, description="run the recogniser once on silence at start")
 
 
 def _default_source(sample_rate: int, block_size: int, device, buffer_s: float):
@@ -128,6 +130,10 @@ class LiveTranslator:
         self._streaming = self.cfg.streaming_asr and hasattr(self.engines.asr, "stream")
         self._asr_stream = None
         self._fed = 0
+        if self.cfg.warm_up and hasattr(self.engines.asr, "warm_up"):
+            t0 = time.perf_counter()
+            self.engines.asr.warm_up()   # the first utterance is then no slower than the rest
+            self.stage_s["warm_up"] = time.perf_counter() - t0
 
     # -- events -----------------------------------------------------------------------
     def _emit(self, event: str, **kw) -> None:
@@ -188,7 +194,7 @@ class LiveTranslator:
                         utt.t_speech_end = block.t_capture - behind - len(carry) / SAMPLE_RATE
                         if self._asr_stream is not None:
                             t0 = time.perf_counter()
-                            utt.transcript = self._asr_stream.finish()
+                            utt.transcript = self._finish_stream(utt)
                             self.stage_s["asr_finish"] += time.perf_counter() - t0
                             self._asr_stream, self._fed = None, 0
                         self._enqueue(utt)
@@ -215,12 +221,28 @@ class LiveTranslator:
             return
         chunks = self.endpointer.current_chunks
         if self._asr_stream is None:
-            self._asr_stream, self._fed = self.engines.asr.stream(), 0
+            self._asr_stream, self._fed = self._new_stream(), 0
         t0 = time.perf_counter()
         for ch in chunks[self._fed:]:
             self._asr_stream.feed(ch)
         self.stage_s["asr_stream"] += time.perf_counter() - t0
         self._fed = len(chunks)
+
+    def _new_stream(self):
+        asr = self.engines.asr
+        if getattr(asr, "long_form", False):  # Whisper: partial transcripts while the person speaks
+            return asr.stream(on_partial=self._on_partial)
+        return asr.stream()
+
+    def _on_partial(self, committed: str, tentative: str, audio_s: float) -> None:
+        self.counters["partials"] += 1
+        self._emit("partial", committed=committed, tentative=tentative, audio_s=round(audio_s, 3))
+
+    def _finish_stream(self, utt: Utterance):
+        stream = self._asr_stream
+        if getattr(stream, "takes_speech_end", False):
+            return stream.finish(speech_end_s=utt.speech_end_s - utt.start_s)
+        return stream.finish()
 
     def _cancel_stream(self) -> None:
         if self._asr_stream is not None:
@@ -365,7 +387,7 @@ class LiveTranslator:
         for u in self.endpointer.flush():  # speech in progress when stopped
             u.t_speech_end = time.monotonic()
             if self._asr_stream is not None:
-                u.transcript = self._asr_stream.finish()
+                u.transcript = self._finish_stream(u)
                 self._asr_stream, self._fed = None, 0
             self._enqueue(u)
         with self._cv:

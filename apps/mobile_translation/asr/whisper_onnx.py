@@ -204,10 +204,11 @@ class WhisperOnnxRecognizer:
         advance = int(round((tokens[last - 1] - tb) * TS_STEP * SAMPLE_RATE))
         return out, advance if advance > 0 else seg_len
 
-    def transcribe(self, audio_f32_16k: np.ndarray, timestamps: bool | None = None) -> Transcript:
+    def transcribe(self, audio_f32_16k: np.ndarray, timestamps: bool | None = None,
+                   options: DecodeOptions | None = None) -> Transcript:
         """The whole signal in 30 s windows; one :class:`Segment` per timestamped segment."""
         audio = check_audio(audio_f32_16k)
-        opts = self.options
+        opts = options or self.options
         ts = (opts.timestamps if timestamps is None else timestamps) and self.tokens.has_timestamps
         t0 = time.perf_counter()
         segments: list[Segment] = []
