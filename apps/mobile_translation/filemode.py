@@ -177,8 +177,11 @@ def translate_file(in_wav: str | Path, out_dir: str | Path, engines, vad: Silero
     """Run the whole chain on ``in_wav``; ``engines`` is an :class:`~apps.mobile_translation.engines.Engines`."""
     in_wav, out_dir = Path(in_wav), Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"--out {out_dir} exists and is not a folder; give a folder for the outputs")
-    out_dir.mkdir(parents=True, exist_ok=True)
+        raise ValueError(f"--out {out_dir} exists and is not a folder; give a folder for the outputs")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the output folder {out_dir}: {exc}") from exc
     audio, _sr = read_audio_16k(in_wav)
     own_vad = None
     if use_vad and vad is None:
