@@ -107,3 +107,32 @@ def test_live_whisper_partials_and_final(whisper_tiny_home, ljspeech, monkeypatc
     assert jiwer.wer(norm(ref), norm(final[0]["text"])) <= 0.1, final[0]["text"]
     # committed words are a prefix of the final text (they never change once shown)
     assert norm(final[0]["text"]).startswith(norm(partials[-1]["committed"]).split()[0])
+
+
+def test_engine_plan_and_unavailable_pairs(monkeypatch, tmp_path):
+    """`auto` falls back to PocketSphinx (and says how to get Whisper); a missing pair lists the usable ones."""
+    import shutil
+
+    from apps.mobile_translation.engines import EngineConfig, plan_engines
+    from sdk.bundle import ModelStore
+    from sdk.errors import DependencyMissingError
+
+    store = ModelStore(cache_dir=tmp_path / "empty")
+    p = plan_engines(EngineConfig(src="en", tgt="es"), store)
+    assert (p.asr, p.mt) == ("pocketsphinx", "apertium") and "edgewise pull whisper-tiny-en" in p.notes[0]
+    assert plan_engines(EngineConfig(src="en", tgt="en"), store).mt == "none"
+    with pytest.raises(ValueError, match="edgewise pull whisper-base"):
+        plan_engines(EngineConfig(src="es", tgt="en"), store)
+    p = plan_engines(EngineConfig(src="es", tgt="en", asr="whisper-onnx"), store)
+    assert (p.asr_model, p.task, p.mt) == ("whisper-base", "translate", "none")
+    p = plan_engines(EngineConfig(src="es", tgt="fr", asr="whisper-onnx"), store)
+    assert (p.task, p.mt) == ("transcribe", "apertium")
+    with pytest.raises(ValueError, match="only Whisper translates"):
+        plan_engines(EngineConfig(src="en", tgt="es", mt="none"), store)
+    if shutil.which("apertium") is None:
+        pytest.skip("apertium is not installed")
+    from apps.mobile_translation.mt.apertium_engine import ApertiumTranslator, installed_pairs
+
+    assert "en-es" in installed_pairs()
+    with pytest.raises(DependencyMissingError, match=r"no spa-fra pair.*en-es"):
+        ApertiumTranslator("es", "fr")
