@@ -145,7 +145,9 @@ def main() -> int:
            "end_pointing_silence_s": cfg.endpoint.min_silence_ms / 1000,
            "partials_per_utterance": round(len(partials) / max(1, len(utts)), 1), "wer": wer and round(wer, 4),
            "peak_rss_mib": round((peak_memory_bytes() or 0) / 2**20, 1), "rtf": stats["rtf"],
-           "examples": [{"text": u["text"], "translation": u["translation"]} for u in utts[:2]]}
+           "examples": [{"text": u["text"], "translation": u["translation"]} for u in utts[:2]],
+           "heard": [u["text"] for u in utts], "played": [t for _, t, _ in clips],
+           "load_average": os.getloadavg()[0]}
     if args.json:
         print(json.dumps(res, indent=2, ensure_ascii=False))
         return 0

@@ -88,6 +88,19 @@ def _device_rate(device) -> int | None:
     return None
 
 
+class _Pending:
+    """A transcript finished when the worker calls it; ``cancel()`` if the utterance is dropped."""
+
+    def __init__(self, stream, speech_end_s: float):
+        self.stream, self.speech_end_s = stream, speech_end_s
+
+    def __call__(self):
+        return self.stream.finish(speech_end_s=self.speech_end_s)
+
+    def cancel(self) -> None:
+        self.stream.cancel()
+
+
 class LiveTranslator:
     """``run(duration_s)`` or ``start()`` / ``stop()``; events go to ``on_event(dict)``.
 
@@ -239,9 +252,11 @@ class LiveTranslator:
         self._emit("partial", committed=committed, tentative=tentative, audio_s=round(audio_s, 3))
 
     def _finish_stream(self, utt: Utterance):
+        """The utterance's transcript, or (Whisper) a call that finishes it on the worker thread,
+        so the listener never waits for a decode and keeps hearing the next speaker."""
         stream = self._asr_stream
         if getattr(stream, "takes_speech_end", False):
-            return stream.finish(speech_end_s=utt.speech_end_s - utt.start_s)
+            return _Pending(stream, utt.speech_end_s - utt.start_s)
         return stream.finish()
 
     def _cancel_stream(self) -> None:
@@ -295,6 +310,8 @@ class LiveTranslator:
         with self._cv:
             if len(self._pending) >= self.cfg.max_backlog:
                 old = self._pending.popleft()
+                if isinstance(old.transcript, _Pending):
+                    old.transcript.cancel()
                 self.counters["dropped_backlog"] += 1
                 age = time.monotonic() - old.t_speech_end
                 self._emit("lag", message=f"processing is behind: dropped the oldest waiting utterance "
@@ -323,6 +340,9 @@ class LiveTranslator:
     def _process(self, utt: Utterance) -> None:
         eng = self.engines
         t0 = time.perf_counter()
+        if isinstance(utt.transcript, _Pending):
+            utt.transcript = utt.transcript()
+            self.stage_s["asr_finish"] += time.perf_counter() - t0
         tr = utt.transcript if utt.transcript is not None else eng.asr.transcribe(utt.audio)
         t1 = time.perf_counter()
         self.stage_s["asr"] += tr.compute_s if utt.transcript is not None else t1 - t0
@@ -393,6 +413,9 @@ class LiveTranslator:
         with self._cv:
             if not drain:
                 self.counters["dropped_at_stop"] += len(self._pending)
+                for u in self._pending:
+                    if isinstance(u.transcript, _Pending):
+                        u.transcript.cancel()
                 self._pending.clear()
             self._listening_done.set()
             self._cv.notify_all()

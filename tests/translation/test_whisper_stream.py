@@ -22,10 +22,11 @@ class ScriptedWhisper:
     calls: list[tuple[int, bool]] = field(default_factory=list)
     last_results: list = field(default_factory=list)
 
-    def transcribe(self, audio, options=None):
+    def transcribe(self, audio, options=None, results=None):
         partial = options is not None
         self.calls.append((len(audio), partial))
-        self.last_results = [SimpleNamespace(looped=False, compression_ratio=1.0)]
+        if results is not None:
+            results.append(SimpleNamespace(looped=False, compression_ratio=1.0))
         text = self.script[min(sum(p for _, p in self.calls) - 1, len(self.script) - 1)] if partial else "final text"
         return Transcript(text, [], len(audio) / 16000, 0.0)
 

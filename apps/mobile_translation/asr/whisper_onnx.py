@@ -205,15 +205,20 @@ class WhisperOnnxRecognizer:
         return out, advance if advance > 0 else seg_len
 
     def transcribe(self, audio_f32_16k: np.ndarray, timestamps: bool | None = None,
-                   options: DecodeOptions | None = None) -> Transcript:
-        """The whole signal in 30 s windows; one :class:`Segment` per timestamped segment."""
+                   options: DecodeOptions | None = None, results: list | None = None) -> Transcript:
+        """The whole signal in 30 s windows; one :class:`Segment` per timestamped segment.
+
+        The :class:`DecodeResult` of each window goes to ``results`` when given (safe when
+        several threads decode at once), and to ``last_results``.
+        """
         audio = check_audio(audio_f32_16k)
         opts = options or self.options
         ts = (opts.timestamps if timestamps is None else timestamps) and self.tokens.has_timestamps
         t0 = time.perf_counter()
         segments: list[Segment] = []
         previous: list[int] = []
-        self.last_results = []
+        window_results: list[DecodeResult] = [] if results is None else results
+        self.last_results = window_results
         seek = 0
         rng = np.random.default_rng(opts.seed)
         while len(audio) - seek >= MIN_WINDOW or (seek == 0 and len(audio)):
@@ -221,7 +226,7 @@ class WhisperOnnxRecognizer:
             enc = self.encode(piece)
             prompt, sot_index = self._prompt(previous if opts.condition_on_previous_text else [], ts)
             res = self.window.decode_with_fallback(enc, prompt, sot_index, opts, rng)
-            self.last_results.append(res)
+            window_results.append(res)
             if res.is_silence(opts):
                 seek += len(piece)
                 continue

@@ -44,7 +44,7 @@ class WhisperStream:
     incremental = True
     takes_speech_end = True
 
-    def __init__(self, rec, on_partial=None, step_s: float = 0.5, min_audio_s: float = 0.6):
+    def __init__(self, rec, on_partial=None, step_s: float = 0.8, min_audio_s: float = 0.6):
         self.rec, self.on_partial = rec, on_partial
         self.step, self.min_audio = int(step_s * SAMPLE_RATE), int(min_audio_s * SAMPLE_RATE)
         self.partial_opts = replace(rec.options, beam_size=1, temperatures=(0.0,), timestamps=False)
@@ -84,11 +84,11 @@ class WhisperStream:
                 audio, self._scheduled_n, self._busy = self._audio(), self._n, True
             try:
                 t0 = time.perf_counter()
-                text = self.rec.transcribe(audio, options=self.partial_opts).text
+                results: list = []
+                text = self.rec.transcribe(audio, options=self.partial_opts, results=results).text
                 self.partial_compute_s += time.perf_counter() - t0
                 thr = self.partial_opts.compression_ratio_threshold
-                self._last_ok = all(not r.looped and (thr is None or r.compression_ratio <= thr)
-                                    for r in self.rec.last_results)
+                self._last_ok = all(not r.looped and (thr is None or r.compression_ratio <= thr) for r in results)
                 self._update(text, len(audio))
             finally:
                 with self._cv:
