@@ -43,6 +43,9 @@ SINK = "ew_bench"
 def null_sink():
     if not shutil.which("pulseaudio") or not shutil.which("pactl"):
         raise SystemExit("PulseAudio is not installed (apt install pulseaudio pulseaudio-utils libasound2-plugins)")
+    # a private server (own runtime folder): no other user of the machine's default server can stop it
+    runtime = tempfile.mkdtemp(prefix="ew_pulse_")
+    os.environ["PULSE_RUNTIME_PATH"] = runtime
     started = subprocess.run(["pulseaudio", "--check"]).returncode != 0
     if started:
         subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "--system=false"],
@@ -58,6 +61,7 @@ def null_sink():
         subprocess.run(["pactl", "unload-module", mod.stdout.strip()], timeout=10)
         if started:
             subprocess.run(["pulseaudio", "--kill"], timeout=10)
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def pick(n: int) -> list[tuple[str, str, np.ndarray]]:
@@ -114,7 +118,7 @@ def main() -> int:
             while time.monotonic() < end and not lt.counters["streams_opened"]:
                 time.sleep(0.05)
             time.sleep(2.0)  # the ALSA-pulse input needs a moment before audio flows
-            player = SpeakerSink(sample_rate=16000, device=device).open()
+            player = SpeakerSink(sample_rate=16000, device=device, buffer_s=30.0).open()   # a whole clip
             for rid, _, audio in clips:
                 before = lt.counters["translated"] + lt.counters["empty_transcripts"]
                 player.write(np.concatenate([audio, np.zeros(8000, np.float32)]))
@@ -147,11 +151,12 @@ def main() -> int:
            "peak_rss_mib": round((peak_memory_bytes() or 0) / 2**20, 1), "rtf": stats["rtf"],
            "examples": [{"text": u["text"], "translation": u["translation"]} for u in utts[:2]],
            "heard": [u["text"] for u in utts], "played": [t for _, t, _ in clips],
-           "load_average": os.getloadavg()[0]}
+           "load_average_1min": round(os.getloadavg()[0], 2), "stats": stats}
     if args.json:
         print(json.dumps(res, indent=2, ensure_ascii=False))
         return 0
-    print(f"CPU {res['cpu']} (ISA {res['isa']}); engines {plan}; warm-up {res['warm_up_s']} s")
+    print(f"CPU {res['cpu']} (ISA {res['isa']}); load average {res['load_average_1min']}; engines {plan}; "
+          f"warm-up {res['warm_up_s']} s")
     print(f"{len(utts)}/{len(clips)} LJ Speech utterances translated through the PulseAudio null sink; WER {res['wer']}; "
           f"{res['partials_per_utterance']} partial updates per utterance")
     print(f"first utterance: end of speech -> text {res['first']['text_s']} s, -> first sample {res['first']['first_audio_s']} s")
