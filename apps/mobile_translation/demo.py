@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 SENTENCE = "Where is the hospital?"
-VOICE = "en-us+klatt4"   # the eSpeak NG voice both recognisers hear best (PocketSphinx: measured)
+VOICES = {"pocketsphinx": "en-us+klatt4", "whisper-onnx": "en-us"}   # the eSpeak NG voice each hears best (measured)
 SHARED = Path(os.environ.get("EDGEWISE_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 
 
@@ -51,12 +51,12 @@ def demo(out_dir: str | Path | None = None, sentence: str = SENTENCE) -> dict:
     done = provision_whisper()
     if done:
         print(done)
-    speech = EspeakSynthesizer(VOICE, rate_wpm=150).synthesize(sentence)
-    pause = np.zeros(int(0.5 * speech.sample_rate), np.float32)
-    wav_in = write_audio(out / "input_en.wav", np.concatenate([pause, speech.audio, pause]), speech.sample_rate)
     with Engines(EngineConfig(src="en", tgt="es", num_beams=5)) as engines:
-        res = translate_file(wav_in, out, engines)
         plan = engines.plan
+        speech = EspeakSynthesizer(VOICES[plan.asr], rate_wpm=150).synthesize(sentence)
+        pause = np.zeros(int(0.5 * speech.sample_rate), np.float32)
+        wav_in = write_audio(out / "input_en.wav", np.concatenate([pause, speech.audio, pause]), speech.sample_rate)
+        res = translate_file(wav_in, out, engines)
     asr = f"Whisper, {plan.asr_model}" if plan.asr == "whisper-onnx" else "PocketSphinx"
     print(f"spoken (eSpeak NG, {speech.duration_s:.1f} s): {sentence}")
     print(f"recognised ({asr}):  {res.transcript}")
