@@ -39,7 +39,9 @@ MIN_WINDOW = SAMPLE_RATE // 10   # a remainder shorter than this is not decoded
 def _engine_options(threads: int | None):
     from sdk.runtime import EngineOptions, SessionOptions
 
-    return EngineOptions(providers=["cpu"], warmup=0, session=SessionOptions(intra_op_threads=threads))
+    # no spinning: idle onnxruntime threads would burn the cores the live loop's listener needs
+    return EngineOptions(providers=["cpu"], warmup=0,
+                         session=SessionOptions(intra_op_threads=threads, allow_spinning=False))
 
 
 class WhisperOnnxRecognizer:

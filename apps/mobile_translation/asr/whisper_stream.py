@@ -61,6 +61,7 @@ class WhisperStream:
         self._cv = threading.Condition()
         self._busy = False
         self._closed = False
+        self._cancelled = False
         self._thread = threading.Thread(target=self._loop, name="ew-whisper-partials", daemon=True)
         self._thread.start()
 
@@ -96,6 +97,8 @@ class WhisperStream:
                     self._cv.notify_all()
 
     def _update(self, text: str, covered: int) -> None:
+        if self._cancelled:
+            return
         words = text.split()
         n = len(self.committed)
         self.committed += words[n:n + agreed_prefix(self._prev[n:], words[n:])]
@@ -124,5 +127,8 @@ class WhisperStream:
         return self.rec.transcribe(audio)
 
     def cancel(self) -> None:
-        self._stop_thread()
-        self._chunks, self._n = [], 0
+        """Drop the utterance without waiting for a decode in flight (the listener calls this)."""
+        with self._cv:
+            self._closed = self._cancelled = True
+            self._chunks, self._n = [], 0
+            self._cv.notify_all()
