@@ -19,15 +19,16 @@ class ScriptedWhisper:
 
     script: list[str]
     options: DecodeOptions = field(default_factory=lambda: DecodeOptions(beam_size=1))
-    calls: list[tuple[int, bool]] = field(default_factory=list)
+    calls: list[tuple[int, str]] = field(default_factory=list)
     last_results: list = field(default_factory=list)
 
     def transcribe(self, audio, options=None, results=None):
-        partial = options is not None
-        self.calls.append((len(audio), partial))
+        kind = "partial" if options is not None and not options.timestamps else "final"
+        self.calls.append((len(audio), kind))
         if results is not None:
             results.append(SimpleNamespace(looped=False, compression_ratio=1.0))
-        text = self.script[min(sum(p for _, p in self.calls) - 1, len(self.script) - 1)] if partial else "final text"
+        n = sum(k == "partial" for _, k in self.calls)
+        text = self.script[min(n - 1, len(self.script) - 1)] if kind == "partial" else "final text"
         return Transcript(text, [], len(audio) / 16000, 0.0)
 
 
@@ -59,7 +60,8 @@ def test_local_agreement_commits_what_two_hypotheses_share():
     # speech reached beyond what was decoded: one full decode with the recogniser's own settings
     s2 = WhisperStream(rec, step_s=10, min_audio_s=10)
     s2.feed(np.zeros(16000, np.float32))
-    assert s2.finish(speech_end_s=0.9).text == "final text" and rec.calls[-1] == (16000, False)
+    assert s2.finish(speech_end_s=0.9).text == "final text" and rec.calls[-1] == (16000, "final")
+    assert s2.final_opts.temperatures == (0.0, 0.4) and s2.final_opts.timestamps
     s3 = WhisperStream(rec)
     s3.cancel()
 

@@ -10,7 +10,7 @@ rest is tentative. Each update calls ``on_partial(committed, tentative, audio_s)
 waits for ``min_silence_ms`` of silence before it ends an utterance, so the last partial
 often already covers all of the speech: it is then the final text (nothing is left to
 decode); otherwise the utterance is decoded once more, in full, with the recogniser's
-own settings (timestamps, fallback).
+own settings (timestamps) and one fallback temperature.
 """
 from __future__ import annotations
 
@@ -48,6 +48,9 @@ class WhisperStream:
         self.rec, self.on_partial = rec, on_partial
         self.step, self.min_audio = int(step_s * SAMPLE_RATE), int(min_audio_s * SAMPLE_RATE)
         self.partial_opts = replace(rec.options, beam_size=1, temperatures=(0.0,), timestamps=False)
+        # the final decode keeps one fallback step: a full temperature ladder (six decodes) on a
+        # fragment that never passes the checks would hold the conversation up for seconds
+        self.final_opts = replace(rec.options, temperatures=tuple(rec.options.temperatures[:1]) + (0.4,), best_of=1)
         self._chunks: list[np.ndarray] = []
         self._n = 0
         self._decoded_n = 0          # samples covered by the last hypothesis
@@ -124,7 +127,7 @@ class WhisperStream:
             text = self._last_text.strip()
             segs = [Segment(text, 0.0, self._decoded_n / SAMPLE_RATE)] if text else []
             return Transcript(text, segs, len(audio) / SAMPLE_RATE, time.perf_counter() - t0)
-        return self.rec.transcribe(audio)
+        return self.rec.transcribe(audio, options=self.final_opts)
 
     def cancel(self) -> None:
         """Drop the utterance without waiting for a decode in flight (the listener calls this)."""
