@@ -150,8 +150,9 @@ def register(subparsers) -> None:
     f.add_argument("input", help="input WAV file")
     f.add_argument("--out", required=True, help="output folder")
     f.add_argument("--no-vad", action="store_true", help="treat the whole file as one utterance")
-    # greedy: the same WER as beam 5 on LJ Speech at half the CPU (benchmarks/translation_asr.py)
-    _engine_args(f, "accurate", beams=1)
+    # beam 5 (faster-whisper's default): the same WER as greedy on all 22 LJ Speech files, fewer
+    # errors on short utterances (the 4 shortest: 0 against 2), at twice the CPU
+    _engine_args(f, "accurate", beams=5)
     f.set_defaults(func=_cmd_file)
 
     d = sub.add_parser("devices", help="list audio input/output devices")

@@ -51,7 +51,7 @@ def demo(out_dir: str | Path | None = None, sentence: str = SENTENCE) -> dict:
     done = provision_whisper()
     if done:
         print(done)
-    with Engines(EngineConfig(src="en", tgt="es")) as engines:
+    with Engines(EngineConfig(src="en", tgt="es", num_beams=5)) as engines:   # file mode's default
         plan = engines.plan
         speech = EspeakSynthesizer(VOICES[plan.asr], rate_wpm=150).synthesize(sentence)
         pause = np.zeros(int(0.5 * speech.sample_rate), np.float32)
