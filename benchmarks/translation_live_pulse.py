@@ -150,7 +150,8 @@ def main() -> int:
            "partials_per_utterance": round(len(partials) / max(1, len(utts)), 1), "wer": wer and round(wer, 4),
            "peak_rss_mib": round((peak_memory_bytes() or 0) / 2**20, 1), "rtf": stats["rtf"],
            "examples": [{"text": u["text"], "translation": u["translation"]} for u in utts[:2]],
-           "heard": [u["text"] for u in utts], "played": [t for _, t, _ in clips],
+           "heard": [u["text"] for u in utts],
+           "breakdown": [{k: u.get(k) for k in ("latency_text_s", "endpoint_s", "queued_s", "asr_mt_s")} for u in utts], "played": [t for _, t, _ in clips],
            "load_average_1min": round(os.getloadavg()[0], 2), "stats": stats}
     if args.json:
         print(json.dumps(res, indent=2, ensure_ascii=False))

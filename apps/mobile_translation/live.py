@@ -249,6 +249,7 @@ class LiveTranslator:
 
     def _enqueue(self, utt: Utterance) -> None:
         self.counters["utterances"] += 1
+        utt.t_enqueued = time.monotonic()
         with self._cv:
             if len(self._pending) >= self.cfg.max_backlog:
                 old = self._pending.popleft()
@@ -281,6 +282,7 @@ class LiveTranslator:
 
     def _process(self, utt: Utterance) -> None:
         eng = self.engines
+        t_start = time.monotonic()
         t0 = time.perf_counter()
         if isinstance(utt.transcript, _Pending):
             utt.transcript = utt.transcript()
@@ -299,7 +301,11 @@ class LiveTranslator:
         self.lat_text.append(lat_text)
         self.counters["translated"] += 1
         ev = {"text": tr.text, "translation": mt.text, "start_s": round(utt.start_s, 3),
-              "end_s": round(utt.end_s, 3), "latency_text_s": round(lat_text, 3), "forced_cut": utt.forced}
+              "end_s": round(utt.end_s, 3), "latency_text_s": round(lat_text, 3), "forced_cut": utt.forced,
+              # where the latency went: end of speech -> queued (end-pointing and the listener),
+              # queued -> the worker took it, and recognition + translation
+              "endpoint_s": round(utt.t_enqueued - utt.t_speech_end, 3), "queued_s": round(t_start - utt.t_enqueued, 3),
+              "asr_mt_s": round(time.monotonic() - t_start, 3)}
         if self.cfg.speak and mt.text:
             sp = eng.tts.synthesize(mt.text)
             self.stage_s["tts"] += time.perf_counter() - t2
