@@ -1,7 +1,12 @@
 """``edgewise translate``: live speech-to-speech translation, file mode, audio devices.
 
-    edgewise translate live --from en --to es [--asr pocketsphinx|whisper-onnx] [--mt apertium|marian-onnx]
+    edgewise translate live --from en --to es [--asr auto|pocketsphinx|whisper-onnx] [--mt auto|apertium|marian-onnx|none]
     edgewise translate file IN.wav --from en --to es --out DIR
+    edgewise translate file IN.wav --from es --to en --out DIR   # Whisper base translates into English itself
+    edgewise translate file IN.wav --from en --to en --out DIR   # transcription only
+
+`--asr auto` (the default) runs Whisper when its model is in the store (`edgewise pull
+whisper-tiny-en`, or `--from FOLDER` offline), else PocketSphinx; the output says which ran.
     edgewise translate devices
     edgewise translate quantize whisper-tiny-en     # INT8 copies of a neural engine's ONNX files
 """
@@ -14,20 +19,22 @@ import sys
 from apps.mobile_translation.engines import ASR_ENGINES, MT_ENGINES, EngineConfig
 
 
-def _engine_args(p: argparse.ArgumentParser, asr_preset: str) -> None:
+def _engine_args(p: argparse.ArgumentParser, asr_preset: str, beams: int) -> None:
     p.add_argument("--from", dest="src", default="en", help="spoken language (default en)")
     p.add_argument("--to", dest="tgt", default="es", help="target language (default es)")
-    p.add_argument("--asr", choices=sorted(ASR_ENGINES), default="pocketsphinx",
-                   help="speech recogniser (default pocketsphinx: no download)")
-    p.add_argument("--mt", choices=sorted(MT_ENGINES), default="apertium",
-                   help="translator (default apertium: offline, apt package)")
+    p.add_argument("--asr", choices=sorted(ASR_ENGINES), default="auto",
+                   help="speech recogniser (default auto: Whisper when pulled, else PocketSphinx)")
+    p.add_argument("--mt", choices=sorted(MT_ENGINES), default="auto",
+                   help="translator (default auto: none for --to en through Whisper or --to = --from, else apertium)")
     p.add_argument("--asr-preset", choices=["fast", "accurate"], default=asr_preset,
                    help=f"pocketsphinx search settings (default {asr_preset}; fast: WER 0.25 at CPU RTF 0.19, "
                         "accurate: WER 0.21 at 0.47 on LJSpeech)")
-    p.add_argument("--asr-model", default=None, help="whisper-onnx: catalog name or export folder")
+    p.add_argument("--asr-model", default=None,
+                   help="whisper-onnx: catalog name (whisper-tiny-en, whisper-base) or export folder")
     p.add_argument("--mt-model", default=None, help="marian-onnx: catalog name or export folder")
-    p.add_argument("--beams", type=int, default=1, help="beam width of the neural decoders (1 = greedy)")
-    p.add_argument("--int8", action="store_true", help="use the INT8 files made by `translate quantize`")
+    p.add_argument("--beams", type=int, default=beams, help=f"beam width of the neural decoders (default {beams}; 1 = greedy)")
+    p.add_argument("--int8", action="store_true", default=None,
+                   help="use the INT8 files made by `translate quantize` (INT8-only folders are used as shipped)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
 
 
@@ -37,17 +44,30 @@ def _config(args) -> EngineConfig:
                         mt_model=args.mt_model, num_beams=args.beams, quantized=args.int8)
 
 
+def _describe(plan) -> str:
+    asr = plan.asr if plan.asr != "whisper-onnx" else f"whisper-onnx ({plan.asr_model}, {plan.task})"
+    return f"engines: asr {asr}, mt {plan.mt}, tts {plan.tts}"
+
+
 def _cmd_file(args) -> int:
+    from pathlib import Path
+
     from apps.mobile_translation.engines import Engines
     from apps.mobile_translation.filemode import translate_file
 
+    if not Path(args.input).is_file():
+        raise FileNotFoundError(f"input WAV {args.input} not found")
     with Engines(_config(args)) as engines:
+        if not args.json:
+            print(_describe(engines.plan), file=sys.stderr, flush=True)
+            for note in engines.plan.notes:
+                print(f"note: {note}", file=sys.stderr, flush=True)
         res = translate_file(args.input, args.out, engines, use_vad=not args.no_vad)
     if args.json:
         print(json.dumps(res.to_dict(), indent=2, ensure_ascii=False))
     else:
         for u in res.utterances:
-            print(f"[{u.start:7.2f} - {u.end:7.2f}] {u.text}\n{'':19}{u.translation}")
+            print(f"[{u.start:7.2f} - {u.end:7.2f}] {u.text}" + (f"\n{'':19}{u.translation}" if res.tgt != res.src else ""))
         print(f"outputs: {', '.join(res.outputs.values())}")
         print(f"audio {res.audio_s:.1f} s, processed in {res.timings['total_s']:.2f} s (RTF {res.timings['rtf']:.2f})")
     return 0
@@ -67,13 +87,19 @@ def _cmd_live(args) -> int:
     def show(ev):
         if args.json:
             print(json.dumps(ev, ensure_ascii=False), flush=True)
+        elif ev.get("event") == "partial":
+            print(f"\r  … {ev['committed']} {ev['tentative']}"[-160:], end="", file=sys.stderr, flush=True)
         elif ev.get("event") == "utterance":
-            print(f"{ev['text']}\n  -> {ev['translation']}   ({ev['latency_text_s']:.2f} s after end of speech)",
+            print(f"\r{ev['text']}\n  -> {ev['translation']}   ({ev['latency_text_s']:.2f} s after end of speech)",
                   flush=True)
         elif ev.get("event") in ("lag", "device_error", "reopened"):
             print(f"[{ev['event']}] {ev.get('message', '')}", file=sys.stderr, flush=True)
 
     with LiveTranslator(cfg, on_event=show) as lt:
+        if not args.json:
+            print(_describe(lt.engines.plan), file=sys.stderr, flush=True)
+            for note in lt.engines.plan.notes:
+                print(f"note: {note}", file=sys.stderr, flush=True)
         try:
             lt.run(duration_s=args.duration)
         except KeyboardInterrupt:
@@ -113,7 +139,7 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="translate_command", metavar="SUBCOMMAND")
 
     live = sub.add_parser("live", help="microphone -> translated speech on the speaker")
-    _engine_args(live, "fast")
+    _engine_args(live, "fast", beams=1)
     live.add_argument("--input-device", default=None, help="PortAudio input device (index or name)")
     live.add_argument("--output-device", default=None, help="PortAudio output device (index or name)")
     live.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -124,7 +150,9 @@ def register(subparsers) -> None:
     f.add_argument("input", help="input WAV file")
     f.add_argument("--out", required=True, help="output folder")
     f.add_argument("--no-vad", action="store_true", help="treat the whole file as one utterance")
-    _engine_args(f, "accurate")
+    # beam 5 (faster-whisper's default): the same WER as greedy on all 22 LJ Speech files, fewer
+    # errors on short utterances (the 4 shortest: 0 against 2), at twice the CPU
+    _engine_args(f, "accurate", beams=5)
     f.set_defaults(func=_cmd_file)
 
     d = sub.add_parser("devices", help="list audio input/output devices")

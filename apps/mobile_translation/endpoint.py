@@ -60,6 +60,7 @@ class Utterance:
     speech_end_s: float = 0.0  # end of the last speech chunk (before the trailing pad)
     t_speech_end: float = 0.0  # time.monotonic() of speech_end_s (set by the live loop)
     transcript: object = None  # set when recognised incrementally while it was spoken
+    t_enqueued: float = 0.0    # time.monotonic() when the live loop queued it for the worker
 
     @property
     def duration_s(self) -> float:

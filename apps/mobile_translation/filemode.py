@@ -1,20 +1,30 @@
 """File mode: a WAV in → transcript and translation with timestamps (JSON + SRT) and a WAV out.
 
-The recording is cut into utterances by the same VAD + end-pointing as the live mode, so
-each subtitle covers one utterance, and each is recognised, translated and synthesized.
+Segmentation serves the recogniser:
+
+- **Whisper** (a recogniser with ``long_form = True``) gets long windows: the VAD finds the
+  speech, each region is padded by ``pad_s`` and neighbouring regions are merged into
+  groups of up to ``group_s`` seconds, so a short phrase is heard with its context instead
+  of alone. Whisper cuts each group into timestamped segments itself; each segment is one
+  subtitle. Silence between groups is never decoded (no text on silence or noise).
+- **PocketSphinx** gets the live mode's utterances (VAD + end-pointing).
+
 Outputs in ``out_dir``: ``<stem>.json``, ``<stem>.<src>.srt``, ``<stem>.<tgt>.srt``,
-``<stem>.<tgt>.wav`` (the synthesized translation, utterances separated by short pauses).
+``<stem>.<tgt>.wav``. The JSON and SRT files are rewritten (atomically) after every
+finished piece, so an interrupted run (Ctrl-C) leaves valid files of what is done, with
+``"complete": false`` in the JSON.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from apps.mobile_translation.asr.base import SAMPLE_RATE
+from apps.mobile_translation.asr.base import SAMPLE_RATE, Segment
 from apps.mobile_translation.audio_io import read_audio_16k, write_audio
 from apps.mobile_translation.endpoint import EndpointConfig, Endpointer, Utterance
 from apps.mobile_translation.vad import CHUNK, SileroVAD
@@ -44,6 +54,8 @@ class FileResult:
     utterances: list[UtteranceResult]
     outputs: dict[str, str]
     timings: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+    complete: bool = True
 
     @property
     def transcript(self) -> str:
@@ -76,6 +88,40 @@ def segment(audio_16k: np.ndarray, vad: SileroVAD | None, cfg: EndpointConfig | 
     return out + ep.flush()
 
 
+def speech_groups(probs: np.ndarray, n_samples: int, threshold: float = 0.5, neg_threshold: float = 0.35,
+                  min_speech_chunks: int = 2, pad_s: float = 0.4, group_s: float = 28.0,
+                  max_gap_s: float = 3.0) -> list[tuple[int, int]]:
+    """Sample ranges [start, end) to decode: padded speech regions merged into groups ≤ ``group_s``.
+
+    A region starts at ``threshold`` and continues while the probability stays above
+    ``neg_threshold``; regions with fewer than ``min_speech_chunks`` chunks are noise.
+    Neighbours closer than ``max_gap_s`` are merged while the group stays ≤ ``group_s``.
+    """
+    regions, start = [], None
+    for i, p in enumerate(np.asarray(probs, np.float32)):
+        if start is None and p >= threshold:
+            start = i
+        elif start is not None and p < neg_threshold:
+            regions.append((start, i))
+            start = None
+    if start is not None:
+        regions.append((start, len(probs)))
+    pad = int(pad_s * SAMPLE_RATE)
+    spans = [(max(0, a * CHUNK - pad), min(n_samples, b * CHUNK + pad)) for a, b in regions
+             if b - a >= min_speech_chunks]
+    groups: list[list[int]] = []
+    for a, b in spans:
+        if groups and a - groups[-1][1] <= max_gap_s * SAMPLE_RATE and b - groups[-1][0] <= group_s * SAMPLE_RATE:
+            groups[-1][1] = max(groups[-1][1], b)
+        elif groups and a <= groups[-1][1]:  # overlapping padding but the group is full: cut between them
+            mid = (groups[-1][1] + a) // 2
+            groups[-1][1] = mid
+            groups.append([mid, b])
+        else:
+            groups.append([a, b])
+    return [(a, b) for a, b in groups if b > a]
+
+
 def _srt_time(t: float) -> str:
     ms = int(round(max(t, 0.0) * 1000))
     h, ms = divmod(ms, 3_600_000)
@@ -90,53 +136,99 @@ def to_srt(items: list[tuple[float, float, str]]) -> str:
     return "\n".join(blocks)
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class _Writer:
+    """Rewrites the JSON and SRT views of the results so far."""
+
+    def __init__(self, res: FileResult, paths: dict[str, Path]):
+        self.res, self.paths = res, paths
+
+    def flush(self) -> None:
+        r = self.res
+        _write_atomic(self.paths["srt_source"], to_srt([(u.start, u.end, u.text) for u in r.utterances]))
+        if r.tgt != r.src:
+            _write_atomic(self.paths["srt_target"], to_srt([(u.start, u.end, u.translation) for u in r.utterances]))
+        _write_atomic(self.paths["json"], json.dumps(r.to_dict(), indent=2, ensure_ascii=False))
+
+
+def _pieces(audio, engines, vad, endpoint, use_vad):
+    """(start_s, transcript) for each piece the recogniser decodes, in order."""
+    asr = engines.asr
+    if not use_vad or vad is None:
+        yield 0.0, asr.transcribe(audio)
+        return
+    if getattr(asr, "long_form", False):
+        vad.reset()
+        probs = vad.probabilities(np.pad(audio, (0, (-len(audio)) % CHUNK)))
+        for a, b in speech_groups(probs, len(audio)):
+            yield a / SAMPLE_RATE, asr.transcribe(audio[a:b])
+        return
+    for u in segment(audio, vad, endpoint):
+        yield u.start_s, asr.transcribe(u.audio)
+
+
 def translate_file(in_wav: str | Path, out_dir: str | Path, engines, vad: SileroVAD | None = None,
                    endpoint: EndpointConfig | None = None, use_vad: bool = True) -> FileResult:
     """Run the whole chain on ``in_wav``; ``engines`` is an :class:`~apps.mobile_translation.engines.Engines`."""
     in_wav, out_dir = Path(in_wav), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t_all = time.perf_counter()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a folder; give a folder for the outputs")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the output folder {out_dir}: {exc}") from exc
     audio, _sr = read_audio_16k(in_wav)
     own_vad = None
     if use_vad and vad is None:
         vad = own_vad = SileroVAD()
+    cfg = engines.cfg
+    plan = getattr(engines, "plan", None)
+    described = plan.describe() if plan else {"asr": cfg.asr, "mt": cfg.mt, "tts": cfg.tts}
+    stem = in_wav.stem
+    paths = {"json": out_dir / f"{stem}.json", "srt_source": out_dir / f"{stem}.{cfg.src}.srt",
+             "srt_target": out_dir / f"{stem}.{cfg.tgt}.srt", "wav": out_dir / f"{stem}.{cfg.tgt}.wav"}
+    if cfg.tgt == cfg.src:
+        del paths["srt_target"]
+    audio_s = len(audio) / SAMPLE_RATE
+    res = FileResult(str(in_wav), cfg.src, cfg.tgt, described, round(audio_s, 3), [],
+                     {k: str(v) for k, v in paths.items()}, {}, list(plan.notes) if plan else [], complete=False)
+    writer = _Writer(res, paths)
+    speech: list[np.ndarray] = []
+    tts_sr = engines.tts.sample_rate
     t_all = time.perf_counter()  # processing time, without reading the file or loading the VAD
     try:
-        t0 = time.perf_counter()
-        utts = segment(audio, vad if use_vad else None, endpoint)
-        vad_s = time.perf_counter() - t0
+        for start_s, tr in _pieces(audio, engines, vad, endpoint, use_vad):
+            segs = tr.segments or ([Segment(tr.text, 0.0, tr.audio_s)] if tr.text else [])
+            if getattr(engines.asr, "long_form", False):
+                items = [(start_s + s.start, start_s + s.end, s.text, []) for s in segs]
+            else:  # one utterance, its segments are the words
+                words = [{"word": s.text, "start": round(start_s + s.start, 3), "end": round(start_s + s.end, 3)}
+                         for s in tr.segments]
+                items = [(start_s, start_s + tr.audio_s, tr.text, words)]
+            share = tr.compute_s / max(1, len(items))
+            for a, b, text, words in items:
+                mt = engines.translate(text) if text else None
+                sp = engines.tts.synthesize(mt.text) if mt and mt.text else None
+                if sp is not None and len(sp.audio):
+                    speech += [sp.audio, np.zeros(int(GAP_S * tts_sr), np.float32)]
+                res.utterances.append(UtteranceResult(round(a, 3), round(b, 3), text, mt.text if mt else "", words,
+                                                      round(share, 4), round(mt.compute_s, 4) if mt else 0.0,
+                                                      round(sp.seconds_to_synthesize, 4) if sp else 0.0))
+            writer.flush()
+        res.complete = True
     finally:
         if own_vad is not None:
             own_vad.close()
-    results: list[UtteranceResult] = []
-    speech: list[np.ndarray] = []
-    tts_sr = engines.tts.sample_rate
-    for u in utts:
-        tr = engines.asr.transcribe(u.audio)
-        words = [{"word": s.text, "start": round(u.start_s + s.start, 3), "end": round(u.start_s + s.end, 3)}
-                 for s in tr.segments]
-        mt = engines.mt.translate(tr.text) if tr.text else None
-        sp = engines.tts.synthesize(mt.text) if mt and mt.text else None
-        if sp is not None and len(sp.audio):
-            speech += [sp.audio, np.zeros(int(GAP_S * tts_sr), np.float32)]
-        results.append(UtteranceResult(round(u.start_s, 3), round(u.end_s, 3), tr.text, mt.text if mt else "",
-                                       words, tr.compute_s, mt.compute_s if mt else 0.0,
-                                       sp.seconds_to_synthesize if sp else 0.0))
-    stem, cfg = in_wav.stem, engines.cfg
-    outputs = {
-        "json": out_dir / f"{stem}.json",
-        "srt_source": out_dir / f"{stem}.{cfg.src}.srt",
-        "srt_target": out_dir / f"{stem}.{cfg.tgt}.srt",
-        "wav": out_dir / f"{stem}.{cfg.tgt}.wav",
-    }
-    outputs["srt_source"].write_text(to_srt([(r.start, r.end, r.text) for r in results]), encoding="utf-8")
-    outputs["srt_target"].write_text(to_srt([(r.start, r.end, r.translation) for r in results]), encoding="utf-8")
-    write_audio(outputs["wav"], np.concatenate(speech) if speech else np.zeros(0, np.float32), tts_sr)
-    audio_s = len(audio) / SAMPLE_RATE
-    timings = {"vad_s": vad_s, "asr_s": sum(r.asr_s for r in results), "mt_s": sum(r.mt_s for r in results),
-               "tts_s": sum(r.tts_s for r in results), "total_s": time.perf_counter() - t_all}
-    timings["rtf"] = timings["total_s"] / audio_s if audio_s else 0.0
-    res = FileResult(str(in_wav), cfg.src, cfg.tgt, {"asr": cfg.asr, "mt": cfg.mt, "tts": cfg.tts}, audio_s,
-                     results, {k: str(v) for k, v in outputs.items()}, {k: round(v, 4) for k, v in timings.items()})
-    outputs["json"].write_text(json.dumps(res.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        write_audio(paths["wav"], np.concatenate(speech) if speech else np.zeros(0, np.float32), tts_sr)
+        total = time.perf_counter() - t_all
+        res.timings = {"asr_s": round(sum(u.asr_s for u in res.utterances), 4),
+                       "mt_s": round(sum(u.mt_s for u in res.utterances), 4),
+                       "tts_s": round(sum(u.tts_s for u in res.utterances), 4), "total_s": round(total, 4),
+                       "rtf": round(total / audio_s, 4) if audio_s else 0.0}
+        writer.flush()
     return res

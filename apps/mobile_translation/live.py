@@ -32,57 +32,15 @@ import time
 from typing import Any, Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
-
 from apps.mobile_translation.asr.base import SAMPLE_RATE
-from apps.mobile_translation.endpoint import EndpointConfig, Endpointer, Utterance
-from apps.mobile_translation.engines import EngineConfig, Engines
+from apps.mobile_translation.endpoint import Endpointer, Utterance
+from apps.mobile_translation.engines import Engines
+from apps.mobile_translation.live_config import (LiveConfig, _default_sink, _default_source, _device_rate,
+                                                 _Pending)
+from apps.mobile_translation.mt.base import Translation
 from apps.mobile_translation.vad import CHUNK
 from sdk._log import logger
 from sdk.errors import AudioDeviceError
-
-
-class LiveConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    engines: EngineConfig = Field(default_factory=EngineConfig)
-    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
-    input_device: int | str | None = None
-    output_device: int | str | None = None
-    buffer_s: float = Field(10.0, gt=0, description="microphone ring buffer (drop-oldest beyond it)")
-    max_backlog: int = Field(2, ge=1, description="utterances allowed to wait for the worker; older ones dropped")
-    speak: bool = Field(True, description="synthesize and play the translation")
-    gate_tail_ms: int = Field(300, ge=0, description="the mic stays muted this long after playback ends")
-    reopen_initial_s: float = Field(0.5, gt=0)
-    reopen_max_s: float = Field(8.0, gt=0)
-    max_reopen_attempts: int | None = Field(None, ge=0, description="give up after this many failures in a row")
-    streaming_asr: bool = Field(True, description="recognise while the speaker talks when the recogniser "
-                                "supports it (PocketSphinx), so little is left to do at the end of speech")
-
-
-def _default_source(sample_rate: int, block_size: int, device, buffer_s: float):
-    from sdk.pipeline import MicrophoneSource
-
-    return MicrophoneSource(sample_rate=sample_rate, block_size=block_size, device=device, buffer_s=buffer_s)
-
-
-def _default_sink(sample_rate: int, device):
-    from sdk.pipeline import SpeakerSink
-
-    return SpeakerSink(sample_rate=sample_rate, device=device, buffer_s=30.0)
-
-
-def _device_rate(device) -> int | None:
-    try:
-        from sdk.pipeline import list_audio_devices
-
-        devs = list_audio_devices()
-    except AudioDeviceError:
-        return None
-    for d in devs:
-        if (device is None and d["default_input"]) or device in (d["index"], d["name"]):
-            return int(d["default_samplerate"])
-    return None
 
 
 class LiveTranslator:
@@ -127,6 +85,10 @@ class LiveTranslator:
         self._streaming = self.cfg.streaming_asr and hasattr(self.engines.asr, "stream")
         self._asr_stream = None
         self._fed = 0
+        if self.cfg.warm_up and hasattr(self.engines.asr, "warm_up"):
+            t0 = time.perf_counter()
+            self.engines.asr.warm_up()   # the first utterance is then no slower than the rest
+            self.stage_s["warm_up"] = time.perf_counter() - t0
 
     # -- events -----------------------------------------------------------------------
     def _emit(self, event: str, **kw) -> None:
@@ -187,7 +149,7 @@ class LiveTranslator:
                         utt.t_speech_end = block.t_capture - behind - len(carry) / SAMPLE_RATE
                         if self._asr_stream is not None:
                             t0 = time.perf_counter()
-                            utt.transcript = self._asr_stream.finish()
+                            utt.transcript = self._finish_stream(utt)
                             self.stage_s["asr_finish"] += time.perf_counter() - t0
                             self._asr_stream, self._fed = None, 0
                         self._enqueue(utt)
@@ -214,12 +176,30 @@ class LiveTranslator:
             return
         chunks = self.endpointer.current_chunks
         if self._asr_stream is None:
-            self._asr_stream, self._fed = self.engines.asr.stream(), 0
+            self._asr_stream, self._fed = self._new_stream(), 0
         t0 = time.perf_counter()
         for ch in chunks[self._fed:]:
             self._asr_stream.feed(ch)
         self.stage_s["asr_stream"] += time.perf_counter() - t0
         self._fed = len(chunks)
+
+    def _new_stream(self):
+        asr = self.engines.asr
+        if getattr(asr, "long_form", False):  # Whisper: partial transcripts while the person speaks
+            return asr.stream(on_partial=self._on_partial)
+        return asr.stream()
+
+    def _on_partial(self, committed: str, tentative: str, audio_s: float) -> None:
+        self.counters["partials"] += 1
+        self._emit("partial", committed=committed, tentative=tentative, audio_s=round(audio_s, 3))
+
+    def _finish_stream(self, utt: Utterance):
+        """The utterance's transcript, or (Whisper) a call that finishes it on the worker thread,
+        so the listener never waits for a decode and keeps hearing the next speaker."""
+        stream = self._asr_stream
+        if getattr(stream, "takes_speech_end", False):
+            return _Pending(stream, utt.speech_end_s - utt.start_s)
+        return stream.finish()
 
     def _cancel_stream(self) -> None:
         if self._asr_stream is not None:
@@ -269,9 +249,12 @@ class LiveTranslator:
 
     def _enqueue(self, utt: Utterance) -> None:
         self.counters["utterances"] += 1
+        utt.t_enqueued = time.monotonic()
         with self._cv:
             if len(self._pending) >= self.cfg.max_backlog:
                 old = self._pending.popleft()
+                if isinstance(old.transcript, _Pending):
+                    old.transcript.cancel()
                 self.counters["dropped_backlog"] += 1
                 age = time.monotonic() - old.t_speech_end
                 self._emit("lag", message=f"processing is behind: dropped the oldest waiting utterance "
@@ -299,7 +282,11 @@ class LiveTranslator:
 
     def _process(self, utt: Utterance) -> None:
         eng = self.engines
+        t_start = time.monotonic()
         t0 = time.perf_counter()
+        if isinstance(utt.transcript, _Pending):
+            utt.transcript = utt.transcript()
+            self.stage_s["asr_finish"] += time.perf_counter() - t0
         tr = utt.transcript if utt.transcript is not None else eng.asr.transcribe(utt.audio)
         t1 = time.perf_counter()
         self.stage_s["asr"] += tr.compute_s if utt.transcript is not None else t1 - t0
@@ -307,14 +294,18 @@ class LiveTranslator:
         if not tr.text.strip():
             self.counters["empty_transcripts"] += 1
             return
-        mt = eng.mt.translate(tr.text)
+        mt = eng.mt.translate(tr.text) if eng.mt is not None else Translation(tr.text, tr.text, 0.0)
         t2 = time.perf_counter()
         self.stage_s["mt"] += t2 - t1
         lat_text = time.monotonic() - utt.t_speech_end
         self.lat_text.append(lat_text)
         self.counters["translated"] += 1
         ev = {"text": tr.text, "translation": mt.text, "start_s": round(utt.start_s, 3),
-              "end_s": round(utt.end_s, 3), "latency_text_s": round(lat_text, 3), "forced_cut": utt.forced}
+              "end_s": round(utt.end_s, 3), "latency_text_s": round(lat_text, 3), "forced_cut": utt.forced,
+              # where the latency went: end of speech -> queued (end-pointing and the listener),
+              # queued -> the worker took it, and recognition + translation
+              "endpoint_s": round(utt.t_enqueued - utt.t_speech_end, 3), "queued_s": round(t_start - utt.t_enqueued, 3),
+              "asr_mt_s": round(time.monotonic() - t_start, 3)}
         if self.cfg.speak and mt.text:
             sp = eng.tts.synthesize(mt.text)
             self.stage_s["tts"] += time.perf_counter() - t2
@@ -364,12 +355,15 @@ class LiveTranslator:
         for u in self.endpointer.flush():  # speech in progress when stopped
             u.t_speech_end = time.monotonic()
             if self._asr_stream is not None:
-                u.transcript = self._asr_stream.finish()
+                u.transcript = self._finish_stream(u)
                 self._asr_stream, self._fed = None, 0
             self._enqueue(u)
         with self._cv:
             if not drain:
                 self.counters["dropped_at_stop"] += len(self._pending)
+                for u in self._pending:
+                    if isinstance(u.transcript, _Pending):
+                        u.transcript.cancel()
                 self._pending.clear()
             self._listening_done.set()
             self._cv.notify_all()

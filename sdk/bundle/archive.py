@@ -3,10 +3,16 @@
 Unpacking trusts nothing in the archive: member names must be safe relative paths,
 symlinks and special files are refused, the total size is capped, and every member is
 counted while it is extracted so a header that under-declares its size (a zip bomb)
-stops the extraction.
+stops the extraction. ``manifest.json`` is read first: every other member must be one of
+the files it lists, each is hashed while it is written and compared with the hash the
+manifest declares, and a member whose declared size is more than ``max_ratio`` times its
+compressed size (a zip bomb's signature; real model weights compress about 1.1:1) is
+refused before a byte is written. Whatever was written is removed when an archive is refused.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -23,6 +29,9 @@ from sdk.errors import BundleError, UnsafePathError
 ARCHIVE_SUFFIX = ".ewb"
 MAX_MEMBERS = 10_000
 MAX_TOTAL_BYTES = 16 << 30  # 16 GiB unpacked
+MAX_RATIO = 200             # declared size / compressed size, for members above RATIO_FLOOR
+RATIO_FLOOR = 1 << 20
+MAX_MANIFEST_BYTES = 16 << 20
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -76,8 +85,28 @@ def _check_member(info: zipfile.ZipInfo, archive: Path) -> None:
         raise UnsafePathError(f"{where} refused because {problem}")
 
 
+def _declared_files(zf: zipfile.ZipFile, src: Path) -> dict[str, str] | None:
+    """``files`` (relpath -> SHA-256) of the archive's manifest.json, read with a size cap."""
+    info = zf.getinfo(MANIFEST_NAME)
+    if info.file_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"archive {src.name}: {MANIFEST_NAME} declares {info.file_size} bytes; "
+                          f"at most {MAX_MANIFEST_BYTES} are accepted")
+    try:
+        with zf.open(info) as fi:
+            raw = fi.read(MAX_MANIFEST_BYTES + 1)
+        data = json.loads(raw.decode("utf-8"))
+    except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError, ValueError) as exc:
+        raise BundleError(f"archive {src.name}: {MANIFEST_NAME} is not readable JSON: {exc}") from exc
+    files = data.get("files") if isinstance(data, dict) else None
+    if files is None:  # not a saved manifest: load_bundle refuses it; only the size checks apply here
+        return None
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise BundleError(f"archive {src.name}: {MANIFEST_NAME} 'files' must map relpath -> sha256")
+    return files
+
+
 def unpack_bundle(archive: str | os.PathLike, dest: str | os.PathLike, *,
-                  max_total_bytes: int = MAX_TOTAL_BYTES) -> Path:
+                  max_total_bytes: int = MAX_TOTAL_BYTES, max_ratio: float = MAX_RATIO) -> Path:
     """Extract a ``.ewb`` archive into ``dest`` (which must not exist or be empty); returns ``dest``.
 
     Path-checked and size-capped; the result is not yet hash-verified: call
@@ -107,6 +136,16 @@ def unpack_bundle(archive: str | os.PathLike, dest: str | os.PathLike, *,
             raise BundleError(f"archive {src.name} declares {total} bytes unpacked; the limit is {max_total_bytes}")
         if MANIFEST_NAME not in seen:
             raise BundleError(f"archive {src.name} has no {MANIFEST_NAME}; it is not a bundle")
+        declared = _declared_files(zf, src)
+        for info in infos:
+            if info.is_dir() or info.filename == MANIFEST_NAME:
+                continue
+            if declared is not None and info.filename not in declared:
+                raise BundleError(f"archive {src.name}: member {info.filename!r} is not listed in {MANIFEST_NAME}; "
+                                  "refusing to unpack files the bundle does not declare")
+            if info.file_size > RATIO_FLOOR and info.file_size > max_ratio * max(1, info.compress_size):
+                raise BundleError(f"archive {src.name}: member {info.filename!r} declares {info.file_size} bytes from "
+                                  f"{info.compress_size} compressed (more than {max_ratio:g}:1); refusing a likely zip bomb")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
         tmp.mkdir()
@@ -117,7 +156,7 @@ def unpack_bundle(archive: str | os.PathLike, dest: str | os.PathLike, *,
                     target.mkdir(parents=True, exist_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _extract_one(zf, info, target, src)
+                _extract_one(zf, info, target, src, (declared or {}).get(info.filename))
             if out.exists():
                 out.rmdir()
             os.rename(tmp, out)
@@ -127,8 +166,10 @@ def unpack_bundle(archive: str | os.PathLike, dest: str | os.PathLike, *,
     return out
 
 
-def _extract_one(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, src: Path) -> None:
+def _extract_one(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, src: Path,
+                 sha256: str | None = None) -> None:
     written = 0
+    h = hashlib.sha256()
     try:
         fi = zf.open(info)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
@@ -141,10 +182,16 @@ def _extract_one(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, src: 
                 if written > info.file_size:
                     raise BundleError(f"archive {src.name}: member {info.filename!r} unpacks to more than the "
                                       f"{info.file_size} bytes it declares; refusing (possible zip bomb)")
+                h.update(chunk)
                 fo.write(chunk)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise BundleError(f"archive {src.name}: member {info.filename!r} is corrupt: {exc}") from exc
     if written != info.file_size:
         raise BundleError(f"archive {src.name}: member {info.filename!r} unpacked to {written} bytes, "
                           f"expected {info.file_size}")
+    if sha256 is not None and h.hexdigest() != sha256.lower():
+        from sdk.errors import IntegrityError
+
+        raise IntegrityError(f"archive {src.name}: member {info.filename!r} has SHA-256 {h.hexdigest()}, but the "
+                             f"manifest declares {sha256}; refused and removed")
 

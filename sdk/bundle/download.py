@@ -40,11 +40,18 @@ def _bar(total: int | None, initial: int, name: str, progress: bool):
                 disable=not progress or not sys.stderr.isatty(), leave=False)
 
 
-def _copy_stream(src, part: Path, mode: str, total: int | None, offset: int, progress: bool) -> int:
+def _copy_stream(src, part: Path, mode: str, total: int | None, offset: int, progress: bool,
+                 limit: int | None = None, what: str = "") -> int:
+    """Append ``src`` to ``part``; stops (IntegrityError, ``.part`` removed) once it passes ``limit`` bytes."""
     written = 0
     with open(part, mode) as fo, _bar(total, offset, part.name[:-5], progress) as bar:
         try:
             while chunk := src.read(CHUNK):
+                if limit is not None and offset + written + len(chunk) > limit:
+                    fo.close()
+                    part.unlink(missing_ok=True)
+                    raise IntegrityError(f"{what or part.name} is larger than the {limit} bytes the catalog declares; "
+                                         f"stopped after {offset + written} bytes and removed the partial file")
                 fo.write(chunk)
                 written += len(chunk)
                 bar.update(len(chunk))
@@ -56,7 +63,38 @@ def _copy_stream(src, part: Path, mode: str, total: int | None, offset: int, pro
     return written
 
 
-def fetch_once(url: str, part: Path, *, progress: bool, timeout: float, user_agent: str) -> bool:
+def copy_verified(src, dest: Path, *, expected_sha256: str | None, expected_size: int | None, what: str) -> str:
+    """Copy the open binary stream ``src`` to ``dest`` through ``dest.part``: capped at
+    ``expected_size`` while it is read, hashed, compared, renamed atomically. Returns the SHA-256."""
+    import hashlib
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(dest)
+    h, n = hashlib.sha256(), 0
+    try:
+        with open(part, "wb") as fo:
+            while chunk := src.read(CHUNK):
+                n += len(chunk)
+                if expected_size is not None and n > expected_size:
+                    raise IntegrityError(f"{what} is larger than the {expected_size} bytes the catalog declares; "
+                                         "stopped reading it and removed the partial copy")
+                h.update(chunk)
+                fo.write(chunk)
+            fo.flush()
+            os.fsync(fo.fileno())
+        if expected_size is not None and n != expected_size:
+            raise IntegrityError(f"{what} has the wrong size: expected {expected_size} bytes, got {n}; not installed")
+        got = h.hexdigest()
+        if expected_sha256 is not None and got != expected_sha256:
+            raise IntegrityError(f"{what} failed its SHA-256 check: expected {expected_sha256}, got {got}; not installed")
+        os.replace(part, dest)
+        return got
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def fetch_once(url: str, part: Path, *, progress: bool, timeout: float, user_agent: str,
+               limit: int | None = None) -> bool:
     """One attempt: append the rest of ``url`` to ``part`` (or start over). Interrupted on a cut.
 
     Returns True when the server vouched that the file is complete (all of Content-Length
@@ -73,7 +111,7 @@ def fetch_once(url: str, part: Path, *, progress: bool, timeout: float, user_age
             offset = 0
         with open(src, "rb") as fi:
             fi.seek(offset)
-            _copy_stream(fi, part, "ab" if offset else "wb", size, offset, progress)
+            _copy_stream(fi, part, "ab" if offset else "wb", size, offset, progress, limit, url)
         return True
     req = urllib.request.Request(url, headers={"User-Agent": user_agent, "Accept-Encoding": "identity"})
     if offset:
@@ -106,7 +144,12 @@ def fetch_once(url: str, part: Path, *, progress: bool, timeout: float, user_age
             offset, mode, total = 0, "wb", length
         else:
             raise StoreError(f"download of {url} failed: unexpected HTTP {status}")
-        written = _copy_stream(resp, part, mode, total, offset, progress)
+        if limit is not None and total is not None and total > limit:
+            resp.close()
+            part.unlink(missing_ok=True)
+            raise IntegrityError(f"download of {url} announces {total} bytes but the catalog declares {limit}; "
+                                 "refused before reading the body")
+        written = _copy_stream(resp, part, mode, total, offset, progress, limit, f"download of {url}")
         if length is not None and written < length:
             raise Interrupted(f"connection closed after {written} of {length} bytes")
         return length is not None
@@ -127,7 +170,8 @@ def download(url: str, dest: Path, *, expected_sha256: str | None, expected_size
     tries = 0
     while True:
         try:
-            complete = fetch_once(url, part, progress=progress, timeout=timeout, user_agent=user_agent)
+            complete = fetch_once(url, part, progress=progress, timeout=timeout, user_agent=user_agent,
+                                  limit=expected_size)
             have = part.stat().st_size if part.exists() else 0
             if not complete and expected_size is not None and have < expected_size:
                 raise Interrupted(f"got {have} of {expected_size} bytes")

@@ -2,6 +2,8 @@
 
     edgewise pull yolox-nano                 # resumable download, SHA-256 checked, atomic rename
     edgewise pull whisper-tiny-en --trust-on-first-use
+    edgewise pull whisper-tiny-en --from ../shared/models/whisper-tiny.en --trust-on-first-use
+                                             # offline: install from a local folder or archive, verified
     edgewise pull --list [--json]            # the catalog, and what is cached
 
 Exit codes (see sdk.cli.main): 0 ok, 2 bad usage, 3 download/integrity failure,
@@ -21,6 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--list", action="store_true", help="list the catalog and what is cached")
     p.add_argument("--catalog", metavar="FILE", help="extra catalog JSON merged over the built-in one")
     p.add_argument("--cache-dir", metavar="DIR", help="cache folder (default $EDGEWISE_HOME or ~/.cache/edgewise)")
+    p.add_argument("--from", dest="source", metavar="PATH",
+                   help="install from a local copy (folder, file, zip/.ewb or tar archive) instead of downloading; "
+                        "verified exactly like a download")
     p.add_argument("--force", action="store_true", help="download again even if the cached copy is valid")
     p.add_argument("--offline", action="store_true", help="never touch the network (as EDGEWISE_OFFLINE=1)")
     p.add_argument("--trust-on-first-use", action="store_true",
@@ -58,15 +63,23 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give a model NAME to pull, or --list to see the catalog")
     entry = store.entry(args.name)
     status_before = store.status(args.name)
-    path = store.pull(args.name, progress=not (args.no_progress or args.json), force=args.force,
-                      trust_on_first_use=args.trust_on_first_use)
+    if args.source:
+        path = store.import_from(args.name, args.source, trust_on_first_use=args.trust_on_first_use,
+                                 force=args.force)
+    else:
+        path = store.pull(args.name, progress=not (args.no_progress or args.json), force=args.force,
+                          trust_on_first_use=args.trust_on_first_use)
     files = store.hashes(args.name)
+    changed = args.force or status_before != "cached"
     result = {"name": entry.name, "path": str(path), "kind": entry.kind, "licence": entry.licence,
-              "files": files, "downloaded": args.force or status_before != "cached", "offline": store.offline}
+              "files": files, "downloaded": changed and not args.source, "offline": store.offline}
+    if args.source:
+        result["imported_from"] = str(args.source)
+        result["imported"] = changed
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        what = "downloaded" if result["downloaded"] else "already cached"
+        what = ("imported from " + str(args.source) if args.source else "downloaded") if changed else "already cached"
         print(f"{entry.name}: {what} and verified -> {path}")
         for rel, sha in files.items():
             print(f"  {rel}  sha256 {sha}")

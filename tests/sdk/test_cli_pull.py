@@ -89,3 +89,88 @@ def test_bad_catalog_file(tmp_path, capsys):
     assert code == EXIT_MODEL and "not readable JSON" in err
     code, _, err = run(capsys, "pull", "tiny", "--catalog", str(tmp_path / "missing.json"))
     assert code == EXIT_USAGE and "catalog file not found" in err
+
+
+# --- pull --from: installing from a local copy (an offline device) ----------------------
+FILES = {"onnx/encoder_model.onnx": b"enc" * 5000, "tokenizer.json": b'{"model": {}}', "config.json": b"{}"}
+
+
+def _multi_catalog(tmp_path, pinned=True, tamper=None) -> Path:
+    files = []
+    for rel, data in FILES.items():
+        digest = hashlib.sha256(data).hexdigest() if pinned else None
+        if tamper == rel:
+            digest = "1" * 64
+        files.append({"relpath": rel, "url": f"https://example.invalid/{rel}", "sha256": digest, "size": len(data)})
+    p = tmp_path / "multi.json"
+    p.write_text(json.dumps({"models": [{"name": "multi", "files": files, "licence": "MIT"}]}))
+    return p
+
+
+def _source(tmp_path, kind) -> Path:
+    import tarfile
+    import zipfile
+
+    folder = tmp_path / "copy" / "multi"
+    for rel, data in FILES.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    if kind == "folder":
+        return folder
+    if kind == "zip":
+        z = tmp_path / "multi.zip"
+        with zipfile.ZipFile(z, "w") as zf:
+            for rel, data in FILES.items():
+                zf.writestr(f"multi/{rel}", data)     # one top-level folder, as a zipped export has
+            zf.writestr("multi/../../evil.txt", b"never extracted")
+        return z
+    t = tmp_path / "multi.tar.gz"
+    with tarfile.open(t, "w:gz") as tf:
+        tf.add(folder, arcname="multi")
+    return t
+
+
+@pytest.mark.parametrize("kind", ["folder", "zip", "tar"])
+def test_pull_from_local_copy(tmp_path, capsys, kind):
+    cat, src = _multi_catalog(tmp_path), _source(tmp_path, kind)
+    cache = tmp_path / "cache"
+    code, out, _ = run(capsys, "pull", "multi", "--from", str(src), "--catalog", str(cat), "--cache-dir", str(cache),
+                       "--json")
+    assert code == EXIT_OK, out
+    res = json.loads(out)
+    assert res["imported"] is True and res["downloaded"] is False
+    for rel, data in FILES.items():
+        assert (cache / "models" / "multi" / rel).read_bytes() == data
+    assert not (tmp_path / "evil.txt").exists() and not list(cache.rglob("evil.txt"))
+    # a second import keeps the verified copy
+    code, out, _ = run(capsys, "pull", "multi", "--from", str(src), "--catalog", str(cat), "--cache-dir", str(cache),
+                       "--json")
+    assert code == EXIT_OK and json.loads(out)["imported"] is False
+
+
+def test_pull_from_refuses_tampered_or_incomplete_copies(tmp_path, capsys):
+    src, cache = _source(tmp_path, "folder"), tmp_path / "cache"
+    code, _, err = run(capsys, "pull", "multi", "--from", str(src), "--catalog",
+                       str(_multi_catalog(tmp_path, tamper="tokenizer.json")), "--cache-dir", str(cache))
+    assert code == EXIT_MODEL and "failed its SHA-256 check" in err
+    assert not (cache / "models" / "multi" / "tokenizer.json").exists()
+    assert not list(cache.rglob("*.part"))
+    # unpinned: refused without --trust-on-first-use, recorded with it
+    unpinned = str(_multi_catalog(tmp_path, pinned=False))
+    code, _, err = run(capsys, "pull", "multi", "--from", str(src), "--catalog", unpinned, "--cache-dir", str(cache))
+    assert code == EXIT_MODEL and "--trust-on-first-use" in err
+    code, out, _ = run(capsys, "pull", "multi", "--from", str(src), "--catalog", unpinned, "--cache-dir", str(cache),
+                       "--trust-on-first-use", "--json")
+    assert code == EXIT_OK and json.loads(out)["files"]["config.json"] == hashlib.sha256(b"{}").hexdigest()
+    # a file the catalog declares larger than it is, a missing file, a missing source
+    (src / "config.json").write_bytes(b"{}" * 10)
+    code, _, err = run(capsys, "pull", "multi", "--from", str(src), "--catalog", str(_multi_catalog(tmp_path)),
+                       "--cache-dir", str(tmp_path / "c2"))
+    assert code == EXIT_MODEL and "larger than the 2 bytes" in err
+    (src / "config.json").unlink()
+    code, _, err = run(capsys, "pull", "multi", "--from", str(src), "--catalog", str(_multi_catalog(tmp_path)),
+                       "--cache-dir", str(tmp_path / "c3"))
+    assert code == EXIT_MODEL and "missing ['config.json']" in err
+    code, _, err = run(capsys, "pull", "multi", "--from", str(tmp_path / "nope"), "--catalog",
+                       str(_multi_catalog(tmp_path)), "--cache-dir", str(tmp_path / "c4"))
+    assert code == EXIT_USAGE and "no local copy" in err

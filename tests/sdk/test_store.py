@@ -150,7 +150,10 @@ def test_wrong_bytes_raise_integrity_error_and_remove_part(server, tmp_path, bad
     store = make_store(tmp_path, e, offline=False)
     with pytest.raises(IntegrityError, match=re.escape(server.url + "/m.onnx")) as info:
         store.pull("tiny", progress=False)
-    assert ("expected " + e["sha256"]) in str(info.value) if bad == "hash" else "wrong size" in str(info.value)
+    if bad == "hash":
+        assert ("expected " + e["sha256"]) in str(info.value)
+    else:  # refused from the announced length, before the body is read
+        assert "announces 300000 bytes but the catalog declares 299999" in str(info.value)
     d = tmp_path / "cache" / "models" / "tiny"
     assert not (d / "m.onnx").exists() and not (d / "m.onnx.part").exists()
 
@@ -205,7 +208,7 @@ def test_online_path_of_missing_model_says_pull(server, tmp_path):
         make_store(tmp_path, entry(server), offline=False).path("tiny")
 
 
-def test_cached_file_reverified_cheaply_and_tampering_caught(server, tmp_path, monkeypatch):
+def test_cached_file_rehashed_on_every_use_and_tampering_caught(server, tmp_path, monkeypatch):
     store = make_store(tmp_path, entry(server), offline=False)
     p = store.pull("tiny", progress=False)
     import sdk.bundle.store as store_mod
@@ -215,16 +218,48 @@ def test_cached_file_reverified_cheaply_and_tampering_caught(server, tmp_path, m
     monkeypatch.setattr(store_mod, "file_sha256", lambda path: calls.append(path) or real(path))
     store.path("tiny")
     store.path("tiny")
-    assert calls == []  # size + mtime match the lock record: no re-hash
+    assert calls == [p, p]  # size + mtime are never taken as proof
+    # corrupt in place keeping the same size and mtime (what `touch -r` or a copy preserves)
+    st = p.stat()
     data = bytearray(p.read_bytes())
     data[10] ^= 0xFF
     p.write_bytes(bytes(data))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert p.stat().st_size == st.st_size and p.stat().st_mtime_ns == st.st_mtime_ns
     with pytest.raises(IntegrityError, match=r"expected [0-9a-f]{64}, got [0-9a-f]{64}.*--force"):
         store.path("tiny")
-    assert calls == [p]
     assert store.status("tiny") == "corrupt"
     # pull notices the corruption and downloads again
     assert store.pull("tiny", progress=False).read_bytes() == BODY
+
+
+def test_download_stops_as_soon_as_it_passes_the_declared_size(tmp_path):
+    """A body longer than declared is cut while it streams, not after it is all on disk."""
+    import io
+
+    from sdk.bundle.download import _copy_stream
+
+    class Counting(io.BytesIO):
+        read_bytes = 0
+
+        def read(self, n=-1):
+            b = super().read(n)
+            Counting.read_bytes += len(b)
+            return b
+
+    src = Counting(b"\0" * (50 << 20))
+    part = tmp_path / "m.onnx.part"
+    with pytest.raises(IntegrityError, match="larger than the 3600000 bytes"):
+        _copy_stream(src, part, "wb", None, 0, False, limit=3_600_000)
+    assert Counting.read_bytes <= 3_600_000 + (1 << 20) and not part.exists()
+    # file:// sources too (the same copy loop)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(400_000))
+    store = ModelStore(cache_dir=tmp_path / "c", catalog={"models": [
+        {"name": "big", "url": big.as_uri(), "sha256": sha(b"x"), "size": 300_000}]})
+    with pytest.raises(IntegrityError, match="larger than the 300000 bytes"):
+        store.pull("big", progress=False)
+    assert not any((tmp_path / "c" / "models" / "big").iterdir())
 
 
 def test_file_copied_into_cache_by_hand_is_accepted_offline(server, tmp_path):
@@ -294,10 +329,16 @@ def test_builtin_catalog():
     assert y.sha256 == "e8af074932d4ed7e232278e3055cefcdea3edf178874a3694ae292649fb464dd"
     assert y.url.startswith("https://github.com/Megvii-BaseDetection/YOLOX/releases/")
     assert "shared" in y.description
-    for name in ("whisper-tiny-en", "opus-mt-en-es"):
+    for name, need in (("whisper-tiny-en", {"onnx/encoder_model_quantized.onnx",
+                                            "onnx/decoder_model_merged_quantized.onnx", "tokenizer.json",
+                                            "generation_config.json"}),
+                       ("whisper-base", {"onnx/encoder_model_quantized.onnx",
+                                         "onnx/decoder_model_merged_quantized.onnx", "tokenizer.json"}),
+                       ("opus-mt-en-es", {"encoder_model.onnx", "decoder_model_merged.onnx", "tokenizer.json"})):
         files = {f.relpath for f in store.catalog[name].file_list()}
-        assert {"encoder_model.onnx", "decoder_model_merged.onnx", "tokenizer.json"} <= files
+        assert need <= files, name
         assert all(f.url.startswith("https://huggingface.co/") for f in store.catalog[name].file_list())
+    assert all("/onnx-community/" in f.url for f in store.catalog["whisper-base"].file_list())
 
 
 def test_builtin_yolox_hash_matches_shared_copy(yolox_path, tmp_path):

@@ -70,3 +70,27 @@ def tiny_marian(tmp_path_factory) -> dict[str, Path]:
     ts.build("marian", split, v, layout="split")
     ts.build("marian", merged, v, layout="merged")
     return {"split": split, "merged": merged}
+
+
+def _provision(shared_dir, tmp_path_factory, folder: str, name: str) -> Path:
+    """A model store with ``name`` installed from ``../shared/models/<folder>`` by `edgewise pull --from`."""
+    src = shared_dir / "models" / folder
+    if not (src / "onnx" / "decoder_model_merged_quantized.onnx").is_file():
+        pytest.skip(f"Whisper export not found at {src}")
+    from sdk.cli.main import main
+
+    home = tmp_path_factory.mktemp(f"home_{name}")
+    code = main(["pull", name, "--from", str(src), "--trust-on-first-use", "--cache-dir", str(home), "--json"])
+    assert code == 0
+    return home
+
+
+@pytest.fixture(scope="session")
+def whisper_tiny_home(shared_dir, tmp_path_factory) -> Path:
+    """EDGEWISE_HOME with whisper-tiny-en provisioned from ../shared (skipped where absent)."""
+    return _provision(shared_dir, tmp_path_factory, "whisper-tiny.en", "whisper-tiny-en")
+
+
+@pytest.fixture(scope="session")
+def whisper_base_home(shared_dir, tmp_path_factory) -> Path:
+    return _provision(shared_dir, tmp_path_factory, "whisper-base", "whisper-base")

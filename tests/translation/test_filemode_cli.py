@@ -91,5 +91,6 @@ def test_demo_runs_offline(tmp_path, capsys):
     from apps.mobile_translation.demo import demo
 
     res = demo(tmp_path)
-    assert "hospital" in res["translation"].lower()
-    assert "translated (Apertium)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hospital" in res["translation"].lower(), out
+    assert "translated (Apertium)" in out

@@ -186,6 +186,12 @@ def test_portaudio_missing_gives_install_hint(monkeypatch):
 def pulse_null_sink():
     if not shutil.which("pulseaudio") or not shutil.which("pactl"):
         pytest.skip("PulseAudio is not installed")
+    # a private server (own runtime folder), so concurrent test runs never stop each other's
+    import tempfile
+
+    runtime = tempfile.mkdtemp(prefix="ew_pulse_test_")
+    saved = os.environ.get("PULSE_RUNTIME_PATH")
+    os.environ["PULSE_RUNTIME_PATH"] = runtime
     env = dict(os.environ)
     started = False
     try:
@@ -196,13 +202,15 @@ def pulse_null_sink():
         mod = subprocess.run(["pactl", "load-module", "module-null-sink", "sink_name=ew_test"],
                              capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as exc:
+        _restore_pulse_env(saved, runtime)
         pytest.skip(f"could not start PulseAudio: {exc}")
     if mod.returncode != 0:
+        _restore_pulse_env(saved, runtime, kill=started)
         pytest.skip(f"could not create a PulseAudio null sink: {mod.stderr.strip()}")
+
     def give_up(reason):
         subprocess.run(["pactl", "unload-module", mod.stdout.strip()])
-        if started:
-            subprocess.run(["pulseaudio", "--kill"], timeout=10)
+        _restore_pulse_env(saved, runtime, kill=started)
         pytest.skip(reason)
 
     try:
@@ -220,8 +228,17 @@ def pulse_null_sink():
                 "Debian: apt install libasound2-plugins")
     yield "pulse"
     subprocess.run(["pactl", "unload-module", mod.stdout.strip()], timeout=10)
-    if started:  # leave the machine as we found it
+    _restore_pulse_env(saved, runtime, kill=started)  # leave the machine as we found it
+
+
+def _restore_pulse_env(saved, runtime, kill=False):
+    if kill:
         subprocess.run(["pulseaudio", "--kill"], timeout=10)
+    if saved is None:
+        os.environ.pop("PULSE_RUNTIME_PATH", None)
+    else:
+        os.environ["PULSE_RUNTIME_PATH"] = saved
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 @pytest.mark.slow

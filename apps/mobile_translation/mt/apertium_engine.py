@@ -21,7 +21,26 @@ def apertium_pair(src: str, tgt: str) -> str:
     try:
         return f"{_CODES[src]}-{_CODES[tgt]}"
     except KeyError as exc:
-        raise ValueError(f"no Apertium code for language {exc.args[0]!r}; known: {sorted(_CODES)}") from None
+        raise ValueError(f"no Apertium code for language {exc.args[0]!r}; known: {sorted(_CODES)}; "
+                         f"pairs installed here: {installed_pairs() or 'none'}") from None
+
+
+def installed_pairs(binary: str = "apertium") -> list[str]:
+    """The pairs ``apertium -l`` lists as ISO 639-1 ``src-tgt`` (e.g. ``en-es``); [] without Apertium."""
+    exe = shutil.which(binary)
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "-l"], capture_output=True, text=True, timeout=20).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    iso = {v: k for k, v in _CODES.items()}
+    pairs = []
+    for p in out:
+        a, _, b = p.partition("-")
+        if a in iso and b in iso:
+            pairs.append(f"{iso[a]}-{iso[b]}")
+    return sorted(set(pairs))
 
 
 class ApertiumTranslator:
@@ -45,9 +64,11 @@ class ApertiumTranslator:
             raise DependencyMissingError(f"could not run {self.binary} -l: {exc}") from exc
         pairs = proc.stdout.split()
         if self.pair not in pairs:
+            usable = installed_pairs(self.binary)
             raise DependencyMissingError(
-                f"Apertium has no {self.pair} pair installed (installed: {pairs or 'none'}); "
-                f"install it with `apt install apertium-{self.pair}`")
+                f"Apertium has no {self.pair} pair installed (installed: {pairs or 'none'}; as --from/--to: "
+                f"{', '.join(usable) or 'none'}; Whisper base also translates any of its languages --to en); "
+                f"install the pair with `apt install apertium-{self.pair}` if Debian has it")
 
     def translate(self, text: str) -> Translation:
         return self.translate_batch([text])[0]
