@@ -10,7 +10,10 @@ Supported ops (what CNN classifiers/detectors exported from PyTorch use): Conv,
 BatchNormalization (running statistics frozen), Relu, Sigmoid, Tanh, LeakyRelu, Clip,
 HardSigmoid, HardSwish, PRelu, Softmax, Add, Sub, Mul, Div, Concat, MaxPool, AveragePool,
 GlobalAveragePool, Flatten, Gemm, MatMul, Resize/Upsample (nearest, by scales), Slice,
-Reshape, Transpose, Split, Squeeze, Unsqueeze, Identity. Anything else raises
+Reshape, Transpose, Split, Squeeze, Unsqueeze, Identity, SpaceToDepth, Gather (constant indices).
+``module.tensor_hook(name, value)`` and ``module.param_hook(name, value)``, when set, may
+replace every tensor a node produces and every trainable weight as it is read (fake
+quantization for quantization-aware fine-tuning). Anything else raises
 :class:`~sdk.errors.CompressionError` naming the op. torch is imported lazily (extra ``train``).
 """
 from __future__ import annotations
@@ -30,7 +33,7 @@ SUPPORTED_OPS = {
     "Conv", "BatchNormalization", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid",
     "HardSwish", "PRelu", "Softmax", "Add", "Sub", "Mul", "Div", "Concat", "MaxPool", "AveragePool",
     "GlobalAveragePool", "Flatten", "Gemm", "MatMul", "Resize", "Upsample", "Slice", "Reshape",
-    "Transpose", "Split", "Squeeze", "Unsqueeze", "Identity", "Dropout",
+    "Transpose", "Split", "Squeeze", "Unsqueeze", "Identity", "Dropout", "SpaceToDepth", "Gather",
 }
 _TRAINABLE = {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1), "BatchNormalization": (1, 2), "PRelu": (1,)}
 
@@ -89,6 +92,8 @@ def onnx_to_torch(model: onnx.ModelProto | str, batch_free_reshape: bool = True)
                     if arr.dtype.kind == "f":
                         self.fixed[node.output[0]] = torch.from_numpy(arr.astype(np.float32).copy())
             self.nodes = [(n, _attrs(n)) for n in g.node if n.op_type != "Constant"]
+            self.tensor_hook = None
+            self.param_hook = None
             self.input_names = [i.name for i in g.input if i.name not in self.consts]
             self.output_names = [o.name for o in g.output]
 
@@ -96,7 +101,8 @@ def onnx_to_torch(model: onnx.ModelProto | str, batch_free_reshape: bool = True)
             if name in env:
                 return env[name]
             if name in self.param_of:
-                return self.params[self.param_of[name]]
+                p = self.params[self.param_of[name]]
+                return self.param_hook(name, p) if self.param_hook is not None else p
             if name in self.fixed:
                 return self.fixed[name]
             if name in self.consts:
@@ -110,11 +116,14 @@ def onnx_to_torch(model: onnx.ModelProto | str, batch_free_reshape: bool = True)
 
         def forward(self, *xs):
             env = dict(zip(self.input_names, xs))
+            hook = self.tensor_hook
+            if hook is not None:
+                env = {k: hook(k, v) for k, v in env.items()}
             for node, at in self.nodes:
                 ins = [self._t(env, i) if i else None for i in node.input]
                 outs = self._op(node, at, ins)
                 for name, val in zip(node.output, outs):
-                    env[name] = val
+                    env[name] = hook(name, val) if hook is not None else val
             res = [env[o] for o in self.output_names]
             return res[0] if len(res) == 1 else tuple(res)
 
@@ -248,6 +257,20 @@ def onnx_to_torch(model: onnx.ModelProto | str, batch_free_reshape: bool = True)
                 return [x]
             if op in ("Identity", "Dropout"):
                 return [x]
+            if op == "SpaceToDepth":
+                b = int(at["blocksize"])
+                n, c, h, w = x.shape
+                y = x.reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4)
+                return [y.reshape(n, c * b * b, h // b, w // b)]
+            if op == "Gather":
+                idx = np.asarray(self.consts[node.input[1]]) if node.input[1] in self.consts else None
+                if idx is None:
+                    raise CompressionError(f"{node.name}: Gather needs constant indices for fine-tuning")
+                axis = int(at.get("axis", 0))
+                axis = axis if axis >= 0 else x.dim() + axis
+                flat = torch.from_numpy(np.where(idx < 0, idx + x.shape[axis], idx).astype(np.int64).ravel())
+                y = torch.index_select(x, axis, flat)
+                return [y.reshape(*x.shape[:axis], *idx.shape, *x.shape[axis + 1:])]
             raise CompressionError(f"{node.name}: op {op} not supported")
 
     return OnnxModule()

@@ -276,10 +276,12 @@ def _from_rows(rows: np.ndarray, shape: tuple[int, ...], op: str, node: onnx.Nod
 
 def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[Mapping[str, np.ndarray]],
                *, ranges: bool = True, weights: bool = True, bias_correction: bool = True,
-               weight_bits: int = 8, progress: bool = False) -> RefineReport:
+               weight_bits: int = 8, requantize_weights: bool = False, progress: bool = False) -> RefineReport:
     """Rewrite ``qdq``'s scales, zero points, int8 weights and int32 biases in place (see the
     module docstring). ``float_model`` is the graph ``qdq`` was quantized from (same tensor
-    and initializer names, as onnxruntime's quantizer keeps them); ``feeds`` its inputs."""
+    and initializer names, as onnxruntime's quantizer keeps them); ``feeds`` its inputs.
+    ``requantize_weights`` (with ``weights=False``): store ``float_model``'s weights rounded to
+    nearest on the grid ``qdq`` already has (after quantization-aware fine-tuning changed them)."""
     import onnxruntime as ort
 
     if not feeds:
@@ -383,19 +385,24 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
             else:
                 entry["error_new"] = err_rtn
                 q_used, s_used = q_rtn, old_s
+        elif requantize_weights:        # new float weights, the grid the QDQ graph already has
+            s_used = old_s if not per_tensor else np.full(rows.shape[0], old_s[0])
+            q_used = q_rtn
+            _set(inits, L.w_q, _from_rows(q_rtn.astype(np.int8), w.shape, op, L.node))
+            entry["error_new"] = err_rtn
         else:
             q_used, s_used = q_rtn, (old_s if not per_tensor else np.full(rows.shape[0], old_s[0]))
         rep.layers[L.node.name] = entry
-        if L.b_q is None:
+        if L.b_q is None:                # onnxruntime left this bias in float
             fb = L.node.input[2] if len(L.node.input) > 2 else ""
-            if bias_correction and fb in inits and st is not None and st.mean.shape[0] == rows.shape[1]:
-                b = numpy_helper.to_array(inits[fb]).astype(np.float64)
-                shift = (rows - q_used * s_used[:, None]) @ st.mean
-                if b.shape == shift.shape:
-                    bf = fb if fb not in finits else fb
-                    _set(inits, bf, (numpy_helper.to_array(finits[fb]).astype(np.float64) if fb in finits else b)
-                         + shift)
-                    entry["bias_shift"] = float(np.abs(shift).mean())
+            if fb in inits and fb in finits:
+                b = numpy_helper.to_array(finits[fb]).astype(np.float64)
+                if bias_correction and st is not None and st.mean.shape[0] == rows.shape[1]:
+                    shift = (rows - q_used * s_used[:, None]) @ st.mean
+                    if shift.shape == b.shape:
+                        b = b + shift
+                        entry["bias_shift"] = float(np.abs(shift).mean())
+                _set(inits, fb, b)
             continue
         bias = numpy_helper.to_array(finits[L.b_float]).astype(np.float64).ravel()
         if bias_correction and st is not None and st.mean.shape[0] == rows.shape[1]:

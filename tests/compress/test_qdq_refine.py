@@ -114,3 +114,40 @@ def test_reconstruction_lowers_block_error_on_yolox(yolox_path, shared_dir, tmp_
     e_plain, e_ref = rel(a), rel(b)
     assert (e_ref < e_plain).mean() >= 0.8, (e_plain, e_ref)       # measured: 6 of 6 blocks lower
     assert e_ref.mean() < 0.97 * e_plain.mean(), (e_plain, e_ref)   # measured: 0.74 against 0.81
+
+
+def test_fake_quantized_torch_copy_computes_what_onnxruntime_computes(tiny_cnn_path, calib_feeds, tmp_path):
+    """The fine-tuning copy is only useful if it is the integer model: before any step its
+    outputs equal onnxruntime's on the QDQ graph (renamed graph outputs, the weight grid,
+    bias-corrected biases included)."""
+    torch = pytest.importorskip("torch")
+    from sdk.compress.graph_prep import load_model, prepare_for_quantization
+    from sdk.compress.qat import fake_quant_module
+
+    feeds = calib_feeds(tiny_cnn_path, 8)
+    prep = prepare_for_quantization(tiny_cnn_path, tmp_path / "prep.onnx", min_opset=13)
+    q = QuantizeInt8(preprocess=False).run(prep, tmp_path / "q.onnx",
+                                           PassContext(calib=CalibrationData(feeds), work_dir=tmp_path / "w"))
+    mod = fake_quant_module(load_model(prep, check=False), onnx.load(str(q)))
+    sess = ort.InferenceSession(str(q))
+    for f in feeds[:3]:
+        with torch.no_grad():
+            y = mod(torch.from_numpy(f["input"])).numpy()
+        np.testing.assert_allclose(y, sess.run(None, f)[0], atol=1e-5)
+
+
+def test_quantization_aware_finetuning_trains_and_keeps_the_graph(tiny_cnn_path, calib_feeds, tmp_path):
+    pytest.importorskip("torch")
+    from sdk.compress.graph_prep import load_model, prepare_for_quantization
+    from sdk.compress.qat import finetune_qdq
+
+    feeds = calib_feeds(tiny_cnn_path, 16)
+    prep = prepare_for_quantization(tiny_cnn_path, tmp_path / "prep.onnx", min_opset=13)
+    q = QuantizeInt8(preprocess=False).run(prep, tmp_path / "q.onnx",
+                                           PassContext(calib=CalibrationData(feeds), work_dir=tmp_path / "w"))
+    before, tuned = onnx.load(str(q)), onnx.load(str(q))
+    rep = finetune_qdq(load_model(prep, check=False), tuned, feeds, steps=40, lr=1e-3, batch_size=4)
+    assert rep["loss_last"] < rep["loss_first"]
+    assert collections.Counter(n.op_type for n in tuned.graph.node) == \
+        collections.Counter(n.op_type for n in before.graph.node)
+    ort.InferenceSession(tuned.SerializeToString())          # still a valid integer model
