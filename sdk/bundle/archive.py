@@ -24,6 +24,7 @@ from pathlib import Path
 from sdk.bundle.hashing import CHUNK
 from sdk.bundle.manifest import MANIFEST_NAME
 from sdk.bundle.paths import relpath_problem
+from sdk.bundle.signing import MAX_SIGNATURE_BYTES, SIGNATURE_NAME
 from sdk.errors import BundleError, UnsafePathError
 
 ARCHIVE_SUFFIX = ".ewb"
@@ -139,6 +140,11 @@ def unpack_bundle(archive: str | os.PathLike, dest: str | os.PathLike, *,
         declared = _declared_files(zf, src)
         for info in infos:
             if info.is_dir() or info.filename == MANIFEST_NAME:
+                continue
+            if info.filename == SIGNATURE_NAME:      # signs the manifest, so it cannot be listed in it
+                if info.file_size > MAX_SIGNATURE_BYTES:
+                    raise BundleError(f"archive {src.name}: {SIGNATURE_NAME} declares {info.file_size} bytes; a "
+                                      f"signature is at most {MAX_SIGNATURE_BYTES}")
                 continue
             if declared is not None and info.filename not in declared:
                 raise BundleError(f"archive {src.name}: member {info.filename!r} is not listed in {MANIFEST_NAME}; "

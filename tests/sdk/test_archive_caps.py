@@ -40,3 +40,15 @@ def test_member_hash_and_listing_checked_while_unpacking(tmp_path):
                            {"model.onnx": hashlib.sha256(good["model.onnx"]).hexdigest()}), tmp_path / "extra")
     assert not (tmp_path / "bad").exists() and not (tmp_path / "extra").exists()
     assert not list(tmp_path.glob(".*.tmp-*"))
+
+
+def test_the_signature_travels_unlisted_but_capped(tmp_path):
+    """bundle.sig signs manifest.json, so it cannot be listed there: it is the one unlisted member
+    accepted, and only up to the size a signature can have."""
+    good = {"model.onnx": b"weights" * 100}
+    listed = {"model.onnx": hashlib.sha256(good["model.onnx"]).hexdigest()}
+    out = unpack_bundle(_arc(tmp_path / "signed.ewb", {**good, "bundle.sig": b"{}"}, listed), tmp_path / "s")
+    assert (out / "bundle.sig").read_bytes() == b"{}"
+    with pytest.raises(BundleError, match="a signature is at most"):
+        unpack_bundle(_arc(tmp_path / "big.ewb", {**good, "bundle.sig": b" " * (2 << 20)}, listed), tmp_path / "b")
+    assert not (tmp_path / "b").exists()
