@@ -11,7 +11,9 @@ Subpackages (import them directly; ``import sdk`` stays light):
 - :mod:`sdk.errors`     the error hierarchy
 """
 from sdk import errors
+from sdk._log import logger
 from sdk.errors import EdgewiseError
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "errors", "EdgewiseError"]
+#: the SDK's one logger (``logging.getLogger("edgewise")``); apps log through it, no handlers set
+__all__ = ["__version__", "errors", "EdgewiseError", "logger"]

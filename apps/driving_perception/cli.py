@@ -91,7 +91,7 @@ def calibration_frames(source_spec: str, n: int = 24, stride: int = 5) -> list:
             if len(frames) >= n:
                 break
     except PipelineError as exc:   # the run itself reports it (health FAILED, exit 4)
-        from sdk._log import logger
+        from sdk import logger
 
         logger.warning("no calibration frames: %s", exc)
     close = getattr(src, "close", None)

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sdk._log import logger
+from sdk import logger
 from sdk.errors import BundleError, IntegrityError, StoreError
 
 from .detect.detector import Detector, DetectorOptions

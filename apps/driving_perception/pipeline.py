@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from sdk._log import logger
+from sdk import logger
 from sdk.errors import InferenceError
 from sdk.runtime import LatencyRecorder
 

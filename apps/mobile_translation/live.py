@@ -39,7 +39,7 @@ from apps.mobile_translation.live_config import (LiveConfig, _default_sink, _def
                                                  _Pending)
 from apps.mobile_translation.mt.base import Translation
 from apps.mobile_translation.vad import CHUNK
-from sdk._log import logger
+from sdk import logger
 from sdk.errors import AudioDeviceError
 
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from sdk._log import logger
+from sdk import logger
 from sdk.errors import DecodeError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
