@@ -9,13 +9,13 @@ Every message says what was expected, what was found, and, where there is one, t
 """
 from __future__ import annotations
 
-
 __all__ = [
     "EdgewiseError", "ModelLoadError", "ProviderUnavailableError", "InputValidationError",
     "InferenceError", "BundleError", "IntegrityError", "UnsafePathError", "StoreError",
     "OfflineError", "PreprocessError", "DecodeError", "PipelineError", "AudioDeviceError",
-    "DependencyMissingError", "CompressionError", "SignatureError", "require"
+    "DependencyMissingError", "CompressionError", "SignatureError", "require",
 ]
+
 
 class EdgewiseError(Exception):
     """Base class for every error the SDK raises on purpose."""
