@@ -86,7 +86,7 @@ def test_sigint_to_the_cli_keeps_finished_utterances(tmp_path, speak):
     from apps.mobile_translation.audio_io import write_audio
 
     sil = np.zeros(16000, np.float32)
-    parts = [speak("where is the hospital"), sil] * 12
+    parts = [speak("where is the hospital"), sil] * 40     # long enough that it cannot finish before the signal
     wav = write_audio(tmp_path / "long.wav", np.concatenate(parts), 16000)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "sdk.cli.main", "translate", "file", str(wav), "--out", str(out),
@@ -100,7 +100,10 @@ def test_sigint_to_the_cli_keeps_finished_utterances(tmp_path, speak):
     if proc.poll() is not None:
         pytest.skip("the run finished before it could be interrupted")
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 130
+    rc = proc.wait(60)
     data = json.loads(js.read_text())
-    assert data["complete"] is False and 1 <= len(data["utterances"]) < 12
+    if rc == 0 and data["complete"]:
+        pytest.skip("the run finished between the last poll and the signal")
+    assert rc == 130
+    assert data["complete"] is False and 1 <= len(data["utterances"]) < 40
     assert (out / "long.en.srt").read_text().count("-->") == len(data["utterances"])
