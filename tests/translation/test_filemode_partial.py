@@ -90,7 +90,10 @@ def test_sigint_to_the_cli_keeps_finished_utterances(tmp_path, speak):
     wav = write_audio(tmp_path / "long.wav", np.concatenate(parts), 16000)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "sdk.cli.main", "translate", "file", str(wav), "--out", str(out),
-                             "--to", "en", "--asr", "pocketsphinx"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--to", "en", "--asr", "pocketsphinx"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            # a shell running us in the background ignores SIGINT, and Python keeps an
+                            # ignored SIGINT ignored: give the child the default so Ctrl-C reaches it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     js = out / "long.json"
     end = time.monotonic() + 120
     while time.monotonic() < end and proc.poll() is None:
