@@ -225,3 +225,27 @@ def test_confirmation_drops_a_winner_that_does_not_hold_up(monkeypatch, tmp_path
     truth["b"] = 12.0
     chosen, note = search._confirm(base, [a, b], a, "", {}, "cpu", 9, 10, 1.05, False)
     assert chosen is base and "returning the FP32 model" in note
+
+
+def test_candidate_set_follows_the_isa(tiny_cnn_path, tiny_mlp_path):
+    """Combinations known to be slow or lossy on an ISA are skipped, each with its reason."""
+    from types import SimpleNamespace
+
+    from sdk.compress.candidates import candidate_set
+
+    vnni = SimpleNamespace(isa={"avx2": True, "avx512f": True, "avx512_vnni": True}, machine="x86_64")
+    avx2 = SimpleNamespace(isa={"avx2": True}, machine="x86_64")
+    arm = SimpleNamespace(isa={"neon": True}, machine="aarch64")
+    cs = candidate_set(tiny_cnn_path, "cpu", vnni)
+    assert cs.profile == "vnni"
+    steps = [st for r in cs.recipes.values() for st in r.to_list()]
+    assert not any(st.get("reduce_range") for st in steps) and not any(st.get("types") == "U8U8" for st in steps)
+    assert {"dynamic_int8", "static_*_rr (reduce_range)", "static_*_u8u8"} <= {x["name"] for x in cs.skipped}
+    assert all(x["reason"] for x in cs.skipped)
+    steps = [st for r in candidate_set(tiny_cnn_path, "cpu", avx2).recipes.values() for st in r.to_list()
+             if st["pass"] in ("quantize_static", "quantize_int8") and st.get("types") == "U8S8"]
+    assert steps and all(st["reduce_range"] for st in steps)          # no VNNI: 7-bit weights
+    steps = [st for r in candidate_set(tiny_cnn_path, "cpu", arm).recipes.values() for st in r.to_list()
+             if st["pass"] in ("quantize_static", "quantize_int8")]
+    assert steps and all(st["types"] == "S8S8" for st in steps)
+    assert "dynamic_int8" in candidate_set(tiny_mlp_path, "cpu", vnni).recipes   # MatMul weights: worth trying
