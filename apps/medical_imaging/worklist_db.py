@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -53,14 +54,24 @@ class WorklistDB:
             self._con = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None,
                                         check_same_thread=False)
             self._con.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-            mode = self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            # two runs creating the folder's database at once: switching a new file to WAL takes an
+            # exclusive lock, and SQLite answers the other one "locked" at once instead of waiting
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    mode = self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    self._con.execute("PRAGMA synchronous = FULL")
+                    with self._tx() as con:
+                        for stmt in filter(str.strip, _SCHEMA.split(";")):
+                            con.execute(stmt)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
             if str(mode).lower() != "wal":
                 raise OSError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); "
                               "is the output folder on a network file system?")
-            self._con.execute("PRAGMA synchronous = FULL")
-            with self._tx() as con:
-                for stmt in filter(str.strip, _SCHEMA.split(";")):
-                    con.execute(stmt)
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:

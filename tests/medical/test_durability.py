@@ -256,3 +256,25 @@ def test_restored_old_checkpoint_does_not_hide_a_cut_tail(audit5, capsys):
     cp.write_bytes(old)                         # and roll the folder's checkpoint back
     code, text = _cli(audit5, capsys)
     assert code == 1 and "line 6" in text and "tail deleted" in text   # the device's copy says 7
+
+
+def test_runs_that_create_the_database_at_once_all_open_it(tmp_path):
+    """Switching a new database file to WAL takes an exclusive lock, and SQLite answers a second
+    opener 'locked' at once rather than waiting: three runs starting together on a fresh --out
+    must all get in (before the retry, about 1 in 20 was refused)."""
+    code = ("import sys, time\nfrom datetime import datetime, timezone\n"
+            "from apps.medical_imaging.worklist_db import WorklistDB\n"
+            "t0 = float(sys.argv[2])\nwhile time.time() < t0: pass\n"
+            "db = WorklistDB(sys.argv[1])\n"
+            "for _ in range(10): db.next_arrival(datetime.now(timezone.utc))\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    import time
+
+    for trial in range(6):
+        out = tmp_path / f"o{trial}"
+        out.mkdir()
+        start = str(time.time() + 0.4)
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(out), start], env=env, stderr=subprocess.PIPE)
+                 for _ in range(3)]
+        errs = [p.communicate(timeout=60)[1].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], errs
