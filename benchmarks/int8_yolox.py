@@ -101,8 +101,7 @@ def main() -> int:
             r["size_ratio"] = file_size(model) / file_size(r["path"])
         profiles = {k: op_profile(rows[k]["path"], feeds) for k in ("fp32", "int8_reconstructed")}
     dev = discover_device()
-    isa = ", ".join(k for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "neon") if dev.isa.get(k))
-    out = {"cpu": dev.cpu_model, "isa": isa, "frames": {"search": len(search), "held_out": len(held),
+    out = {"cpu": dev.summary(), "frames": {"search": len(search), "held_out": len(held),
            "detections_search": sum(len(d) for d in ev_s.reference),
            "detections_held_out": sum(len(d) for d in ev_h.reference)},
            "rows": {k: {kk: (str(v) if kk == "path" else v) for kk, v in r.items() if kk != "path"}
@@ -110,7 +109,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"CPU: {dev.cpu_model} ({isa}); frames: {len(search)} search / {len(held)} held-out "
+    print(f"CPU: {dev.summary()}; frames: {len(search)} search / {len(held)} held-out "
           f"({out['frames']['detections_search']} / {out['frames']['detections_held_out']} FP32 detections)")
     print(f"{'row':28s} {'ms':>7s} {'cpu ms':>7s} {'speedup (90% CI)':>20s} {'size':>6s} {'F1 search':>9s} "
           f"{'held-out':>9s}")

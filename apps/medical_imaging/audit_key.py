@@ -44,19 +44,7 @@ def load_key(path: str | Path | None = None, create: bool = True) -> bytes:
             raise FileNotFoundError(f"no audit key at {p}: this device never wrote an audit log "
                                     f"(set {KEY_ENV} to the key of the device that did)")
         p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, secrets.token_hex(32).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, p)      # atomic: two processes creating the key at once agree on one
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        write_secret_once(p, 32)
     st = os.stat(p)
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"audit key {p} is not a regular file")
@@ -148,3 +136,22 @@ def read_checkpoint(log: Path, key: bytes) -> tuple[int, str]:
         raise FileNotFoundError(f"no checkpoint {checkpoint_path(log).name} next to the log (nor this device's "
                                 "copy): it cannot be proven that the log was not cut or rewritten")
     return max(found)
+
+
+def write_secret_once(path: Path, nbytes: int) -> None:
+    """Create ``path`` (0600) holding ``nbytes`` random bytes as hex, unless it exists: written to
+    a private temporary file, then hard-linked into place, so two processes creating it at once
+    agree on one secret."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_hex(nbytes).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()

@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import secrets
 import time
 from contextlib import contextmanager
 from datetime import datetime
@@ -32,6 +31,7 @@ import numpy as np
 import sdk
 from apps.medical_imaging import gate
 from apps.medical_imaging.audit import AuditLog
+from apps.medical_imaging.audit_key import write_secret_once
 from apps.medical_imaging.explain import display_image, occlusion_map, overlay
 from apps.medical_imaging.io.loaders import Header, Limits, decode, read_header
 from apps.medical_imaging.model import TriageModel, default_bundles
@@ -112,19 +112,7 @@ class Triage:
         (written to a private temporary file, then hard-linked into place: only one link wins)."""
         p = self.out / ".salt"
         if not p.is_file():
-            tmp = self.out / f".salt.{os.getpid()}.{secrets.token_hex(4)}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, secrets.token_hex(16).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, p)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
+            write_secret_once(p, 16)
         return p.read_text().strip().encode()
 
     def study_id(self, key: str) -> str:

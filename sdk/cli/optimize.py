@@ -237,16 +237,16 @@ def run(args: argparse.Namespace) -> int:
     skipped = "".join(f"\nskipped {s['name']}: {s['reason']}" for s in res.skipped)
     ev = res.evaluation
     data = f"search data: {ev['search']['size']}" + (f"; held-out: {ev['holdout']['size']}" if held_out else "")
-    human = (f"{table(rows)}\n\n{data}\nCPU: {res.isa_profile} ({_isa_text(res.device)}){skipped}\n\n"
+    human = (f"{table(rows)}\n\n{data}\nCPU: {res.isa_profile} ({_device_text(res.device)}){skipped}\n\n"
              f"{res.note}\nbundle written to {b.path}")
     emit(args, {"bundle": str(b.path), **res.to_dict()}, human)
     return 0
 
 
-def _isa_text(device: dict[str, Any]) -> str:
-    isa = device.get("isa") or {}
-    feats = [k for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "neon") if isa.get(k)]
-    return f"{device.get('cpu_model', '?')}; {', '.join(feats) or 'no SIMD flags read'}"
+def _device_text(device: dict[str, Any]) -> str:
+    from sdk.runtime import DeviceInfo
+
+    return DeviceInfo.model_validate(device).summary() if device else "device not read"
 
 
 def _f(v: Any, spec: str, suffix: str = "") -> str:

@@ -42,17 +42,21 @@ __all__ = ["finetune_qdq"]
 def _qdq_grids(qdq: onnx.ModelProto) -> tuple[dict[str, tuple[float, int]], dict[str, np.ndarray]]:
     """(activation tensor -> (scale, zero point) of its uint8 grid, float weight -> (int8 codes,
     per-channel scales)) as the QDQ graph stores them."""
+    from sdk.compress.qdq_refine import _activation_params, _zero_point_of
+
     inits = {t.name: t for t in qdq.graph.initializer}
     acts: dict[str, tuple[float, int]] = {}
+    for scale, tensors in _activation_params(qdq).items():
+        zp_name = _zero_point_of(qdq, scale)
+        zp = numpy_helper.to_array(inits[zp_name]) if zp_name in inits else None
+        if zp is None or zp.dtype != np.uint8 or zp.size != 1:
+            continue
+        for name in tensors:
+            # onnxruntime renames a graph output it quantizes: "<out>_QuantizeLinear_Input"
+            name = name[:-len("_QuantizeLinear_Input")] if name.endswith("_QuantizeLinear_Input") else name
+            acts[name] = (float(numpy_helper.to_array(inits[scale]).ravel()[0]), int(zp.ravel()[0]))
     weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for n in qdq.graph.node:
-        if n.op_type == "QuantizeLinear" and n.input[0] not in inits and n.input[1] in inits and len(n.input) > 2:
-            zp = numpy_helper.to_array(inits[n.input[2]])
-            if zp.dtype == np.uint8 and zp.size == 1:
-                name = n.input[0]
-                # onnxruntime renames a graph output it quantizes: "<out>_QuantizeLinear_Input"
-                name = name[:-len("_QuantizeLinear_Input")] if name.endswith("_QuantizeLinear_Input") else name
-                acts[name] = (float(numpy_helper.to_array(inits[n.input[1]]).ravel()[0]), int(zp.ravel()[0]))
         if n.op_type == "DequantizeLinear" and n.input[0] in inits and n.input[0].endswith("_quantized"):
             q = numpy_helper.to_array(inits[n.input[0]])
             if q.dtype in (np.int8, np.int32) and n.input[1] in inits:

@@ -290,7 +290,6 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
     inits = _inits(qdq)
     finits = _inits(float_model)
     params = _activation_params(qdq)
-    new_scale: dict[str, float] = {}
     samples: dict[str, list[np.ndarray]] = {}
     if ranges and params:
         tensors = sorted({t for ts in params.values() for t in ts})
@@ -341,7 +340,6 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
                 continue
             _set(inits, scale_name, np.float32(s))
             _set(inits, zp_name, np.uint8(z))
-            new_scale[scale_name] = s
             rep.ranges[scale_name] = {"mse_old": mse_old, "mse_new": mse, "scale_old": old, "scale_new": s}
 
     layers = _weighted_layers(qdq, finits)

@@ -254,12 +254,13 @@ class QuantizeInt8(QuantizeStatic):
         with _WorkDir(ctx) as work:
             src, feeds = self._quantize(Path(model_in), Path(model_out), ctx, work)
             qdq = onnx.load(str(model_out))
-            rep = refine_qdq(load_model(src, check=False), qdq, feeds, **kw)
+            float_model = load_model(src, check=False)
+            rep = refine_qdq(float_model, qdq, feeds, **kw)
             wanted = list(cfg.keep_float_nodes) + [n for n, _ in rep.noise[:cfg.keep_float_noisy]]
             if wanted:
                 from sdk.compress.qdq_refine import keep_float
 
-                kept = keep_float(qdq, load_model(src, check=False), list(dict.fromkeys(wanted)))
+                kept = keep_float(qdq, float_model, list(dict.fromkeys(wanted)))
             save_model(qdq, model_out)
         ctx.report(self.name, {**rep.summary(), "kept_float": kept})
         return verify_loadable(Path(model_out), self.name)

@@ -76,9 +76,9 @@ def markdown(result: Any) -> str:
 
 
 def _isa(device: dict[str, Any]) -> str:
-    isa = device.get("isa") or {}
-    feats = [k for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "neon") if isa.get(k)]
-    return f"{device.get('cpu_model', '?')}: {', '.join(feats) or 'no SIMD flags read'}"
+    from sdk.runtime import DeviceInfo
+
+    return DeviceInfo.model_validate(device).summary() if device else "device not read"
 
 
 def plot_pareto(result: Any, path: Path) -> Path:
