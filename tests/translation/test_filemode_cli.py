@@ -15,7 +15,9 @@ def offline_engines():
     pytest.importorskip("pocketsphinx")
     if shutil.which("apertium") is None:
         pytest.skip("apertium is not installed (apt install apertium apertium-eng-spa)")
-    with Engines(EngineConfig(src="en", tgt="es")) as e:
+    # PocketSphinx named: with asr "auto" a module-scoped fixture would see the user's model store
+    # (built before the per-test isolated EDGEWISE_HOME) and run Whisper if it was ever pulled
+    with Engines(EngineConfig(src="en", tgt="es", asr="pocketsphinx")) as e:
         yield e
 
 
