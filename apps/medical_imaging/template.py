@@ -13,5 +13,5 @@ TEMPLATE = TemplateSpec(
     copy_modules=("triage.py", "model.py", "gate.py", "policy.py", "metrics.py", "ood.py", "io",
                   "worklist.py", "worklist_db.py", "report.py", "audit.py", "audit_key.py", "explain.py",
                   "nets.py", "train_torch.py", "folders.py", "folder_recipe.py"),
-    renames={"edgewise medical ": "python -m {{name}} "},
+    renames={"edgewise medical ": "python -m {{name}} ", "\"pneumonia-triage\"": "\"model\""},
 )

@@ -52,12 +52,15 @@ def run_group(register: Callable, group: str, argv: list[str] | None = None) -> 
     """Run ``group``'s commands from ``register(subparsers)`` with edgewise's exit codes."""
     from sdk.cli.main import add_trusted_key_options, exit_code_for
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = 0
+    while argv and argv[0] in ("-v", "-vv", "--verbose"):   # `python -m APP -v train ...`
+        verbose += 1 if argv.pop(0) != "-vv" else 2
     parser = argparse.ArgumentParser(prog=f"python -m {group}")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
     register(parser.add_subparsers(dest="command"))
     add_trusted_key_options(parser)
-    args = parser.parse_args([group, *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+    args = parser.parse_args([group, *argv])
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2),
                         format="%(levelname)s %(name)s: %(message)s")
     keys = getattr(args, "trusted_key", None)
     try:

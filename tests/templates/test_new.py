@@ -77,6 +77,35 @@ def test_generated_package_is_renamed_and_self_contained(tmp_path, template):
         assert "../shared" not in text, f
     readme = (project / "README.md").read_text()
     assert "## What to replace" in readme and "config.yaml" in readme
+    missing = _unresolved_imports(pkg, "new_app")
+    assert not missing, f"modules imported but not copied (add them to {template}'s copy_modules): {missing}"
+
+
+def _unresolved_imports(pkg, name: str) -> list[str]:
+    """``from new_app.x import`` / ``from .x import`` targets that are not in the generated package."""
+    import ast
+
+    missing = []
+    for f in pkg.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = f.parent
+                for _ in range(node.level - 1):
+                    base = base.parent
+                parts = (node.module or "").split(".") if node.module else []
+            elif node.module and node.module.split(".")[0] == name:
+                base, parts = pkg, node.module.split(".")[1:]
+            else:
+                continue
+            target = base.joinpath(*parts) if parts else base
+            candidates = [target.with_suffix(".py"), target / "__init__.py"]
+            if not node.module or not parts:   # `from . import x`: x is a module or a name of __init__
+                candidates += [target / f"{a.name}.py" for a in node.names]
+            if not any(c.is_file() for c in candidates):
+                missing.append(f"{f.relative_to(pkg)}: {'.' * node.level}{node.module or ''}")
+    return missing
 
 
 def test_medical_readme_commands_are_the_walkthrough(tmp_path):
