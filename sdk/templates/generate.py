@@ -26,6 +26,13 @@ def check_name(name: str) -> str:
     if name in _TAKEN or name in sys.stdlib_module_names:
         raise ValueError(f"NAME {name!r} would shadow the module of the same name that the app imports; "
                          "choose another name")
+    from importlib.metadata import entry_points
+
+    from sdk.cli.main import SDK_COMMANDS
+
+    groups = set(SDK_COMMANDS) | {ep.name for ep in entry_points(group="edgewise.commands")}
+    if name in groups:
+        raise ValueError(f"NAME {name!r} is already an `edgewise {name}` command; choose another name")
     return name
 
 
