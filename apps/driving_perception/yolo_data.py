@@ -113,7 +113,7 @@ def write_sample_sequence(root: str | Path, labels: list[str], frames: int = 10,
         if path.exists():
             raise FileExistsError(f"{path} exists; write the sample sequence into an empty folder")
         img = np.clip(rng.normal(110, 18, (h, w, 3)), 0, 255).astype(np.uint8)
-        y0 = int(round(k * (h - bh - 1) / max(frames - 1, 1)))
+        y0 = round(k * (h - bh - 1) / max(frames - 1, 1))
         x0 = w // 3
         cv2.rectangle(img, (x0, y0), (x0 + bw - 1, y0 + bh - 1), _SAMPLE_COLOURS[0], -1)
         cv2.imwrite(str(path), img)

@@ -138,7 +138,7 @@ def train_bundle(data: str | Path, out: str | Path, recipe: YoloRecipe, *, name:
         raise ValueError(f"{data}: at least 2 labelled images are needed (train and val), found {len(items)}")
     rng = np.random.default_rng(recipe.seed)
     order = rng.permutation(len(items))
-    k = max(1, int(round(len(items) * recipe.val_fraction)))
+    k = max(1, round(len(items) * recipe.val_fraction))
     val, train = [items[i] for i in order[:k]], [items[i] for i in order[k:]]
     x, boxes = _letterboxed(train, recipe.input_size)
     obj_t, box_t = _targets(boxes, recipe.input_size, len(recipe.labels))

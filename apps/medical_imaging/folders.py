@@ -58,7 +58,7 @@ def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.
         idx = rng.permutation(np.flatnonzero(y == c))
         if len(idx) < 2:
             raise ValueError(f"class {int(c)} has {len(idx)} image(s); at least 2 are needed (train and val)")
-        k = max(1, int(round(len(idx) * val_fraction)))
+        k = max(1, round(len(idx) * val_fraction))
         va += list(idx[:k])
         tr += list(idx[k:])
     return np.sort(np.array(tr)), np.sort(np.array(va))

@@ -49,7 +49,7 @@ class PhrasebookTranslator:
             self.table.setdefault(normalise(s), t)
 
     @classmethod
-    def from_tsv(cls, path: str | Path, src: str, tgt: str) -> "PhrasebookTranslator":
+    def from_tsv(cls, path: str | Path, src: str, tgt: str) -> PhrasebookTranslator:
         return cls(read_pairs(path), src, tgt)
 
     def lookup(self, text: str) -> Translation | None:

@@ -9,5 +9,5 @@ from sdk.templates.generate import check_name, generate
 from sdk.templates.registry import find_templates, get_template
 from sdk.templates.spec import TemplateSpec
 
-__all__ = ["TemplateSpec", "find_templates", "get_template", "generate", "check_name",
+__all__ = ["TemplateSpec", "check_name", "find_templates", "generate", "get_template",
            "load_config", "require_bundle", "run_group"]

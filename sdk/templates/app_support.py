@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -32,7 +33,8 @@ def load_config(model: type[M], path: str | Path) -> M:
         raise FileNotFoundError(f"config file not found: {path}")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a mapping of settings, got {type(data).__name__}")
+        got = type(data).__name__
+        raise ValueError(f"{path} must hold a mapping of settings, got {got}")  # noqa: TRY004 - bad input, exit 2
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/templates/readme_commands.py
 
-from readme_commands import run_readme_commands  # noqa: E402
+from readme_commands import run_readme_commands
 
 
 @pytest.fixture()

@@ -18,7 +18,7 @@ def fenced_commands(text: str, marker: str) -> list[str]:
     i = text.find(marker)
     if i < 0:
         raise ValueError(f"marker {marker!r} not found")
-    m = re.search(r"```[a-z]*\n(.*?)```", text[i:], re.S)
+    m = re.search(r"```[a-z]*\n(.*?)```", text[i:], re.DOTALL)
     if m is None:
         raise ValueError(f"no fenced block after {marker!r}")
     return [ln.strip() for ln in m.group(1).splitlines() if ln.strip() and not ln.strip().startswith("#")]
@@ -55,7 +55,8 @@ def run_readme_commands(commands: list[str], cwd: Path) -> list[subprocess.Compl
         if c.startswith("cd "):
             cwd = cwd / shlex.split(c)[1]
             continue
-        r = subprocess.run(_argv(c), cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+        r = subprocess.run(_argv(c), cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600,
+                           check=False)
         assert r.returncode == 0, f"`{c}` in {cwd} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
         done.append(r)
     return done

@@ -6,8 +6,8 @@ import json
 import re
 
 import pytest
-
 from readme_commands import REPO, fenced_commands, indented_commands
+
 from sdk.cli.main import main
 from sdk.templates import TemplateSpec, find_templates, generate, get_template
 

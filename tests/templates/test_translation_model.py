@@ -6,8 +6,8 @@ import json
 import sys
 
 import pytest
-
 from readme_commands import REPO
+
 from sdk.templates import generate, get_template
 
 sys.path.insert(0, str(REPO / "tests" / "translation"))   # tiny_seq2seq

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from readme_commands import REPO, fenced_commands
 
 pytest.importorskip("torch", reason="the medical template trains with torch: pip install 'edgewise[train]'")
