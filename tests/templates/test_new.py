@@ -3,7 +3,11 @@ each template generated, its README commands and its own tests run in the new fo
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import zipfile
 
 import pytest
 from readme_commands import REPO, fenced_commands, indented_commands
@@ -130,3 +134,25 @@ def test_generated_readme_commands_and_tests_run(tmp_path, run_commands, templat
         assert len(lines) == 10 and all("detections" in json.loads(ln) for ln in lines)
     else:
         assert "chrF" in results[1].stdout and results[2].stdout.strip() == "Buenos días"
+
+
+def test_generated_project_builds_a_wheel_whose_group_edgewise_finds(tmp_path):
+    """Installable: the wheel carries the package data and registers `edgewise NAME` (the wheel is
+    unpacked onto PYTHONPATH, so nothing is installed into the environment)."""
+    pytest.importorskip("setuptools", reason="building the wheel offline needs setuptools in this environment")
+    project = generate(get_template("mobile_translation"), "desk_app", tmp_path / "src")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                        "--no-index", "-w", str(tmp_path / "dist"), str(project)],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    [wheel] = (tmp_path / "dist").glob("desk_app-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        z.extractall(tmp_path / "site")
+    assert {"desk_app/config.yaml", "desk_app/phrasebook.tsv", "desk_app/bundles/README.md"} <= names
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(tmp_path / "site")]))
+    r = subprocess.run([sys.executable, "-m", "sdk.cli.main", "desk_app", "translate", "Good morning!",
+                        "--engines", "phrasebook", "--json"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["text"] == "Buenos días"
