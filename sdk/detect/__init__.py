@@ -7,18 +7,25 @@ dets = dets.map_xyxy(letterbox_transform.to_original)                         # 
 f1 = detection_f1(reference_per_image, candidate_per_image, iou_threshold=0.5)
 ```
 """
-from sdk.detect.adapters import (ADAPTERS, Adapter, BoxesScoresAdapter, Yolov5Adapter, Yolov8Adapter,
-                                 YoloxAdapter, get_adapter, register_adapter)
+from sdk.detect.adapters import (
+                                 ADAPTERS,
+                                 Adapter,
+                                 BoxesScoresAdapter,
+                                 Yolov5Adapter,
+                                 Yolov8Adapter,
+                                 YoloxAdapter,
+                                 get_adapter,
+                                 register_adapter,
+)
 from sdk.detect.boxes import box_iou, cxcywh_to_xyxy, xyxy_to_xywh
 from sdk.detect.decode import DecodeOptions, Decoder, YoloxDecoder, as_output_list
-from sdk.detect.detections import Detections
-from sdk.detect.metrics import (MatchCounts, detection_counts, detection_f1, f1_score, match_counts,
-                                match_detections)
+from sdk.detect.detections import CLASS_NAME_DATA_FIELD, Detections
+from sdk.detect.metrics import MatchCounts, detection_counts, detection_f1, f1_score, match_counts, match_detections
 from sdk.detect.nms import nms, nms_indices
 
 __all__ = [
     # the result type
-    "Detections",
+    "Detections", "CLASS_NAME_DATA_FIELD",
     # raw outputs -> Detections
     "Adapter", "ADAPTERS", "register_adapter", "get_adapter",
     "YoloxAdapter", "Yolov5Adapter", "Yolov8Adapter", "BoxesScoresAdapter",

@@ -195,8 +195,9 @@ class BoxesScoresAdapter(Adapter):
         scores = np.asarray(outputs[self.scores_output], np.float32)
         if scores.ndim == 3:
             scores = scores[0]
-        if scores.ndim == 1 or (scores.ndim == 2 and scores.shape[0] == 1 and len(boxes) != 1):
-            # one score per box: class ids come from a third output, if there is one
+        if scores.ndim == 1 or (scores.ndim == 2 and scores.shape[0] == 1 and (len(boxes) != 1 or len(outputs) > 2)):
+            # one score per box ([1, 1] with one box and a labels output too): class ids come
+            # from a third output, if there is one
             scores = scores.reshape(-1)
             labels = (np.asarray(outputs[2]).reshape(-1).astype(np.int64) if len(outputs) > 2
                       else np.zeros(len(scores), np.int64))

@@ -24,7 +24,10 @@ import numpy as np
 
 from sdk.errors import InputValidationError
 
-__all__ = ["Detections"]
+__all__ = ["Detections", "CLASS_NAME_DATA_FIELD"]
+
+# the ``data`` key of per-box class names (supervision's convention); ``to_records`` reads it
+CLASS_NAME_DATA_FIELD = "class_name"
 
 
 def _found(arr: Any) -> str:
@@ -45,7 +48,7 @@ def _array(name: str, value: Any, kinds: str, kind_text: str, shape: tuple, shap
         if arr.dtype == object:
             raise InputValidationError(f"{name} must be a np.ndarray with shape {shape_text} of {kind_text}, "
                                        f"but got {_found(value)} that is not numeric")
-    ok_shape = arr.ndim == len(shape) and all(s == -1 or s == d for s, d in zip(shape, arr.shape))
+    ok_shape = arr.ndim == len(shape) and all(s == -1 or s == d for s, d in zip(shape, arr.shape, strict=False))
     if not ok_shape:
         raise InputValidationError(f"{name} must be a np.ndarray with shape {shape_text}, but got {_found(arr)}")
     if arr.dtype.kind not in kinds and not (arr.size == 0 and arr.dtype.kind in "fiu"):
@@ -169,6 +172,20 @@ class Detections:
     def __repr__(self) -> str:
         return (f"Detections(n={len(self)}, classes={sorted(set(self.class_id.tolist()))[:10]}, "
                 f"tracked={self.tracker_id is not None}, data={sorted(self.data)})")
+
+    def to_records(self, class_names: Callable[[int], str] | None = None) -> list[dict[str, Any]]:
+        """JSON-friendly rows: ``xyxy`` (0.1 px), ``score``, ``class_id``, ``class`` (from
+        ``data["class_name"]``, else ``class_names(id)``, else ``"class<id>"``) and ``track_id``
+        (None when not tracked)."""
+        names = self.data.get(CLASS_NAME_DATA_FIELD)
+        tids = self.tracker_id if self.tracker_id is not None else np.full(len(self), -1, np.int64)
+        rows = []
+        for i, (box, s, c, t) in enumerate(zip(self.xyxy, self.confidence, self.class_id, tids, strict=True)):
+            name = (str(names[i]) if names is not None else class_names(int(c)) if class_names is not None
+                    else f"class{int(c)}")
+            rows.append({"xyxy": [round(float(v), 1) for v in box], "score": round(float(s), 4),
+                         "class_id": int(c), "class": name, "track_id": int(t) if t >= 0 else None})
+        return rows
 
     # -- geometry --------------------------------------------------------------------------
     @property

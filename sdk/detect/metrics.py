@@ -74,7 +74,7 @@ def detection_counts(references: Iterable[Detections], candidates: Iterable[Dete
         raise InputValidationError(f"references and candidates must pair up image by image, but got "
                                    f"{len(refs)} and {len(cands)} images")
     tp = fp = fn = 0
-    for r, c in zip(refs, cands):
+    for r, c in zip(refs, cands, strict=True):
         a, b, d = match_counts(r, c, iou_threshold)
         tp, fp, fn = tp + a, fp + b, fn + d
     return MatchCounts(tp, fp, fn)

@@ -22,6 +22,8 @@ enters, in the same order).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from sdk.detect.boxes import xyxy_to_xywh
@@ -38,6 +40,7 @@ def nms_indices(xyxy: np.ndarray, confidence: np.ndarray, class_id: np.ndarray |
     given: boxes only suppress boxes of their own class."""
     import cv2
 
+    dnn: Any = cv2.dnn   # OpenCV's stubs ask for sequences; numpy arrays are what it takes fastest
     if not 0.0 <= float(iou_threshold) <= 1.0:
         raise InputValidationError(f"iou_threshold must be in [0, 1], but got {iou_threshold}")
     xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
@@ -63,10 +66,10 @@ def nms_indices(xyxy: np.ndarray, confidence: np.ndarray, class_id: np.ndarray |
         ranks = np.empty(len(idx), np.float32)
         ranks[order] = np.arange(len(idx), 0, -1, dtype=np.float32)
         if class_id is None or len(np.unique(np.asarray(class_id)[idx])) == 1:
-            kept = cv2.dnn.NMSBoxes(xywh, ranks, 0.0, float(iou_threshold))
+            kept = dnn.NMSBoxes(xywh, ranks, 0.0, float(iou_threshold))
         else:
             cids = np.asarray(class_id)[idx].astype(np.int32)
-            kept = cv2.dnn.NMSBoxesBatched(xywh, ranks, cids, 0.0, float(iou_threshold))
+            kept = dnn.NMSBoxesBatched(xywh, ranks, cids, 0.0, float(iou_threshold))
         keep = idx[np.asarray(kept, np.int64).reshape(-1)]
     keep = np.sort(np.concatenate([keep, flat]).astype(np.int64))
     keep = keep[np.argsort(-scores[keep], kind="stable")]       # best first, ties in index order

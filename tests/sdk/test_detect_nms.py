@@ -1,8 +1,7 @@
 """sdk.detect.nms (OpenCV underneath) against a brute-force greedy NMS written from its definition."""
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from sdk.detect import Detections, box_iou, nms, nms_indices
 from sdk.errors import InputValidationError
