@@ -91,15 +91,15 @@ class Adapter(BaseModel):
                classes: Sequence[int] | None = None, min_score: float = 0.0) -> Detections:
         raise NotImplementedError
 
-    def _single(self, outputs: Sequence[np.ndarray], layout: str) -> np.ndarray:
+    def _single(self, outputs: Sequence[np.ndarray], layout: str, axis: int = 1, at_least: int = 1) -> np.ndarray:
+        """The first output as a 2-D array (batch of 1 dropped) with ``at_least`` entries on ``axis``."""
         if len(outputs) < 1:
             raise OutputLayoutError(f"{self.name} adapter expected 1 output {layout}, got none")
         out = np.asarray(outputs[0])
         if out.ndim == 3 and out.shape[0] == 1:
             out = out[0]
-        if out.ndim != 2:
-            raise OutputLayoutError(f"{self.name} adapter expected an output of shape {layout}, "
-                                    f"got {list(np.shape(outputs[0]))}")
+        if out.ndim != 2 or out.shape[axis] < at_least:
+            raise OutputLayoutError(f"{self.name} adapter expected {layout}, got {list(np.shape(outputs[0]))}")
         return out
 
 
@@ -156,9 +156,7 @@ class Yolov5Adapter(Adapter):
     name: ClassVar[str] = "yolov5"
 
     def decode(self, outputs, input_hw, classes=None, min_score=0.0) -> Detections:
-        out = self._single(outputs, "[1, N, 5+C]")
-        if out.shape[1] < 6:
-            raise OutputLayoutError(f"yolov5 adapter expected [1, N, 5+C], got {list(np.shape(outputs[0]))}")
+        out = self._single(outputs, "[1, N, 5+C]", axis=1, at_least=6)
         return _finish(cxcywh_to_xyxy(out[:, :4]), out[:, 4], out[:, 5:], classes, min_score)
 
 
@@ -169,10 +167,7 @@ class Yolov8Adapter(Adapter):
     name: ClassVar[str] = "yolov8"
 
     def decode(self, outputs, input_hw, classes=None, min_score=0.0) -> Detections:
-        out = self._single(outputs, "[1, 4+C, N]")
-        if out.shape[0] < 5:
-            raise OutputLayoutError(f"yolov8 adapter expected [1, 4+C, N], got {list(np.shape(outputs[0]))}")
-        out = out.T
+        out = self._single(outputs, "[1, 4+C, N]", axis=0, at_least=5).T
         return _finish(cxcywh_to_xyxy(out[:, :4]), None, out[:, 4:], classes, min_score)
 
 

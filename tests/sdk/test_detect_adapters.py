@@ -73,6 +73,8 @@ def test_yolov5_yolov8_and_boxes_adapters():
     v8[0, 4 + 2, 3] = 0.6
     d = get_adapter("yolov8").decode([v8], (416, 416), ROAD, 0.25)
     assert np.allclose(d.xyxy, [[190, 70, 210, 130]]) and d.class_id[0] == 2 and d.confidence[0] == pytest.approx(0.6)
+    with pytest.raises(OutputLayoutError, match=r"yolov5 adapter expected \[1, N, 5\+C\], got \[1, 5, 5\]"):
+        get_adapter("yolov5").decode([np.zeros((1, 5, 5), np.float32)], (416, 416))
     with pytest.raises(OutputLayoutError, match=r"yolov8 adapter expected \[1, 4\+C, N\]"):
         get_adapter("yolov8").decode([np.zeros((1, 3, 7), np.float32)], (416, 416))
 
