@@ -6,7 +6,7 @@ the accuracy-budgeted search :func:`optimize` and its report.
 """
 from sdk.compress.base import PASSES, Pass, PassConfig, PassContext, register_pass
 from sdk.compress.calibration import CalibrationData
-from sdk.compress.detect_decode import Detections, YoloxDecoder
+from sdk.detect import Detections, YoloxDecoder  # re-exported: the detection evaluators speak them
 from sdk.compress.distill import Distill, DistillConfig, DistillResult, distill
 from sdk.compress.evaluators import (AUC, DetectionAgreement, Evaluator, FrameDetectionAgreement, OutputFidelity,
                                      Top1Accuracy)
