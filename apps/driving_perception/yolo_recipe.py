@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .detections import Detections, f1_score, match_f1
+from sdk.detect import Detections, f1_score, match_counts
 from .yolo_data import LabelledImage, load_yolo_folder
 
 log = logging.getLogger("edgewise")
@@ -116,7 +116,7 @@ def _val_f1(onnx_path: Path, recipe: YoloRecipe, items: list[LabelledImage]) -> 
     tp = fp = fn = 0
     with Detector.from_model_path(onnx_path, DetectorOptions(**detector_spec(recipe))) as det:
         for it in items:
-            a, b, c = match_f1(Detections(it.xyxy, np.ones(len(it.xyxy), np.float32), it.class_ids), det(it.image))
+            a, b, c = match_counts(Detections(it.xyxy, np.ones(len(it.xyxy), np.float32), it.class_ids), det(it.image))
             tp, fp, fn = tp + a, fp + b, fn + c
     return f1_score(tp, fp, fn)
 

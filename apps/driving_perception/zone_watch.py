@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .detections import Detections
+from sdk.detect import Detections
 from .sources import frame_fields, open_source
 from .track import ByteTrack, TrackerOptions
-from .zones import Alert, ZoneMonitor, ZoneRule
+from .zones import Alert, ZoneMonitor, ZoneRule, track_ids
 
 
 @dataclass
@@ -46,7 +46,7 @@ class ZoneWatch:
         return [{"label": self.labels[int(c)] if 0 <= int(c) < len(self.labels) else f"class{int(c)}",
                  "score": round(float(s), 4), "xyxy": [round(float(v), 1) for v in b],
                  "track_id": int(t) if t >= 0 else None}
-                for b, s, c, t in zip(dets.xyxy, dets.scores, dets.class_ids, dets.tracker_ids)]
+                for b, s, c, t in zip(dets.xyxy, dets.confidence, dets.class_id, track_ids(dets), strict=True)]
 
     def process(self, frame: int, t: float, image: np.ndarray) -> tuple[Detections, list[Alert]]:
         tracks = self.tracker.update(self.detector(image))

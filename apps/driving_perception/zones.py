@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .detections import Detections
+from sdk.detect import Detections
 
 Priority = Literal["alarm", "warning", "info"]
 PRIORITY_RANK = {"alarm": 0, "warning": 1, "info": 2}
@@ -35,6 +35,11 @@ class ZoneRule(BaseModel):
         if not (0 <= b[0] < b[2] <= 1 and 0 <= b[1] < b[3] <= 1):
             raise ValueError(f"box must be [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {list(b)}")
         return b
+
+
+def track_ids(dets: Detections) -> np.ndarray:
+    """Track ids, -1 for boxes the tracker has not confirmed (all of them before it ran)."""
+    return dets.tracker_id if dets.tracker_id is not None else np.full(len(dets), -1, np.int64)
 
 
 @dataclass(frozen=True)
@@ -68,12 +73,13 @@ class ZoneMonitor:
         h, w = hw
         pts = tracks.bottom_centers / np.array([w, h], np.float32) if len(tracks) else np.zeros((0, 2))
         alerts, seen = [], set()
+        ids = track_ids(tracks)
         for rule in self.rules:
             want = {self.labels.index(c) for c in rule.classes}
             x0, y0, x1, y1 = rule.box
             for i in range(len(tracks)):
-                tid = int(tracks.tracker_ids[i])
-                if (tid < 0 or int(tracks.class_ids[i]) not in want or tracks.scores[i] < rule.min_score
+                tid = int(ids[i])
+                if (tid < 0 or int(tracks.class_id[i]) not in want or tracks.confidence[i] < rule.min_score
                         or not (x0 <= pts[i, 0] <= x1 and y0 <= pts[i, 1] <= y1)):
                     continue
                 key = (rule.name, tid)
@@ -81,7 +87,7 @@ class ZoneMonitor:
                 n = self._inside.get(key, 0) + 1
                 self._inside[key] = n
                 if n == rule.min_frames:
-                    alerts.append(Alert(frame, t, rule.name, rule.priority, self.labels[int(tracks.class_ids[i])],
-                                        tid, float(tracks.scores[i]), tuple(float(v) for v in tracks.xyxy[i])))
+                    alerts.append(Alert(frame, t, rule.name, rule.priority, self.labels[int(tracks.class_id[i])],
+                                        tid, float(tracks.confidence[i]), tuple(float(v) for v in tracks.xyxy[i])))
         self._inside = {k: v for k, v in self._inside.items() if k in seen}   # left the zone: re-armed
         return sorted(alerts, key=lambda a: PRIORITY_RANK[a.priority])
