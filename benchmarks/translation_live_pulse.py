@@ -112,7 +112,7 @@ def main() -> int:
                          input_device=device, output_device=device, speak=True, max_reopen_attempts=1)
         with LiveTranslator(cfg, on_event=events.append) as lt:
             plan = lt.engines.plan.describe()
-            warm_s = lt.stage_s.get("warm_up", 0.0)
+            warm_s = lt.warm_up_s
             lt.start()
             end = time.monotonic() + 20
             while time.monotonic() < end and not lt.counters["streams_opened"]:
@@ -120,13 +120,16 @@ def main() -> int:
             time.sleep(2.0)  # the ALSA-pulse input needs a moment before audio flows
             player = SpeakerSink(sample_rate=16000, device=device, buffer_s=30.0).open()   # a whole clip
             for rid, _, audio in clips:
-                before = lt.counters["translated"] + lt.counters["empty_transcripts"]
+                c = lt.counters
+                empty0, played0 = c["empty_transcripts"], c["played"] + c["output_errors"]
                 player.write(np.concatenate([audio, np.zeros(8000, np.float32)]))
                 deadline = time.monotonic() + len(audio) / 16000 + 20
-                while time.monotonic() < deadline and \
-                        lt.counters["translated"] + lt.counters["empty_transcripts"] <= before:
+                while time.monotonic() < deadline:   # until its translation plays (or nothing was heard)
+                    c = lt.counters
+                    if c["empty_transcripts"] > empty0 or c["played"] + c["output_errors"] > played0:
+                        break
                     time.sleep(0.02)
-                while time.monotonic() < lt._gate_until + 0.3:   # let the translation play out
+                while time.monotonic() < lt.gate.open_at + 0.3:   # let the translation play out
                     time.sleep(0.05)
                 time.sleep(0.5)
             player.close()
@@ -151,7 +154,13 @@ def main() -> int:
            "peak_rss_mib": round((peak_memory_bytes() or 0) / 2**20, 1), "rtf": stats["rtf"],
            "examples": [{"text": u["text"], "translation": u["translation"]} for u in utts[:2]],
            "heard": [u["text"] for u in utts],
-           "breakdown": [{k: u.get(k) for k in ("latency_text_s", "endpoint_s", "queued_s", "asr_mt_s")} for u in utts], "played": [t for _, t, _ in clips],
+           "breakdown": [{k: u.get(k) for k in ("latency_text_s", "latency_audio_s", "endpoint_s", "queued_s", "asr_s",
+                                                "mt_s", "tts_s")} for u in utts],
+           "stage_age_p50_s": {k: round(v["age"]["p50_ms"] / 1e3, 3) for k, v in stats["stages"].items()
+                               if v["age"]["count"]},
+           "all": {"text_median_s": pct(lat_t, 50), "text_p90_s": pct(lat_t, 90),
+                   "first_audio_median_s": pct(lat_a, 50), "first_audio_p90_s": pct(lat_a, 90)},
+           "played": [t for _, t, _ in clips],
            "load_average_1min": round(os.getloadavg()[0], 2), "stats": stats}
     if args.json:
         print(json.dumps(res, indent=2, ensure_ascii=False))
@@ -160,6 +169,9 @@ def main() -> int:
           f"warm-up {res['warm_up_s']} s")
     print(f"{len(utts)}/{len(clips)} LJ Speech utterances translated through the PulseAudio null sink; WER {res['wer']}; "
           f"{res['partials_per_utterance']} partial updates per utterance")
+    a = res["all"]
+    print(f"all utterances: text median {a['text_median_s']} s (p90 {a['text_p90_s']}), first sample median "
+          f"{a['first_audio_median_s']} s (p90 {a['first_audio_p90_s']})")
     print(f"first utterance: end of speech -> text {res['first']['text_s']} s, -> first sample {res['first']['first_audio_s']} s")
     r = res["rest"]
     print(f"the others: text median {r['text_median_s']} s (p90 {r['text_p90_s']}), first sample median "
