@@ -119,7 +119,7 @@ def main() -> int:
                 time.sleep(0.05)
             time.sleep(2.0)  # the ALSA-pulse input needs a moment before audio flows
             player = SpeakerSink(sample_rate=16000, device=device, buffer_s=30.0).open()   # a whole clip
-            for rid, _, audio in clips:
+            for _rid, _, audio in clips:
                 c = lt.counters
                 empty0, played0 = c["empty_transcripts"], c["played"] + c["output_errors"]
                 player.write(np.concatenate([audio, np.zeros(8000, np.float32)]))

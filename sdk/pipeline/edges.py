@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["DROP_POLICIES", "BoundedQueue", "CLOSED"]
+from sdk.pipeline.stage import Stage, StageTimer
+
+__all__ = ["DROP_POLICIES", "BoundedQueue", "CLOSED", "StageRun"]
 
 DROP_POLICIES = ("block", "oldest", "newest")
 CLOSED = object()
@@ -83,3 +85,34 @@ class BoundedQueue:
     def __len__(self) -> int:
         with self._cond:
             return len(self._dq)
+
+
+_COUNTS = ("received", "emitted", "consumed", "dropped", "gated", "late", "errors")
+
+
+def sink_writer(sink) -> Callable[[Any], Any] | None:
+    if sink is None:
+        return None
+    if hasattr(sink, "write"):
+        return sink.write
+    if callable(sink):
+        return sink
+    raise TypeError(f"sink must have write(item) or be callable, got {type(sink).__name__}")
+
+
+def capture_time(item: Any, default: float) -> float:
+    """``item.t_capture`` when it is a number, else ``default``."""
+    t = getattr(item, "t_capture", None)
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else default
+
+
+class StageRun:
+    """What sits at the end of an edge: the stage, its input queue, timers, counters and workers."""
+
+    def __init__(self, stage: Stage, queue_size: int, drop: str, workers: int, on_error: str):
+        self.stage, self.workers, self.on_error = stage, workers, on_error
+        self.queue = BoundedQueue(queue_size, drop)
+        self.timer, self.age = StageTimer(), StageTimer()
+        self.n = dict.fromkeys(_COUNTS, 0)
+        self.alive = 0
+        self.dead = False        # a fatal error at or after this stage: what reaches it is dropped

@@ -48,7 +48,7 @@ class Stage:
         if self.drop is not None or self.queue_size is not None:
             from sdk.pipeline.edges import check_policy
 
-            check_policy(self.drop or "block", self.queue_size or 1)
+            check_policy(self.drop or "block", 1 if self.queue_size is None else self.queue_size)
         if self.on_error not in (None, "skip", "raise"):
             raise ValueError(f"stage {self.name!r}: on_error must be 'skip', 'raise' or None, got {self.on_error!r}")
         if self.workers is not None and int(self.workers) < 1:

@@ -33,41 +33,12 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 from sdk._log import logger
 from sdk.errors import PipelineError
-from sdk.pipeline.edges import CLOSED, BoundedQueue, check_policy
+from sdk.pipeline.edges import CLOSED, StageRun, capture_time, check_policy, sink_writer
 from sdk.pipeline.pipeline import Pipeline
 from sdk.pipeline.stage import Stage, StageTimer
 from sdk.pipeline.stream_stats import StageStats, StreamEvent, StreamStats
 
 __all__ = ["StreamingPipeline", "StreamStats", "StageStats", "StreamEvent"]
-
-_COUNTS = ("received", "emitted", "consumed", "dropped", "gated", "late", "errors")
-
-
-def _sink_writer(sink) -> Callable[[Any], Any] | None:
-    if sink is None:
-        return None
-    if hasattr(sink, "write"):
-        return sink.write
-    if callable(sink):
-        return sink
-    raise TypeError(f"sink must have write(item) or be callable, got {type(sink).__name__}")
-
-
-def _t_of(item: Any, default: float) -> float:
-    t = getattr(item, "t_capture", None)
-    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else default
-
-
-class _StageRun:
-    """A stage's queue, timers, counters and live workers."""
-
-    def __init__(self, stage: Stage, queue_size: int, drop: str, workers: int, on_error: str):
-        self.stage, self.workers, self.on_error = stage, workers, on_error
-        self.queue = BoundedQueue(queue_size, drop)
-        self.timer, self.age = StageTimer(), StageTimer()
-        self.n = dict.fromkeys(_COUNTS, 0)
-        self.alive = 0
-
 
 class StreamingPipeline:
     """Run ``stages`` on items from ``source`` in background threads; see the module doc.
@@ -112,12 +83,12 @@ class StreamingPipeline:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"stage names must be unique, got duplicates {dup}")
-        self.source, self.sink, self._write = source, sink, _sink_writer(sink)
+        self.source, self.sink, self._write = source, sink, sink_writer(sink)
         self.stages = chain
         self.drop, self.deadline_s, self.workers = drop, deadline_s, int(workers)
         self.on_late, self.on_error, self.close_sink = on_late, on_error, close_sink
         self.on_event = on_event
-        self._runs = [_StageRun(s, s.queue_size or (queue_size if i == 0 else max(1, int(queue_size))),
+        self._runs = [StageRun(s, s.queue_size or (queue_size if i == 0 else max(1, int(queue_size))),
                                 s.drop or (drop if i == 0 else "block"), int(s.workers or workers),
                                 s.on_error or on_error) for i, s in enumerate(chain)]
         self._stop = threading.Event()          # stop reading the source
@@ -134,7 +105,7 @@ class StreamingPipeline:
         self._started = False
 
     # -- counters and events ------------------------------------------------------------
-    def _inc(self, run: _StageRun | None, key: str, n: int = 1) -> None:
+    def _inc(self, run: StageRun | None, key: str, n: int = 1) -> None:
         if n:
             with self._lock:
                 (self._n if run is None else run.n)[key] += n
@@ -159,7 +130,7 @@ class StreamingPipeline:
             n, per = dict(self._n), [dict(r.n) for r in self._runs]
         stages = {r.stage.name: StageStats(r.stage.name, **c, queued=len(r.queue), high_water=r.queue.high_water,
                                            latency=r.timer.stats(), age=r.age.stats())
-                  for r, c in zip(self._runs, per)}
+                  for r, c in zip(self._runs, per, strict=True)}
         total = {k: sum(c[k] for c in per) for k in ("dropped", "late", "errors", "gated")}
         return StreamStats(**n, **total, per_stage={k: v.latency for k, v in stages.items()},
                            end_to_end=self._e2e.stats(), source_error=self._source_error,
@@ -185,7 +156,7 @@ class StreamingPipeline:
                 except StopIteration:
                     break
                 self._inc(None, "read")
-                self._dropped(0, self._runs[0].queue.put((_t_of(item, time.monotonic()), item), self._stop),
+                self._dropped(0, self._runs[0].queue.put((capture_time(item, time.monotonic()), item), self._stop),
                               f"queue of {self._runs[0].stage.name!r} full ({self._runs[0].queue.drop})")
         except Exception as exc:  # the source died: end cleanly, keep what was read
             self._source_error = f"{type(exc).__name__}: {exc}"
@@ -218,7 +189,7 @@ class StreamingPipeline:
     def _handle(self, i: int, t_ref: float, item: Any) -> None:
         run, stage = self._runs[i], self._runs[i].stage
         self._inc(run, "received")
-        if self._sink_error is not None or self._abort.is_set():    # nowhere to put results
+        if self._sink_error is not None or self._abort.is_set() or run.dead:   # nowhere to put results
             self._inc(run, "dropped")
             return
         if i == 0 and self.deadline_s is not None and time.monotonic() - t_ref > self.deadline_s:
@@ -242,7 +213,7 @@ class StreamingPipeline:
         run.timer.record_ns(time.perf_counter_ns() - t0)
         self._forward(i, t_ref, outs)
 
-    def _failed(self, run: _StageRun, exc: Exception, item: Any) -> None:
+    def _failed(self, run: StageRun, exc: Exception, item: Any) -> None:
         err = PipelineError(f"stage {run.stage.name!r} failed: {type(exc).__name__}: {exc}")
         err.__cause__ = exc
         run.timer.errors += 1
@@ -252,7 +223,7 @@ class StreamingPipeline:
         self._emit("error", stage=run.stage.name, message=str(err), item=item, error=err, fatal=fatal)
         if fatal and self._fatal is None:
             self._fatal = err
-            self._abort_all()
+            self._abort_all(upto=self._runs.index(run))
 
     def _forward(self, i: int, t_ref: float, outs: list) -> None:
         run = self._runs[i]
@@ -261,7 +232,7 @@ class StreamingPipeline:
             self._finished(t_ref)
             return
         for out in outs:
-            t_out = _t_of(out, t_ref)
+            t_out = capture_time(out, t_ref)
             self._inc(run, "emitted")
             run.age.record_ns(int((time.monotonic() - t_out) * 1e9))
             if i + 1 < len(self._runs):
@@ -292,7 +263,7 @@ class StreamingPipeline:
     def _stage_done(self, i: int) -> None:
         """The last worker of stage ``i`` is done: flush it, then end the next edge."""
         run = self._runs[i]
-        if run.stage.flush is not None and not self._abort.is_set():
+        if run.stage.flush is not None and not self._abort.is_set() and not run.dead:
             try:
                 outs = list(run.stage.flush() or [])
             except Exception as exc:
@@ -305,10 +276,14 @@ class StreamingPipeline:
         else:
             self._finalize()
 
-    def _abort_all(self) -> None:
+    def _abort_all(self, upto: int | None = None) -> None:
+        """Stop reading and drop what is queued: everywhere, or (a fatal error in stage
+        ``upto``) up to that stage, while the stages after it still finish what they hold."""
         self._stop.set()
-        self._abort.set()
-        for i, run in enumerate(self._runs):
+        if upto is None:
+            self._abort.set()
+        for i, run in enumerate(self._runs[: None if upto is None else upto + 1]):
+            run.dead = True
             self._dropped(i, run.queue.clear(), "stream stopped without draining")
 
     def _finalize(self) -> None:
