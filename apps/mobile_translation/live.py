@@ -150,9 +150,8 @@ class LiveTranslator:
             return {"count": c, "mean_s": round(lat.mean_ms / 1e3, 3) if c else None,
                     "max_s": round(lat.max_ms / 1e3, 3) if c else None}
 
-        busy = {name: s.latency.mean_ms * s.latency.count / 1e3 for name, s in (st.stages.items() if st else [])}
         heard_s = self._seg.speech_s if self._seg is not None else 0.0
-        rtf = {k: round(v / heard_s, 3) for k, v in {"warm_up": self.warm_up_s, **busy}.items()} if heard_s else {}
+        rtf = {k: round(v / heard_s, 3) for k, v in self.stage_s.items()} if heard_s else {}
         status = dict(mic.status_counts) if mic else {}
         for k, v in (out.status_counts if out else {}).items():
             status[k] = status.get(k, 0) + v
@@ -175,6 +174,12 @@ class LiveTranslator:
             "stages": {k: v.to_dict() for k, v in st.stages.items()} if st else {},
             "rtf": rtf, "speech_s": round(heard_s, 3), "speaker_underruns": out.underruns if out else 0,
         }
+
+    @property
+    def stage_s(self) -> dict[str, float]:
+        """Seconds spent: warming up, and in each stage (from the pipeline's per-stage latency)."""
+        st = self._pipe.stats.stages if self._pipe is not None else {}
+        return {"warm_up": self.warm_up_s, **{k: v.latency.mean_ms * v.latency.count / 1e3 for k, v in st.items()}}
 
     @property
     def counters(self) -> collections.Counter:

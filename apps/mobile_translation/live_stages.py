@@ -52,6 +52,7 @@ class Segmenter:
         self.partials = 0
         self.lost_in_device_error = 0
         self.speech_s = 0.0              # seconds of speech handed on
+        self._was_speaking = False
 
     def _reset(self) -> None:
         self.endpointer.reset()
@@ -74,6 +75,10 @@ class Segmenter:
         if not utts and not self.endpointer.in_speech:
             self.cancel_stream()  # a click shorter than min_speech was dropped
         self._feed()
+        speaking = prob >= self.endpointer.cfg.neg_threshold_value
+        if self._was_speaking and not speaking and self._stream is not None and hasattr(self._stream, "pause_hint"):
+            self._stream.pause_hint()   # silence begins: decode now, while the end-pointer waits
+        self._was_speaking = speaking and self.endpointer.in_speech
         return out
 
     def gated(self, chunk) -> None:
