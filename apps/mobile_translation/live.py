@@ -85,6 +85,8 @@ class LiveTranslator:
             cancel = getattr(h.transcript, "cancel", None)
             if cancel is not None:
                 cancel()
+            if ev.message.startswith("stream stopped"):   # stop(drain=False): not a lag
+                return
             st = self._pipe.stats.stages["recognise"] if self._pipe is not None else None
             age = time.monotonic() - h.t_capture
             self._emit("lag", message=f"processing is behind: dropped the oldest waiting utterance "
