@@ -100,7 +100,8 @@ class LiveTranslator:
     def _build(self) -> StreamingPipeline:
         eng, cfg = self.engines, self.cfg
         self._mic = ReopeningMicrophone(cfg, self.source_factory, lambda dev: _device_rate(dev), self._emit)
-        self._seg = seg = Segmenter(self.vad, cfg.endpoint, eng.asr, cfg.streaming_asr, self._emit)
+        self._seg = seg = Segmenter(self.vad, cfg.endpoint, eng.asr, cfg.streaming_asr, self._emit,
+                                    cfg.decode_on_pause)
         self._out = SpeakerOutput(self.sink_factory, cfg.output_device, self.gate, cfg.gate_tail_ms, self._emit)
         stages = [Stage("segment", seg, queue_size=max(2, int(2 * SAMPLE_RATE / 512)), drop="block", fan_out=True,
                         flush=seg.flush, gate=self.gate, on_gated=seg.gated),

@@ -40,8 +40,8 @@ class Heard:
 class Segmenter:
     """VAD + end-pointing over 32 ms chunks; feeds an incremental recogniser while speech lasts."""
 
-    def __init__(self, vad, endpoint_cfg, asr, streaming: bool, emit: Emit):
-        self.vad, self.asr, self.emit = vad, asr, emit
+    def __init__(self, vad, endpoint_cfg, asr, streaming: bool, emit: Emit, decode_on_pause: bool = False):
+        self.vad, self.asr, self.emit, self.decode_on_pause = vad, asr, emit, decode_on_pause
         self.endpointer = Endpointer(endpoint_cfg)
         self.streaming = streaming and hasattr(asr, "stream")
         self._stream, self._fed = None, 0
@@ -76,7 +76,7 @@ class Segmenter:
             self.cancel_stream()  # a click shorter than min_speech was dropped
         self._feed()
         speaking = prob >= self.endpointer.cfg.neg_threshold_value
-        if self._was_speaking and not speaking and self._stream is not None and hasattr(self._stream, "pause_hint"):
+        if self.decode_on_pause and self._was_speaking and not speaking and hasattr(self._stream, "pause_hint"):
             self._stream.pause_hint()   # silence begins: decode now, while the end-pointer waits
         self._was_speaking = speaking and self.endpointer.in_speech
         return out

@@ -88,9 +88,8 @@ class StreamingPipeline:
         self.drop, self.deadline_s, self.workers = drop, deadline_s, int(workers)
         self.on_late, self.on_error, self.close_sink = on_late, on_error, close_sink
         self.on_event = on_event
-        self._runs = [StageRun(s, s.queue_size or (queue_size if i == 0 else max(1, int(queue_size))),
-                                s.drop or (drop if i == 0 else "block"), int(s.workers or workers),
-                                s.on_error or on_error) for i, s in enumerate(chain)]
+        self._runs = [StageRun(s, s.queue_size or int(queue_size), s.drop or (drop if i == 0 else "block"),
+                               int(s.workers or workers), s.on_error or on_error) for i, s in enumerate(chain)]
         self._stop = threading.Event()          # stop reading the source
         self._abort = threading.Event()         # stop waiting for room anywhere (drain=False, fatal)
         self._lock = threading.Lock()           # counters
@@ -200,8 +199,11 @@ class StreamingPipeline:
                 return
         if stage.gate is not None and stage.gate.is_closed(t_ref):
             self._inc(run, "gated")
-            if stage.on_gated is not None:
-                stage.on_gated(item)
+            try:
+                if stage.on_gated is not None:
+                    stage.on_gated(item)
+            except Exception as exc:
+                self._failed(run, exc, item)
             return
         t0 = time.perf_counter_ns()
         try:
