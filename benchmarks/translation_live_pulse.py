@@ -13,7 +13,7 @@ same sink (the microphone is gated meanwhile). Reported, from the app's own even
 Needs ``apt install pulseaudio pulseaudio-utils libasound2-plugins libportaudio2``. Whisper
 tiny.en is installed into a temporary store from ../shared with ``edgewise pull --from``.
 
-    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--decode-on-pause] [--json]
+    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--decode-on-pause] [--trace] [--json]
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import shutil
@@ -77,6 +78,47 @@ def pick(n: int) -> list[tuple[str, str, np.ndarray]]:
     return out[:n]
 
 
+class CallbackTrace:
+    """``--trace``: the PortAudio callbacks' own times, a check that does not trust the app's stamps.
+
+    Microphone: (time, loudest sample, samples waiting in the ring); speakers: (time, samples
+    queued, which sink). End of speech = the last loud microphone callback of a clip; first
+    sample = when the app's speaker queue stops being empty after it.
+    """
+
+    def __init__(self):
+        import sdk.pipeline.sound_devices as sd_mod
+
+        self.mic: list[tuple[float, float, int]] = []
+        self.spk: list[tuple[float, int, int]] = []
+        mic_cb, spk_cb = sd_mod.MicrophoneSource._callback, sd_mod.SpeakerSink._callback
+
+        def mic(src, indata, frames, time_info, status):
+            mic_cb(src, indata, frames, time_info, status)
+            self.mic.append((time.monotonic(), float(np.abs(indata).max()) if frames else 0.0, src.ring.available))
+
+        def spk(sink, outdata, frames, time_info, status):
+            spk_cb(sink, outdata, frames, time_info, status)
+            self.spk.append((time.monotonic(), sink.ring.available, id(sink)))
+
+        sd_mod.MicrophoneSource._callback, sd_mod.SpeakerSink._callback = mic, spk
+
+    def check(self, player_writes: list[float], loud: float = 0.02) -> dict:
+        mic = np.array(self.mic) if self.mic else np.zeros((0, 3))
+        ids = list(dict.fromkeys(s[2] for s in self.spk))
+        app = [s for s in self.spk if len(ids) > 1 and s[2] == ids[1]]
+        starts = [b[0] for a, b in itertools.pairwise(app) if a[1] == 0 and b[1] > 0] + ([app[0][0]] if app else [])
+        out = []
+        for k, p in enumerate(player_writes):
+            nxt = player_writes[k + 1] if k + 1 < len(player_writes) else float("inf")
+            w = min((x for x in starts if x > p + 0.3), default=None)
+            sel = (mic[:, 1] > loud) & (mic[:, 0] > p) & (mic[:, 0] < (w or nxt)) if len(mic) else np.zeros(0, bool)
+            if w is not None and w < nxt and sel.any():
+                out.append(round(w - float(mic[sel, 0][-1]), 3))
+        return {"speech_end_to_first_sample_s": out, "median_s": pct(out, 50), "p90_s": pct(out, 90),
+                "mic_ring_max_ms": round(float(mic[:, 2].max()) / 16.0, 1) if len(mic) else None}
+
+
 def pct(xs, q):
     return round(float(np.percentile(xs, q)), 3) if xs else None
 
@@ -89,7 +131,11 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--decode-on-pause", action="store_true", help="Whisper also decodes as soon as the speaker "
                     "pauses (LiveConfig.decode_on_pause)")
+    ap.add_argument("--trace", action="store_true", help="also check the latency from the PortAudio callbacks' "
+                    "own times (see CallbackTrace)")
     args = ap.parse_args()
+    trace = CallbackTrace() if args.trace else None
+    player_writes: list[float] = []
     import logging
 
     logging.getLogger("edgewise").setLevel(logging.ERROR)
@@ -125,6 +171,7 @@ def main() -> int:
             for _rid, _, audio in clips:
                 c = lt.counters
                 empty0, played0 = c["empty_transcripts"], c["played"] + c["output_errors"]
+                player_writes.append(time.monotonic())
                 player.write(np.concatenate([audio, np.zeros(8000, np.float32)]))
                 deadline = time.monotonic() + len(audio) / 16000 + 20
                 while time.monotonic() < deadline:   # until its translation plays (or nothing was heard)
@@ -164,7 +211,8 @@ def main() -> int:
            "all": {"text_median_s": pct(lat_t, 50), "text_p90_s": pct(lat_t, 90),
                    "first_audio_median_s": pct(lat_a, 50), "first_audio_p90_s": pct(lat_a, 90)},
            "played": [t for _, t, _ in clips],
-           "load_average_1min": round(os.getloadavg()[0], 2), "stats": stats}
+           "load_average_1min": round(os.getloadavg()[0], 2), "stats": stats,
+           "trace_check": trace.check(player_writes) if trace is not None else None}
     if args.json:
         print(json.dumps(res, indent=2, ensure_ascii=False))
         return 0
@@ -180,6 +228,10 @@ def main() -> int:
     print(f"the others: text median {r['text_median_s']} s (p90 {r['text_p90_s']}), first sample median "
           f"{r['first_audio_median_s']} s (p90 {r['first_audio_p90_s']}); end-pointing silence "
           f"{res['end_pointing_silence_s']} s included; peak RSS {res['peak_rss_mib']} MiB")
+    if trace is not None:
+        tc = res["trace_check"]
+        print(f"callback trace: end of speech -> first sample median {tc['median_s']} s (p90 {tc['p90_s']}); "
+              f"microphone ring at most {tc['mic_ring_max_ms']} ms")
     for ex in res["examples"]:
         print(f"  {ex['text']!r} -> {ex['translation']!r}")
     return 0
