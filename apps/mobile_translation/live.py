@@ -99,6 +99,7 @@ class LiveTranslator:
     # -- control ----------------------------------------------------------------------
     def _build(self) -> StreamingPipeline:
         eng, cfg = self.engines, self.cfg
+        # _device_rate looked up when called (tests replace it in this module)
         self._mic = ReopeningMicrophone(cfg, self.source_factory, lambda dev: _device_rate(dev), self._emit)
         self._seg = seg = Segmenter(self.vad, cfg.endpoint, eng.asr, cfg.streaming_asr, self._emit,
                                     cfg.decode_on_pause)
