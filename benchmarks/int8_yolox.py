@@ -88,7 +88,7 @@ def main() -> int:
     rows: dict[str, dict] = {"fp32": {"path": model}}
     with tempfile.TemporaryDirectory(prefix="edgewise-int8-") as tmp:
         for name, steps in recipes.items():
-            p = Recipe(steps).apply(model, Path(tmp) / f"{name}.onnx", calib=cal, work_dir=tmp)
+            p = Recipe(steps).apply(model, Path(tmp) / f"{name}.onnx", calib=cal, work_dir=tmp).path
             rows[name] = {"path": p, "f1_search": ev_s(p), "f1_heldout": ev_h(p)}
             print(f"built {name}: F1 {rows[name]['f1_search']:.3f} / held-out {rows[name]['f1_heldout']:.3f}",
                   file=sys.stderr, flush=True)

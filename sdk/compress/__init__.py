@@ -4,7 +4,8 @@ the accuracy-budgeted search :func:`optimize` and its report.
 >>> from sdk.compress import Recipe, CalibrationData, OutputFidelity, optimize  # doctest: +SKIP
 >>> res = optimize("model.onnx", calib, OutputFidelity("model.onnx", feeds), max_drop="1%")  # doctest: +SKIP
 """
-from sdk.compress.base import PASSES, Pass, PassConfig, PassContext, register_pass
+from sdk.compress.base import (PASSES, Pass, PassConfig, PassContext, PassResult, available_passes, find_pass,
+                               register_pass)
 from sdk.compress.calibration import CalibrationData
 from sdk.compress.detect_decode import Detections, YoloxDecoder
 from sdk.compress.distill import Distill, DistillConfig, DistillResult, distill
@@ -17,14 +18,16 @@ from sdk.compress.prune_channels import PruneChannels
 from sdk.compress.prune_magnitude import PruneMagnitude
 from sdk.compress.quantize import QuantizeDynamic, QuantizeInt8, QuantizeStatic, count_ops
 from sdk.compress.quantize_lowbit import ConvertFP16, QuantizeInt4
-from sdk.compress.recipe import Recipe
+from sdk.compress.recipe import Recipe, RecipeResult
 from sdk.compress.report import write_report
 from sdk.compress.search import Budget, Candidate, OptimizeResult, optimize
 from sdk.compress.sensitivity import SensitivityResult, analyze_sensitivity
+from sdk.compress.workspace import Workspace
 
 __all__ = [
     # passes
-    "Pass", "PassConfig", "PassContext", "register_pass", "PASSES", "Recipe",
+    "Pass", "PassConfig", "PassContext", "PassResult", "register_pass", "find_pass", "available_passes", "PASSES",
+    "Recipe", "RecipeResult", "Workspace",
     "QuantizeDynamic", "QuantizeStatic", "QuantizeInt8", "QuantizeInt4", "ConvertFP16", "OptimizeGraph", "SpecializeInputs", "FixInputShape", "QuantizeWeights", "WeightQuantizer",
     "PruneMagnitude", "PruneChannels", "Distill", "DistillConfig", "DistillResult", "distill", "export_onnx",
     # data and evaluation

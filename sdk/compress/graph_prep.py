@@ -21,7 +21,7 @@ from typing import Iterable, Literal
 import onnx
 from pydantic import Field
 
-from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
+from sdk.compress.base import Pass, PassConfig, PassContext, PassResult, register_pass
 from sdk.errors import CompressionError, ModelLoadError
 
 logger = logging.getLogger("edgewise")
@@ -256,9 +256,9 @@ class OptimizeGraph(Pass):
             "extended", description="onnxruntime optimization level saved into the model: basic "
             "(constant folding, redundant nodes), extended (+ operator fusions), all (+ CPU-specific layouts)")
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         load_model(model_in, check=False)
-        return ort_optimize(model_in, model_out, self.config.level)
+        return PassResult(ort_optimize(model_in, model_out, self.config.level))
 
 
 def inline_constant_ifs(model: onnx.ModelProto, constants: dict[str, "np.ndarray"]) -> tuple[onnx.ModelProto, int]:
@@ -341,7 +341,7 @@ class SpecializeInputs(Pass):
         constants: dict[str, float | int | list] = Field(
             ..., description="input name -> the fixed value deployments feed (e.g. {sr: 16000})")
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         import numpy as np
 
         model = load_model(model_in)
@@ -359,7 +359,7 @@ class SpecializeInputs(Pass):
         if n == 0:
             raise CompressionError(f"specialize_inputs: no If in {Path(model_in).name} depends only on "
                                    f"{sorted(consts)}; nothing to inline")
-        return save_model(model, model_out)
+        return PassResult(save_model(model, model_out), {"ifs_inlined": n})
 
 
 @register_pass
@@ -378,7 +378,7 @@ class FixInputShape(Pass):
         shape: list[int] = Field(..., min_length=1, description="the new input shape, e.g. [1, 3, 256, 416]")
         input: str | None = Field(None, description="which input to fix; None: the first one")
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         import numpy as np
 
         model = load_model(model_in)
@@ -421,4 +421,4 @@ class FixInputShape(Pass):
         except Exception as exc:
             raise CompressionError(f"fix_input_shape: {Path(model_in).name} does not run with input "
                                    f"{name!r} of shape {self.config.shape}: {exc}") from exc
-        return Path(model_out)
+        return PassResult(model_out, {"input": name, "shape": list(self.config.shape)})

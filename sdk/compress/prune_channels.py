@@ -41,7 +41,7 @@ from pydantic import Field
 
 from ..errors import CompressionError
 from .graph_prep import load_model, save_model
-from .base import Pass, PassConfig, PassContext, register_pass
+from .base import Pass, PassConfig, PassContext, PassResult, register_pass
 from .graph_channels import ChannelAnalysis, _attr, analyze_channels
 
 logger = logging.getLogger("edgewise")
@@ -417,11 +417,10 @@ class PruneChannels(Pass):
     name = "prune_channels"
     Config = PruneChannelsConfig
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         model_in, model_out = Path(model_in), Path(model_out)
         model = load_model(model_in, check=False)
         calib = ctx.calib if self.config.reconstruct != "none" else None
         pruned, report = prune_channels(model, self.config, calib=calib)
         save_model(pruned, model_out)
-        ctx.report("prune_channels", report.as_dict())
-        return model_out
+        return PassResult(model_out, report.as_dict())

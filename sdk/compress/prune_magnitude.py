@@ -27,7 +27,7 @@ from pydantic import Field
 
 from ..errors import CompressionError
 from .graph_prep import load_model, save_model
-from .base import Pass, PassConfig, PassContext, register_pass
+from .base import Pass, PassConfig, PassContext, PassResult, register_pass
 
 logger = logging.getLogger("edgewise")
 
@@ -131,12 +131,11 @@ class PruneMagnitude(Pass):
     name = "prune_magnitude"
     Config = PruneMagnitudeConfig
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         model_in, model_out = Path(model_in), Path(model_out)
         model = load_model(model_in, check=False)
         pruned, stats = prune_magnitude(model, self.config)
         save_model(pruned, model_out)
         stats["deflated_bytes_before"] = deflated_size(model_in)
         stats["deflated_bytes_after"] = deflated_size(model_out)
-        ctx.report("prune_magnitude", stats)
-        return model_out
+        return PassResult(model_out, stats)

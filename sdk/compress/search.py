@@ -37,6 +37,7 @@ from sdk.compress.graph_prep import load_model, op_types
 from sdk.compress.recipe import Recipe
 from sdk.compress.timing import (file_size, fit_feeds, measure_energy, measure_latencies,  # noqa: F401
                                  measure_latency_rounds, measure_timings, speedup_interval)
+from sdk.compress.workspace import Workspace
 from sdk.errors import EdgewiseError
 
 logger = logging.getLogger("edgewise")
@@ -207,6 +208,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
     if calib is None:
         raise ValueError("optimize needs calibration data (it also provides the latency input)")
     feeds = calib.for_model(model, limit=1)[0]
+    workspace = Workspace(calib, cache_dir=work / "calib_cache")
     metric_name = getattr(evaluator, "name", getattr(evaluator, "__name__", "metric"))
     if device is None:
         try:
@@ -265,23 +267,21 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
         raise ValueError(f"allocation_reserve must be in [0, 1), got {allocation_reserve}")
     if bit_allocation and weighted:
         floor = base.search_metric - budget.allowed(base.search_metric) * (1.0 - allocation_reserve)
-        alloc_info = _allocate_bits(model, calib, evaluator, floor, work, progress, recipes)
+        alloc_info = _allocate_bits(model, workspace, evaluator, floor, work, progress, recipes)
 
     cands: list[Candidate] = []
     for name, recipe in tqdm(list(recipes.items()), desc="candidates", unit="recipe",
                              disable=not progress_enabled(progress)):
         c = Candidate(name, recipe)
         t0 = time.perf_counter()
-        reports: dict[str, Any] = {}
         try:
-            c.path = recipe.apply(model, work / f"{name}.onnx", calib=calib, work_dir=work, reports=reports,
-                                  calibration_cache_dir=str(work / "calib_cache"))
+            built = recipe.apply(model, work / f"{name}.onnx", work_dir=work, workspace=workspace)
+            c.path, c.report = built.path, {k: v for k, v in built.reports.items() if v} or None
             c.search_metric = float(evaluator(c.path))
             c.metric = float(judge(c.path)) if holdout is not None else c.search_metric
         except (EdgewiseError, ValueError) as exc:
             c.error, c.path = str(exc), None
             logger.warning("candidate %s failed: %s", name, exc)
-        c.report = reports or None
         c.build_s = time.perf_counter() - t0
         cands.append(c)
 
@@ -371,13 +371,14 @@ def _check_resolution(ev: Any, label: str, allowed: float, metric: str) -> None:
                      f"(more frames or images, or a larger --max-drop)")
 
 
-def _allocate_bits(model: Path, calib: CalibrationData, evaluator: Callable[[Path], float], floor: float,
+def _allocate_bits(model: Path, workspace: Workspace, evaluator: Callable[[Path], float], floor: float,
                    work: Path, progress: bool, recipes: dict[str, Recipe]) -> dict[str, Any]:
     """Run the int4/int8 bit allocation; add its mix to ``recipes``; what it found, for the report."""
     from sdk.compress.bit_allocation import allocate_low_bits
 
     try:
-        alloc = allocate_low_bits(model, calib, evaluator, floor, progress=progress, work_dir=work)
+        alloc = allocate_low_bits(model, workspace.calib, evaluator, floor, progress=progress, work_dir=work,
+                                  workspace=workspace)
     except EdgewiseError as exc:
         logger.warning("bit allocation failed: %s", exc)
         return {"error": str(exc)}

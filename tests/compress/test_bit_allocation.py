@@ -51,7 +51,7 @@ def test_both_orders_keep_the_bigger_saving_and_the_recipe_reproduces(tiny_mlp_p
     assert res.low_bit_nodes, res.trials
     assert res.metric >= floor
     out = Recipe([{"pass": "quantize_weights", "low_bit_nodes": res.low_bit_nodes}]).apply(
-        tiny_mlp_path, tmp_path / "mixed.onnx", calib=calib)
+        tiny_mlp_path, tmp_path / "mixed.onnx", calib=calib).path
     assert int4_count(out) == len(res.low_bit_nodes)
     assert abs(ev(out) - res.metric) < 1e-6
 
