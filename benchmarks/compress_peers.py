@@ -27,7 +27,6 @@ Run:  nice python benchmarks/compress_peers.py [--quick] [--json] [--out DIR] [-
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import os
@@ -44,9 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compress_models import (SHARED, driving_frames, ort_default_dynamic, ort_default_static,  # noqa: E402
                              yolox_input)
 
-from sdk.compress import CalibrationData, FrameDetectionAgreement, Recipe, YoloxDecoder, optimize  # noqa: E402
+from sdk.bench import model_file_size as file_size  # noqa: E402
+from sdk.compress import (CalibrationData, FrameDetectionAgreement, OptimizeOptions, Recipe, YoloxDecoder,  # noqa: E402
+                          optimize)
 from sdk.compress.evaluators import detection_f1  # noqa: E402
-from sdk.compress.search import file_size  # noqa: E402
 from sdk.preprocess import letterbox  # noqa: E402
 from sdk.runtime import Engine, EngineOptions, discover_device  # noqa: E402
 
@@ -184,15 +184,16 @@ def edgewise_choice(model: Path, calib: CalibrationData, frames: list[np.ndarray
     calibration-side frames, 5% budget, the 16:9 input shape offered (as the CLI does for
     detectors). ``--quick`` tries one INT8 recipe. -> (path, candidate name, note)."""
     evaluator = FrameDetectionAgreement(model, frames, decoder_factory=lambda hw: YoloxDecoder(hw, score_thr=0.3))
-    kw: dict[str, Any] = {"input_shapes": ([1, 3, 256, 416],), "latency_rounds": 9, "progress": not quick}
-    if quick:
-        kw.update(candidates={"static_qdq_pct_pc": Recipe([{"pass": "quantize_static", "format": "QDQ",
-                                                            "per_channel": True, "calibrate_method": "Percentile",
-                                                            "percentile": 99.99}])},
-                  latency_rounds=3, energy=False)
-        if "check_resolution" in inspect.signature(optimize).parameters:  # the smoke run's few frames
-            kw["check_resolution"] = False                                # cannot resolve a 5% budget
-    res = optimize(model, calib, evaluator, max_drop="5%", out_dir=out / "edgewise", **kw)
+    opts = OptimizeOptions(out_dir=out / "edgewise", progress=not quick, budget={"max_drop": "5%"},
+                           latency={"rounds": 9}, candidates={"input_shapes": [[1, 3, 256, 416]]})
+    if quick:   # the smoke run's few frames cannot resolve a 5% budget
+        one = {"static_qdq_pct_pc": Recipe([{"pass": "quantize_static", "format": "QDQ", "per_channel": True,
+                                             "calibrate_method": "Percentile", "percentile": 99.99}])}
+        opts = opts.model_copy(update={
+            "budget": opts.budget.model_copy(update={"check_resolution": False}),
+            "latency": opts.latency.model_copy(update={"rounds": 3, "energy": False}),
+            "candidates": opts.candidates.model_copy(update={"recipes": one})})
+    res = optimize(model, calib, evaluator, opts)
     return Path(res.chosen.path), res.chosen.name, res.note
 
 

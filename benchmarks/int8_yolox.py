@@ -29,9 +29,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sdk.bench import compare_latency, speedup_interval  # noqa: E402
+from sdk.bench import model_file_size as file_size  # noqa: E402
 from sdk.compress import FrameDetectionAgreement, Recipe  # noqa: E402
 from sdk.compress.frames import FrameCalibration, load_frames, split_frames  # noqa: E402
-from sdk.compress.timing import file_size, measure_timings, speedup_interval  # noqa: E402
 from sdk.runtime import discover_device  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -93,7 +94,7 @@ def main() -> int:
             print(f"built {name}: F1 {rows[name]['f1_search']:.3f} / held-out {rows[name]['f1_heldout']:.3f}",
                   file=sys.stderr, flush=True)
         feeds = cal.for_model(model)[0]
-        tm = measure_timings({k: r["path"] for k, r in rows.items()}, feeds, rounds=args.rounds, sessions=3)
+        tm = compare_latency({k: r["path"] for k, r in rows.items()}, feeds, rounds=args.rounds, sessions=3)
         for k, r in rows.items():
             r["latency_ms"], r["cpu_ms"] = tm.median(k), tm.cpu_median(k)
             r["speedup"], lo, hi = speedup_interval(tm.wall["fp32"], tm.wall[k])

@@ -1,11 +1,13 @@
 """Model compression: quantization, pruning and distillation passes, recipes, evaluators,
 the accuracy-budgeted search :func:`optimize` and its report.
 
->>> from sdk.compress import Recipe, CalibrationData, OutputFidelity, optimize  # doctest: +SKIP
->>> res = optimize("model.onnx", calib, OutputFidelity("model.onnx", feeds), max_drop="1%")  # doctest: +SKIP
+>>> from sdk.compress import CalibrationData, OptimizeOptions, OutputFidelity, Recipe, optimize  # doctest: +SKIP
+>>> opts = OptimizeOptions(budget={"max_drop": "1%"})  # doctest: +SKIP
+>>> res = optimize("model.onnx", calib, OutputFidelity("model.onnx", feeds), opts)  # doctest: +SKIP
 """
 from sdk.compress.base import (PASSES, Pass, PassConfig, PassContext, PassResult, available_passes, find_pass,
                                register_pass)
+from sdk.compress.budget import Budget
 from sdk.compress.calibration import CalibrationData
 from sdk.compress.detect_decode import Detections, YoloxDecoder
 from sdk.compress.distill import Distill, DistillConfig, DistillResult, distill
@@ -20,7 +22,10 @@ from sdk.compress.quantize import QuantizeDynamic, QuantizeInt8, QuantizeStatic,
 from sdk.compress.quantize_lowbit import ConvertFP16, QuantizeInt4
 from sdk.compress.recipe import Recipe, RecipeResult
 from sdk.compress.report import write_report
-from sdk.compress.search import Budget, Candidate, OptimizeResult, optimize
+from sdk.compress.options import (BitAllocationOptions, BudgetOptions, CandidateOptions, DataOptions, LatencyOptions,
+                                  OptimizeOptions, SensitivityOptions)
+from sdk.compress.results import Candidate, OptimizeResult, choose, pareto_front
+from sdk.compress.search import optimize
 from sdk.compress.sensitivity import SensitivityResult, analyze_sensitivity
 from sdk.compress.workspace import Workspace
 
@@ -34,7 +39,9 @@ __all__ = [
     "CalibrationData", "Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "FrameDetectionAgreement", "OutputFidelity",
     "YoloxDecoder", "Detections",
     # search and report
-    "optimize", "OptimizeResult", "Candidate", "Budget", "write_report",
+    "optimize", "OptimizeOptions", "BudgetOptions", "LatencyOptions", "SensitivityOptions", "BitAllocationOptions",
+    "DataOptions", "CandidateOptions", "OptimizeResult", "Candidate", "Budget", "choose", "pareto_front",
+    "write_report",
     "analyze_sensitivity", "SensitivityResult",
     # graph helpers
     "prepare_for_quantization", "upgrade_opset", "count_ops",

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from sdk.compress import CalibrationData, OutputFidelity, Recipe, optimize
+from sdk.compress import CalibrationData, OptimizeOptions, OutputFidelity, Recipe, optimize
 from sdk.compress.bit_allocation import allocate_low_bits
 
 
@@ -59,9 +59,10 @@ def test_both_orders_keep_the_bigger_saving_and_the_recipe_reproduces(tiny_mlp_p
 def test_optimize_adds_the_mixed_candidate_and_reports_it(tiny_mlp_path, calib_feeds, tmp_path):
     calib = CalibrationData(calib_feeds(tiny_mlp_path, 8))
     # budget 2 int4 weights; a quarter of it in reserve -> floor -1.5 -> one weight at int4
-    res = optimize(tiny_mlp_path, calib, MinusInt4(), max_drop=2.0, candidates={"fp16": Recipe([{"pass": "fp16"}])},
-                   out_dir=tmp_path / "o", latency_fn=lambda paths, feeds: {n: 1.0 for n in paths}, energy=False,
-                   bit_allocation=True, size_only=True)
+    opts = OptimizeOptions(out_dir=tmp_path / "o", budget={"max_drop": 2.0, "size_only": True},
+                           candidates={"recipes": {"fp16": Recipe([{"pass": "fp16"}])}}, bit_allocation={"enabled": True},
+                           latency={"measure": lambda paths, feeds: {n: 1.0 for n in paths}, "energy": False})
+    res = optimize(tiny_mlp_path, calib, MinusInt4(), opts)
     names = [c.name for c in res.candidates]
     assert "weights_mixed_int4" in names
     mixed = next(c for c in res.candidates if c.name == "weights_mixed_int4")
