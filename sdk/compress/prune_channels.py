@@ -42,7 +42,8 @@ from pydantic import Field
 from ..errors import CompressionError
 from .graph_prep import load_model, save_model
 from .base import Pass, PassConfig, PassContext, PassResult, register_pass
-from .graph_channels import ChannelAnalysis, _attr, analyze_channels
+from .channel_trace import attr as _attr
+from .graph_channels import ChannelAnalysis, analyze_channels
 
 logger = logging.getLogger("edgewise")
 
