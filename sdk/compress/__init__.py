@@ -15,7 +15,8 @@ from sdk.compress.evaluators import (AUC, DetectionAgreement, Evaluator, FrameDe
                                      Top1Accuracy)
 from sdk.compress.export import export_onnx
 from sdk.compress.quantize_weights import QuantizeWeights, WeightQuantizer
-from sdk.compress.graph_prep import FixInputShape, OptimizeGraph, SpecializeInputs, prepare_for_quantization, upgrade_opset
+from sdk.compress.graph_passes import FixInputShape, OptimizeGraph, SpecializeInputs
+from sdk.compress.graph_prep import prepare_for_quantization, upgrade_opset
 from sdk.compress.prune_channels import PruneChannels
 from sdk.compress.prune_magnitude import PruneMagnitude
 from sdk.compress.quantize import QuantizeDynamic, QuantizeInt8, QuantizeStatic, count_ops

@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
+import onnx
 from pydantic import BaseModel, ConfigDict
 
+from sdk.compress.graph_prep import load_model, save_model
 from sdk.compress.workspace import Workspace
 
 PASSES: dict[str, type["Pass"]] = {}
@@ -106,6 +108,26 @@ class Pass(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
         return f"{type(self).__name__}({args})"
+
+
+class ModelPass(Pass):
+    """A pass that rewrites the graph in memory: subclasses implement
+    ``transform(model, ctx) -> (model, report)``; reading ``model_in`` (unchecked, so a large
+    model is not validated twice), saving and the :class:`PassResult` are done here once.
+    ``finish`` may add to the report what needs both files (sizes)."""
+
+    @abstractmethod
+    def transform(self, model: onnx.ModelProto, ctx: PassContext) -> tuple[onnx.ModelProto, dict[str, Any]]:
+        """Return the rewritten model and what was done."""
+
+    def finish(self, model_in: Path, model_out: Path, report: dict[str, Any]) -> dict[str, Any]:
+        return report
+
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
+        model_in, model_out = Path(model_in), Path(model_out)
+        model, report = self.transform(load_model(model_in, check=False), ctx)
+        save_model(model, model_out)
+        return PassResult(model_out, self.finish(model_in, model_out, report))
 
 
 def register_pass(cls: type[Pass]) -> type[Pass]:

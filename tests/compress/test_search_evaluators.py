@@ -11,7 +11,7 @@ from sdk.compress import (AUC, DetectionAgreement, Detections, OutputFidelity, P
                           Top1Accuracy, YoloxDecoder, count_ops)
 from sdk.compress.detect_decode import match_counts
 from sdk.compress.evaluators import roc_auc
-from sdk.compress.graph_prep import SpecializeInputs
+from sdk.compress.graph_passes import SpecializeInputs
 from sdk.errors import CompressionError
 
 
