@@ -35,7 +35,7 @@ def fit_feeds(inputs: Sequence[Any], feeds: Mapping[str, np.ndarray]) -> dict[st
         want = [d if isinstance(d, int) and d > 0 else a.shape[k] for k, d in enumerate(spec.shape)]
         if list(a.shape) != want and len(want) == a.ndim:
             b = np.zeros(want, dtype=a.dtype)
-            common = tuple(slice(0, min(x, y)) for x, y in zip(a.shape, want))
+            common = tuple(slice(0, min(x, y)) for x, y in zip(a.shape, want, strict=True))
             b[common] = a[common]
             a = b
         out[spec.name] = a
@@ -79,7 +79,7 @@ class LatencyComparison:
 
     def win_rate(self, name: str, baseline: str) -> float:
         """Fraction of rounds in which ``name`` ran faster than ``baseline``."""
-        return float(np.mean([x < y for x, y in zip(self.wall[name], self.wall[baseline])]))
+        return float(np.mean([x < y for x, y in zip(self.wall[name], self.wall[baseline], strict=True)]))
 
     def medians(self) -> dict[str, float]:
         return {n: self.median(n) for n in self.wall}

@@ -175,7 +175,6 @@ def _loose_calibration(args: argparse.Namespace, paths: list[Path], model_path: 
 def run(args: argparse.Namespace) -> int:
     from sdk.bundle import Manifest, ModelEntry, Provenance, file_sha256, save_bundle
     from sdk.compress import Recipe, optimize
-
     from sdk.compress.graph_prep import load_model
 
     model_path, bundle = resolve_model_arg(args.model)

@@ -67,8 +67,8 @@ def activation_importance(m: onnx.ModelProto, an: ChannelAnalysis, prunable: lis
     sess = ort.InferenceSession(with_outputs(m, names), providers=["CPUExecutionProvider"])
     sq: dict[str, np.ndarray] = {}
     count: dict[str, int] = {}
-    for _, feed in zip(range(limit), calib):
-        for n, x in zip(names, sess.run(names, dict(feed))):
+    for _, feed in zip(range(limit), calib, strict=False):
+        for n, x in zip(names, sess.run(names, dict(feed)), strict=True):
             x = np.moveaxis(np.asarray(x, np.float64), 1, 0).reshape(x.shape[1], -1)
             sq[n] = sq.get(n, 0) + (x * x).sum(1)
             count[n] = count.get(n, 0) + x.shape[1]
@@ -78,8 +78,8 @@ def activation_importance(m: onnx.ModelProto, an: ChannelAnalysis, prunable: lis
     for tensor, norms, segs in reads:
         rms = np.sqrt(sq[tensor] / count[tensor])
         off = 0
-        for gid, n in segs:
+        for gid, width in segs:
             if gid in imps:
-                imps[gid] += rms[off:off + n] * norms[off:off + n]
-            off += n
+                imps[gid] += rms[off:off + width] * norms[off:off + width]
+            off += width
     return imps

@@ -155,7 +155,7 @@ class ChannelTrace:
             for gid, _ in a + b:
                 self.frozen.setdefault(gid, []).append(why)
             return False
-        for (ga, _), (gb, _) in zip(a, b):
+        for (ga, _), (gb, _) in zip(a, b, strict=True):
             root = self.uf.union(ga, gb)
             for other in (ga, gb):
                 if other != root and other in self.frozen:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -39,6 +39,8 @@ class OptimizeGraph(Pass):
         level: Literal["basic", "extended", "all"] = Field(
             "extended", description="onnxruntime optimization level saved into the model: basic "
             "(constant folding, redundant nodes), extended (+ operator fusions), all (+ CPU-specific layouts)")
+
+    config: Config  # the validated config (narrows Pass.config for the type checker)
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         load_model(model_in, check=False)
@@ -87,7 +89,8 @@ def inline_constant_ifs(model: onnx.ModelProto, constants: dict[str, np.ndarray]
         mini = helper.make_model(helper.make_graph(order, "cond", [], [helper.make_tensor_value_info(
             target.input[0], onnx.TensorProto.BOOL, None)], initializer=inits + consts),
             opset_imports=list(model.opset_import))
-        cond = bool(np.asarray(ReferenceEvaluator(mini).run(None, {})[0]).reshape(-1)[0])
+        outs: Any = ReferenceEvaluator(mini).run(None, {})
+        cond = bool(np.asarray(outs[0]).reshape(-1)[0])
         branch = next(a.g for a in target.attribute if a.name == ("then_branch" if cond else "else_branch"))
         main_names = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {i.name for i in g.initializer}
         clash = ({o for n in branch.node for o in n.output} | {i.name for i in branch.initializer}) & main_names
@@ -99,7 +102,7 @@ def inline_constant_ifs(model: onnx.ModelProto, constants: dict[str, np.ndarray]
             if n is target:
                 new_nodes.extend(branch.node)
                 new_nodes.extend(helper.make_node("Identity", [bo.name], [io], name=f"{target.name}_out{k}")
-                                 for k, (bo, io) in enumerate(zip(branch.output, target.output)))
+                                 for k, (bo, io) in enumerate(zip(branch.output, target.output, strict=True)))
             else:
                 new_nodes.append(n)
         g.initializer.extend(branch.initializer)
@@ -123,6 +126,8 @@ class SpecializeInputs(Pass):
     class Config(PassConfig):
         constants: dict[str, float | int | list] = Field(
             ..., description="input name -> the fixed value deployments feed (e.g. {sr: 16000})")
+
+    config: Config  # the validated config (narrows Pass.config for the type checker)
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         model = load_model(model_in)
@@ -159,6 +164,8 @@ class FixInputShape(Pass):
         shape: list[int] = Field(..., min_length=1, description="the new input shape, e.g. [1, 3, 256, 416]")
         input: str | None = Field(None, description="which input to fix; None: the first one")
 
+    config: Config  # the validated config (narrows Pass.config for the type checker)
+
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         model = load_model(model_in)
         inits = {i.name: i for i in model.graph.initializer}
@@ -178,7 +185,7 @@ class FixInputShape(Pass):
         if len(dims) != len(self.config.shape):
             raise CompressionError(f"fix_input_shape: input {name!r} has rank {len(dims)}, "
                                    f"got a shape of rank {len(self.config.shape)}: {self.config.shape}")
-        for d, v in zip(dims, self.config.shape):  # fixed dims may change too: the run below checks
+        for d, v in zip(dims, self.config.shape, strict=True):  # fixed dims may change too: the run below checks
             d.ClearField("dim_param")
             d.dim_value = int(v)
         for out in model.graph.output:  # let onnxruntime infer what depends on the input size

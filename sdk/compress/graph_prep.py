@@ -16,8 +16,8 @@ The graph passes built on these (``optimize_graph``, ``specialize_inputs``,
 from __future__ import annotations
 
 import contextlib
-import os
 import logging
+import os
 from pathlib import Path
 from typing import Iterable
 

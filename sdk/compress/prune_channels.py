@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping
 
 import numpy as np
 import onnx
@@ -40,8 +40,8 @@ from pydantic import Field
 
 from ..errors import CompressionError
 from .base import ModelPass, PassConfig, PassContext, register_pass
-from .channel_trace import attr as _attr
 from .channel_importance import activation_importance, filter_importance
+from .channel_trace import attr as _attr
 from .graph_channels import ChannelAnalysis, analyze_channels
 
 logger = logging.getLogger("edgewise")
@@ -180,7 +180,8 @@ def _consumers(m: onnx.ModelProto, ops: dict, keep: dict[int, np.ndarray], an: C
             in_specs = [segs for ax, segs in specs if ax == 1]
             out_specs = [segs for ax, segs in specs if ax == 0]
             k = [d for d in _init_dims(m, node.input[1])[2:]]
-            kind = "conv1x1" if all(d == 1 for d in k) else "convkxk"
+            kind: Literal["conv1x1", "convkxk", "gemm_t", "gemm"] = "conv1x1" if all(d == 1 for d in k) \
+                else "convkxk"
         else:
             ax_in = 1 if int(_attr(node, "transB", 0)) == 1 else 0
             in_specs = [segs for ax, segs in specs if ax == ax_in]
@@ -229,6 +230,7 @@ def prune_channels(model: onnx.ModelProto, config: PruneChannelsConfig | None = 
     if keep is None:
         keep = {}
         if cfg.criterion == "activation":
+            assert calib is not None      # checked above
             imps = activation_importance(m, an, prunable, inits, nodes, calib, cfg.calib_samples)
         else:
             imps = {grp.gid: filter_importance(an, grp.gid, cfg.norm, cfg.bn_scale, inits, nodes) for grp in prunable}
@@ -318,12 +320,13 @@ def prune_channels(model: onnx.ModelProto, config: PruneChannelsConfig | None = 
     if consumers:
         from .prune_reconstruct import reconstruct
 
+        assert calib is not None and cfg.reconstruct != "none"     # consumers are only listed to re-fit them
         m, recon = reconstruct(original, m, consumers, calib, mode=cfg.reconstruct,
                                ridge=cfg.ridge, max_samples=cfg.calib_samples,
                                chunk=cfg.reconstruct_chunk)
         onnx.checker.check_model(m)
 
-    per_group = []
+    per_group: list[dict[str, Any]] = []
     for grp in an.groups.values():
         if not grp.producers:
             continue
@@ -352,8 +355,10 @@ class PruneChannels(ModelPass):
 
     name = "prune_channels"
     Config = PruneChannelsConfig
+    config: PruneChannelsConfig  # the validated config (narrows Pass.config for the type checker)
 
     def transform(self, model: onnx.ModelProto, ctx: PassContext) -> tuple[onnx.ModelProto, dict]:
-        pruned, report = prune_channels(model, self.config, calib=ctx.calib if self.config.reconstruct != "none"
-                                        else None)
+        cfg = self.config
+        needs_data = cfg.reconstruct != "none" or cfg.criterion == "activation"
+        pruned, report = prune_channels(model, cfg, calib=ctx.calib if needs_data else None)
         return pruned, report.as_dict()

@@ -109,7 +109,8 @@ def choose(base: Candidate, ok: list[Candidate], size_only: bool, min_speedup: f
     """The selection rule (see the module docstring); returns (chosen, note)."""
     fits = [c for c in ok if c.within_budget]
     if size_only:
-        smaller = [c for c in fits if c.size_bytes < base.size_bytes]
+        smaller = [c for c in fits if c.size_bytes is not None and base.size_bytes is not None
+                   and c.size_bytes < base.size_bytes]
         if smaller:
             best = min(smaller, key=lambda c: (c.size_bytes, c.latency_ms))
             return best, (f"size-only: chose {best.name}, {best.size_ratio:.2f}x smaller, metric delta "
@@ -121,7 +122,8 @@ def choose(base: Candidate, ok: list[Candidate], size_only: bool, min_speedup: f
         best = max(faster, key=lambda c: (c.speedup, c.metric))
         return best, (f"chose {best.name}: {best.speedup:.2f}x faster than FP32, metric delta {best.delta:+.4f}, "
                       f"{best.size_ratio:.2f}x smaller")
-    opt = next((c for c in fits if c.name == "fp32_optimized" and c.latency_ms <= base.latency_ms), None)
+    opt = next((c for c in fits if c.name == "fp32_optimized" and c.latency_ms is not None
+                and base.latency_ms is not None and c.latency_ms <= base.latency_ms), None)
     tried = len(ok)
     msg = (f"no candidate within the budget is at least {min_speedup:.2f}x faster than FP32 on this hardware "
            f"({tried} tried); returning the FP32 model")
@@ -132,13 +134,13 @@ def choose(base: Candidate, ok: list[Candidate], size_only: bool, min_speedup: f
 
 def pareto_front(cands: Iterable[Candidate]) -> list[Candidate]:
     """Candidates not dominated on (metric higher, latency lower, size lower)."""
-    cands = [c for c in cands if c.metric is not None and c.latency_ms is not None]
+    scored = [(c, (c.metric, c.latency_ms, c.size_bytes or 0)) for c in cands
+              if c.metric is not None and c.latency_ms is not None]
     front = []
-    for c in cands:
+    for c, (m, lat, size) in scored:
         dominated = any(
-            o is not c and o.metric >= c.metric and o.latency_ms <= c.latency_ms and o.size_bytes <= c.size_bytes
-            and (o.metric > c.metric or o.latency_ms < c.latency_ms or o.size_bytes < c.size_bytes)
-            for o in cands)
+            o is not c and om >= m and ol <= lat and osz <= size and (om > m or ol < lat or osz < size)
+            for o, (om, ol, osz) in scored)
         if not dominated:
-            front.append(c)
-    return sorted(front, key=lambda c: c.latency_ms)
+            front.append((lat, c))
+    return [c for _, c in sorted(front, key=lambda x: x[0])]

@@ -26,8 +26,13 @@ from typing import Any, Callable
 
 from sdk.compress.budget import Budget, check_resolution, evaluation_info
 from sdk.compress.calibration import CalibrationData, progress_enabled
-from sdk.compress.candidates import SENSITIVITY_CONFIG, candidate_set, isa_profile, sensitivity_candidates, \
-    shape_candidates
+from sdk.compress.candidates import (
+    SENSITIVITY_CONFIG,
+    candidate_set,
+    isa_profile,
+    sensitivity_candidates,
+    shape_candidates,
+)
 from sdk.compress.graph_prep import load_model, op_types
 from sdk.compress.measure import confirm, measure_candidates, measured_on
 from sdk.compress.options import OptimizeOptions
@@ -85,7 +90,8 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float],
     base.search_metric = float(evaluator(model))
     base.metric = float(judge(model)) if holdout is not None else base.search_metric
     allowed = budget.allowed(base.metric)
-    evaluation = {"search": evaluation_info(evaluator), "holdout": evaluation_info(holdout) if holdout else None}
+    held_info = evaluation_info(holdout) if holdout is not None else None
+    evaluation = {"search": evaluation_info(evaluator), "holdout": held_info}
     if opts.budget.check_resolution:
         for label, ev in (("search", evaluator), ("held-out", holdout)):
             check_resolution(ev, label, allowed, metric_name)
@@ -122,6 +128,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float],
     ok = [c for c in cands if c.ok]
     measure_candidates(base, ok, feeds, opts)
     for c in [base] + ok:
+        assert c.metric is not None and base.metric is not None      # every built candidate was evaluated
         c.delta = c.metric - base.metric
         c.within_budget = c.delta >= -allowed - 1e-12
     pareto = pareto_front([base] + ok)
@@ -137,8 +144,8 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float],
     where = measured_on(opts.target)
     if where:
         note += f" [{where}]"
-    if holdout is not None:
-        note += f" [budget judged on held-out data: {evaluation['holdout']['size'] or 'see report'}]"
+    if held_info is not None:
+        note += f" [budget judged on held-out data: {held_info['size'] or 'see report'}]"
     logger.info("%s", note)
     result = OptimizeResult(base, [base] + cands, chosen, pareto, note, metric_name, budget, allowed, size_only,
                             opts.target, model, sens_info, device.model_dump(mode="json") if device is not None

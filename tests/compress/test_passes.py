@@ -6,8 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from sdk.compress import (PASSES, CalibrationData, Pass, PassContext, PassResult, Recipe, Workspace,
-                          available_passes, find_pass)
+from sdk.compress import (
+    PASSES,
+    CalibrationData,
+    Pass,
+    PassContext,
+    PassResult,
+    Recipe,
+    Workspace,
+    available_passes,
+    find_pass,
+)
 from sdk.compress.quantize_weights import WeightQuantizer
 from sdk.errors import CompressionError
 

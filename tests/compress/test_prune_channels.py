@@ -300,6 +300,16 @@ def test_pass_registered_and_writes_file(tmp_path):
     out = res.path
     assert shapes(onnx.load(str(out)))["conv1.weight"][0] == 8
     assert res.report["groups_pruned"] == 2
+
+
+
+def test_pass_gives_the_activation_criterion_its_data(tmp_path):
+    """criterion='activation' without reconstruction still receives the calibration inputs."""
+    src = tmp_path / "in.onnx"
+    onnx.save(chain(), str(src))
+    res = PruneChannels(ratio=0.5, round_to=1, criterion="activation").run(
+        src, tmp_path / "out.onnx", PassContext(calib=[{"x": x_in()} for _ in range(4)]))
+    assert shapes(onnx.load(str(res.path)))["conv1.weight"][0] == 8 and res.report["groups_pruned"] == 2
     with pytest.raises(Exception):
         PruneChannels(ratio=1.5)
     with pytest.raises(Exception):
