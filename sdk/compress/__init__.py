@@ -6,38 +6,39 @@ the accuracy-budgeted search :func:`optimize` and its report.
 >>> res = optimize("model.onnx", calib, OutputFidelity("model.onnx", feeds), opts)  # doctest: +SKIP
 """
 from sdk.compress.base import (
-                               PASSES,
-                               Pass,
-                               PassConfig,
-                               PassContext,
-                               PassResult,
-                               available_passes,
-                               find_pass,
-                               register_pass,
+    PASSES,
+    ModelPass,
+    Pass,
+    PassConfig,
+    PassContext,
+    PassResult,
+    available_passes,
+    find_pass,
+    register_pass,
 )
 from sdk.compress.budget import Budget
 from sdk.compress.calibration import CalibrationData
 from sdk.compress.detect_decode import Detections, YoloxDecoder
 from sdk.compress.distill import Distill, DistillConfig, DistillResult, distill
 from sdk.compress.evaluators import (
-                               AUC,
-                               DetectionAgreement,
-                               Evaluator,
-                               FrameDetectionAgreement,
-                               OutputFidelity,
-                               Top1Accuracy,
+    AUC,
+    DetectionAgreement,
+    Evaluator,
+    FrameDetectionAgreement,
+    OutputFidelity,
+    Top1Accuracy,
 )
 from sdk.compress.export import export_onnx
 from sdk.compress.graph_passes import FixInputShape, OptimizeGraph, SpecializeInputs
 from sdk.compress.graph_prep import prepare_for_quantization, upgrade_opset
 from sdk.compress.options import (
-                               BitAllocationOptions,
-                               BudgetOptions,
-                               CandidateOptions,
-                               DataOptions,
-                               LatencyOptions,
-                               OptimizeOptions,
-                               SensitivityOptions,
+    BitAllocationOptions,
+    BudgetOptions,
+    CandidateOptions,
+    DataOptions,
+    LatencyOptions,
+    OptimizeOptions,
+    SensitivityOptions,
 )
 from sdk.compress.prune_channels import PruneChannels
 from sdk.compress.prune_magnitude import PruneMagnitude
@@ -53,12 +54,15 @@ from sdk.compress.workspace import Workspace
 
 __all__ = [
     # passes
-    "Pass", "PassConfig", "PassContext", "PassResult", "register_pass", "find_pass", "available_passes", "PASSES",
+    "Pass", "ModelPass", "PassConfig", "PassContext", "PassResult", "register_pass", "find_pass", "available_passes",
+    "PASSES",
     "Recipe", "RecipeResult", "Workspace",
-    "QuantizeDynamic", "QuantizeStatic", "QuantizeInt8", "QuantizeInt4", "ConvertFP16", "OptimizeGraph", "SpecializeInputs", "FixInputShape", "QuantizeWeights", "WeightQuantizer",
+    "QuantizeDynamic", "QuantizeStatic", "QuantizeInt8", "QuantizeInt4", "ConvertFP16", "OptimizeGraph",
+    "SpecializeInputs", "FixInputShape", "QuantizeWeights", "WeightQuantizer",
     "PruneMagnitude", "PruneChannels", "Distill", "DistillConfig", "DistillResult", "distill", "export_onnx",
     # data and evaluation
-    "CalibrationData", "Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "FrameDetectionAgreement", "OutputFidelity",
+    "CalibrationData", "Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "FrameDetectionAgreement",
+    "OutputFidelity",
     "YoloxDecoder", "Detections",
     # search and report
     "optimize", "OptimizeOptions", "BudgetOptions", "LatencyOptions", "SensitivityOptions", "BitAllocationOptions",
