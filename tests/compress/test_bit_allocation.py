@@ -56,9 +56,14 @@ def test_both_orders_keep_the_bigger_saving_and_the_recipe_reproduces(tiny_mlp_p
     assert abs(ev(out) - res.metric) < 1e-6
 
 
-def test_optimize_adds_the_mixed_candidate_and_reports_it(tiny_mlp_path, calib_feeds, tmp_path):
+def test_optimize_adds_the_mixed_candidate_and_reports_it(tiny_mlp_path, calib_feeds, tmp_path, monkeypatch):
     calib = CalibrationData(calib_feeds(tiny_mlp_path, 8))
     # budget 2 int4 weights; a quarter of it in reserve -> floor -1.5 -> one weight at int4
+    import sdk.compress.quantize_weights as qw
+
+    gathered = []
+    real = qw.collect_layer_stats
+    monkeypatch.setattr(qw, "collect_layer_stats", lambda *a, **k: gathered.append(1) or real(*a, **k))
     opts = OptimizeOptions(out_dir=tmp_path / "o", budget={"max_drop": 2.0, "size_only": True},
                            candidates={"recipes": {"fp16": Recipe([{"pass": "fp16"}])}}, bit_allocation={"enabled": True},
                            latency={"measure": lambda paths, feeds: {n: 1.0 for n in paths}, "energy": False})
@@ -68,6 +73,8 @@ def test_optimize_adds_the_mixed_candidate_and_reports_it(tiny_mlp_path, calib_f
     mixed = next(c for c in res.candidates if c.name == "weights_mixed_int4")
     assert mixed.metric == -1.0 and mixed.within_budget
     assert res.bit_allocation["low_bit_nodes"] == mixed.recipe.to_list()[0]["low_bit_nodes"]
+    assert len(gathered) == 1     # the search's workspace: the allocation and the candidate share the statistics
+    assert mixed.report["quantize_weights"]["int4_nodes"] == mixed.recipe.to_list()[0]["low_bit_nodes"]
     report = (tmp_path / "o" / "report.md").read_text()
     assert "## Bit allocation" in report
     assert json.loads((tmp_path / "o" / "report.json").read_text())["bit_allocation"]["floor"] == -1.5
