@@ -31,8 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sdk.bench import compare_latency  # noqa: E402
-from sdk.bench import model_file_size as file_size  # noqa: E402
+from sdk.bench import compare_latency, model_file_size  # noqa: E402
 from sdk.compress import (CalibrationData, Evaluator, FrameDetectionAgreement, OptimizeOptions,  # noqa: E402
                           OutputFidelity, Recipe, YoloxDecoder, choose, optimize)
 from sdk.compress.calibration import iter_images  # noqa: E402
@@ -172,7 +171,7 @@ def run_model(name: str, model: Path, calib: CalibrationData, evaluator: Evaluat
         metric = {"fp32": base_metric, "chosen": res.chosen.metric,
                   "size_only": size_pick.metric}.get(label, ort_rows.get(label, {}).get("metric"))
         rows[label] = {"speedup": lat["fp32"] / lat[label], "latency_ms": lat[label],
-                       "size_ratio": file_size(model) / file_size(Path(paths[label])),
+                       "size_ratio": model_file_size(model) / model_file_size(Path(paths[label])),
                        "metric": metric, "delta": metric - base_metric}
     if holdout is not None:  # the search chose on `evaluator`'s frames: check the picks on frames it never saw
         for label, row in rows.items():

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compress_models import (SHARED, driving_frames, ort_default_dynamic, ort_default_static,  # noqa: E402
                              yolox_input)
 
-from sdk.bench import model_file_size as file_size  # noqa: E402
+from sdk.bench import model_file_size  # noqa: E402
 from sdk.compress import (CalibrationData, FrameDetectionAgreement, OptimizeOptions, Recipe, YoloxDecoder,  # noqa: E402
                           optimize)
 from sdk.compress.evaluators import detection_f1  # noqa: E402
@@ -202,7 +202,7 @@ def build_rows(out: Path, calib_feeds: list[dict], calib: CalibrationData, calib
                quick: bool) -> tuple[dict[str, Runner], dict[str, dict]]:
     """Quantize with every peer; a runner and the facts (size, note or error) for each row."""
     runners: dict[str, Runner] = {"fp32": ort_runner(MODEL)}
-    rows: dict[str, dict] = {"fp32": {"size": file_size(MODEL), "how": "onnxruntime CPU EP"}}
+    rows: dict[str, dict] = {"fp32": {"size": model_file_size(MODEL), "how": "onnxruntime CPU EP"}}
 
     def attempt(name: str, how: str, make: Callable[[], tuple[Runner, int]]) -> None:
         t0 = time.time()
@@ -216,7 +216,7 @@ def build_rows(out: Path, calib_feeds: list[dict], calib: CalibrationData, calib
         logging.getLogger("edgewise").info("%s: %s", name, rows[name])
 
     def onnx_row(path: Path, provider: str = "cpu") -> tuple[Runner, int]:
-        return ort_runner(path, provider), file_size(path)
+        return ort_runner(path, provider), model_file_size(path)
 
     attempt("ort_dynamic", "quantize_dynamic()", lambda: onnx_row(ort_default_dynamic(MODEL, out / "ort_dynamic.onnx")))
     attempt("ort_static", "quantize_static() defaults",
@@ -228,7 +228,7 @@ def build_rows(out: Path, calib_feeds: list[dict], calib: CalibrationData, calib
     def openvino_fp32(config: dict | None) -> tuple[Runner, int]:
         import openvino as ov
 
-        return ov_runner(ov.Core().read_model(str(MODEL)), config), file_size(MODEL)
+        return ov_runner(ov.Core().read_model(str(MODEL)), config), model_file_size(MODEL)
     attempt("openvino", "OpenVINO CPU, no options", lambda: openvino_fp32(None))
     attempt("openvino_f32", "OpenVINO CPU, INFERENCE_PRECISION_HINT f32",
             lambda: openvino_fp32({"INFERENCE_PRECISION_HINT": "f32"}))
@@ -258,7 +258,7 @@ def build_rows(out: Path, calib_feeds: list[dict], calib: CalibrationData, calib
     try:
         path, cand, note = edgewise_choice(MODEL, calib, calib_frames, out, quick)
         runners["edgewise"] = ort_runner(path)
-        rows["edgewise"] = {"size": file_size(path), "how": f"optimize() chose {cand}", "note": note,
+        rows["edgewise"] = {"size": model_file_size(path), "how": f"optimize() chose {cand}", "note": note,
                             "build_s": round(time.time() - t0, 1)}
     except Exception as exc:  # noqa: BLE001
         rows["edgewise"] = {"how": "optimize()", "error": f"{type(exc).__name__}: {str(exc)[:300]}"}

@@ -29,8 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sdk.bench import compare_latency, speedup_interval  # noqa: E402
-from sdk.bench import model_file_size as file_size  # noqa: E402
+from sdk.bench import compare_latency, model_file_size, speedup_interval  # noqa: E402
 from sdk.compress import FrameDetectionAgreement, Recipe  # noqa: E402
 from sdk.compress.frames import FrameCalibration, load_frames, split_frames  # noqa: E402
 from sdk.runtime import discover_device  # noqa: E402
@@ -99,7 +98,7 @@ def main() -> int:
             r["latency_ms"], r["cpu_ms"] = tm.median(k), tm.cpu_median(k)
             r["speedup"], lo, hi = speedup_interval(tm.wall["fp32"], tm.wall[k])
             r["speedup_ci"] = [lo, hi]
-            r["size_ratio"] = file_size(model) / file_size(r["path"])
+            r["size_ratio"] = model_file_size(model) / model_file_size(r["path"])
         profiles = {k: op_profile(rows[k]["path"], feeds) for k in ("fp32", "int8_reconstructed")}
     dev = discover_device()
     out = {"cpu": dev.summary(), "frames": {"search": len(search), "held_out": len(held),

@@ -65,7 +65,8 @@ def test_optimize_adds_the_mixed_candidate_and_reports_it(tiny_mlp_path, calib_f
     real = qw.collect_layer_stats
     monkeypatch.setattr(qw, "collect_layer_stats", lambda *a, **k: gathered.append(1) or real(*a, **k))
     opts = OptimizeOptions(out_dir=tmp_path / "o", budget={"max_drop": 2.0, "size_only": True},
-                           candidates={"recipes": {"fp16": Recipe([{"pass": "fp16"}])}}, bit_allocation={"enabled": True},
+                           candidates={"recipes": {"fp16": Recipe([{"pass": "fp16"}])}},
+                           bit_allocation={"enabled": True},
                            latency={"measure": lambda paths, feeds: {n: 1.0 for n in paths}, "energy": False})
     res = optimize(tiny_mlp_path, calib, MinusInt4(), opts)
     names = [c.name for c in res.candidates]

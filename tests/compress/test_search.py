@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sdk.compress import (Budget, CalibrationData, OptimizeOptions, OutputFidelity, Recipe, analyze_sensitivity,
-                          optimize)
+from sdk.compress import Budget, CalibrationData, OptimizeOptions, OutputFidelity, Recipe, analyze_sensitivity, optimize
 from sdk.compress.results import Candidate, pareto_front
 
 CANDS = {
