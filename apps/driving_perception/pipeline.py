@@ -28,12 +28,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from sdk import logger
+from sdk.detect import Detections
 from sdk.errors import InferenceError
 from sdk.runtime import LatencyRecorder
 
 from .annotate import Annotator
 from .detect.detector import Detector
-from .detections import Detections
 from .health import HealthMonitor, HealthOptions, HealthState
 from .lanes.calibration import CameraCalibration
 from .lanes.detector import LaneDetector, LaneOptions, LaneResult

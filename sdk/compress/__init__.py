@@ -18,7 +18,6 @@ from sdk.compress.base import (
 )
 from sdk.compress.budget import Budget
 from sdk.compress.calibration import CalibrationData
-from sdk.compress.detect_decode import Detections, YoloxDecoder
 from sdk.compress.distill import Distill, DistillConfig, DistillResult, distill
 from sdk.compress.evaluators import (
     AUC,
@@ -51,6 +50,7 @@ from sdk.compress.results import Candidate, OptimizeResult, choose, pareto_front
 from sdk.compress.search import optimize
 from sdk.compress.sensitivity import SensitivityResult, analyze_sensitivity
 from sdk.compress.workspace import Workspace
+from sdk.detect import Detections, YoloxDecoder  # re-exported: the detection evaluators speak them
 
 __all__ = [
     # passes
