@@ -31,11 +31,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sdk.compress import (CalibrationData, Evaluator, FrameDetectionAgreement, OutputFidelity,  # noqa: E402
-                          Recipe, YoloxDecoder, optimize)
+from sdk.bench import compare_latency, model_file_size  # noqa: E402
+from sdk.compress import (CalibrationData, Evaluator, FrameDetectionAgreement, OptimizeOptions,  # noqa: E402
+                          OutputFidelity, Recipe, YoloxDecoder, choose, optimize)
 from sdk.compress.calibration import iter_images  # noqa: E402
 from sdk.compress.evaluators import open_session  # noqa: E402
-from sdk.compress.search import choose, file_size, measure_latencies  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 DRIVING = SHARED / "data" / "driving"
@@ -135,9 +135,10 @@ def run_model(name: str, model: Path, calib: CalibrationData, evaluator: Evaluat
               extra: dict | None = None, rounds: int = 7, input_shapes: tuple = (), max_drop: str = "1%",
               holdout: Evaluator | None = None) -> dict:
     t0 = time.time()
-    res = optimize(model, calib, evaluator, max_drop=max_drop, out_dir=out / name, extra_candidates=extra,
-                   latency_rounds=rounds, latency_iters=10, sensitivity_evals=6, keep_float_k=(2,), progress=True,
-                   input_shapes=input_shapes)
+    opts = OptimizeOptions(out_dir=out / name, progress=True, budget={"max_drop": max_drop},
+                           latency={"rounds": rounds, "iters": 10}, sensitivity={"evals": 6, "keep_float_k": (2,)},
+                           candidates={"extra": extra or {}, "input_shapes": input_shapes})
+    res = optimize(model, calib, evaluator, opts)
     ok = [c for c in res.candidates if c.ok and c.name != "fp32"]
     size_pick, size_note = choose(res.baseline, ok, size_only=True, min_speedup=1.05)
     # ORT defaults, measured side by side with FP32 and the choice
@@ -157,7 +158,7 @@ def run_model(name: str, model: Path, calib: CalibrationData, evaluator: Evaluat
         if Path(p) != Path(model):
             paths[label] = p
     feeds = calib.for_model(model, 1)[0]
-    lat = measure_latencies(paths, feeds, "cpu", rounds=max(rounds, 9), iters=10, sessions=3)
+    lat = compare_latency(paths, feeds, "cpu", rounds=max(rounds, 9), iters=10, sessions=3).medians()
     for label, p in same.items():  # the input model itself: one measurement, not two noisy ones
         lat.setdefault(label, lat["fp32"])
         paths.setdefault(label, model)
@@ -170,7 +171,7 @@ def run_model(name: str, model: Path, calib: CalibrationData, evaluator: Evaluat
         metric = {"fp32": base_metric, "chosen": res.chosen.metric,
                   "size_only": size_pick.metric}.get(label, ort_rows.get(label, {}).get("metric"))
         rows[label] = {"speedup": lat["fp32"] / lat[label], "latency_ms": lat[label],
-                       "size_ratio": file_size(model) / file_size(Path(paths[label])),
+                       "size_ratio": model_file_size(model) / model_file_size(Path(paths[label])),
                        "metric": metric, "delta": metric - base_metric}
     if holdout is not None:  # the search chose on `evaluator`'s frames: check the picks on frames it never saw
         for label, row in rows.items():

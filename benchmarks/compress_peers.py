@@ -27,7 +27,6 @@ Run:  nice python benchmarks/compress_peers.py [--quick] [--json] [--out DIR] [-
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import os
@@ -44,9 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compress_models import (SHARED, driving_frames, ort_default_dynamic, ort_default_static,  # noqa: E402
                              yolox_input)
 
-from sdk.compress import CalibrationData, FrameDetectionAgreement, Recipe, YoloxDecoder, optimize  # noqa: E402
+from sdk.bench import model_file_size  # noqa: E402
+from sdk.compress import (CalibrationData, FrameDetectionAgreement, OptimizeOptions, Recipe, YoloxDecoder,  # noqa: E402
+                          optimize)
 from sdk.compress.evaluators import detection_f1  # noqa: E402
-from sdk.compress.search import file_size  # noqa: E402
 from sdk.preprocess import letterbox  # noqa: E402
 from sdk.runtime import Engine, EngineOptions, discover_device  # noqa: E402
 
@@ -181,15 +181,16 @@ def edgewise_choice(model: Path, calib: CalibrationData, frames: list[np.ndarray
     calibration-side frames, 5% budget, the 16:9 input shape offered (as the CLI does for
     detectors). ``--quick`` tries one INT8 recipe. -> (path, candidate name, note)."""
     evaluator = FrameDetectionAgreement(model, frames, decoder_factory=lambda hw: YoloxDecoder(hw, score_thr=0.3))
-    kw: dict[str, Any] = {"input_shapes": ([1, 3, 256, 416],), "latency_rounds": 9, "progress": not quick}
-    if quick:
-        kw.update(candidates={"static_qdq_pct_pc": Recipe([{"pass": "quantize_static", "format": "QDQ",
-                                                            "per_channel": True, "calibrate_method": "Percentile",
-                                                            "percentile": 99.99}])},
-                  latency_rounds=3, energy=False)
-        if "check_resolution" in inspect.signature(optimize).parameters:  # the smoke run's few frames
-            kw["check_resolution"] = False                                # cannot resolve a 5% budget
-    res = optimize(model, calib, evaluator, max_drop="5%", out_dir=out / "edgewise", **kw)
+    opts = OptimizeOptions(out_dir=out / "edgewise", progress=not quick, budget={"max_drop": "5%"},
+                           latency={"rounds": 9}, candidates={"input_shapes": [[1, 3, 256, 416]]})
+    if quick:   # the smoke run's few frames cannot resolve a 5% budget
+        one = {"static_qdq_pct_pc": Recipe([{"pass": "quantize_static", "format": "QDQ", "per_channel": True,
+                                             "calibrate_method": "Percentile", "percentile": 99.99}])}
+        opts = opts.model_copy(update={
+            "budget": opts.budget.model_copy(update={"check_resolution": False}),
+            "latency": opts.latency.model_copy(update={"rounds": 3, "energy": False}),
+            "candidates": opts.candidates.model_copy(update={"recipes": one})})
+    res = optimize(model, calib, evaluator, opts)
     return Path(res.chosen.path), res.chosen.name, res.note
 
 
@@ -198,7 +199,7 @@ def build_rows(out: Path, calib_feeds: list[dict], calib: CalibrationData, calib
                quick: bool) -> tuple[dict[str, Runner], dict[str, dict]]:
     """Quantize with every peer; a runner and the facts (size, note or error) for each row."""
     runners: dict[str, Runner] = {"fp32": ort_runner(MODEL)}
-    rows: dict[str, dict] = {"fp32": {"size": file_size(MODEL), "how": "onnxruntime CPU EP"}}
+    rows: dict[str, dict] = {"fp32": {"size": model_file_size(MODEL), "how": "onnxruntime CPU EP"}}
 
     def attempt(name: str, how: str, make: Callable[[], tuple[Runner, int]]) -> None:
         t0 = time.time()
@@ -212,7 +213,7 @@ def build_rows(out: Path, calib_feeds: list[dict], calib: CalibrationData, calib
         logging.getLogger("edgewise").info("%s: %s", name, rows[name])
 
     def onnx_row(path: Path, provider: str = "cpu") -> tuple[Runner, int]:
-        return ort_runner(path, provider), file_size(path)
+        return ort_runner(path, provider), model_file_size(path)
 
     attempt("ort_dynamic", "quantize_dynamic()", lambda: onnx_row(ort_default_dynamic(MODEL, out / "ort_dynamic.onnx")))
     attempt("ort_static", "quantize_static() defaults",
@@ -224,7 +225,7 @@ def build_rows(out: Path, calib_feeds: list[dict], calib: CalibrationData, calib
     def openvino_fp32(config: dict | None) -> tuple[Runner, int]:
         import openvino as ov
 
-        return ov_runner(ov.Core().read_model(str(MODEL)), config), file_size(MODEL)
+        return ov_runner(ov.Core().read_model(str(MODEL)), config), model_file_size(MODEL)
     attempt("openvino", "OpenVINO CPU, no options", lambda: openvino_fp32(None))
     attempt("openvino_f32", "OpenVINO CPU, INFERENCE_PRECISION_HINT f32",
             lambda: openvino_fp32({"INFERENCE_PRECISION_HINT": "f32"}))
@@ -254,7 +255,7 @@ def build_rows(out: Path, calib_feeds: list[dict], calib: CalibrationData, calib
     try:
         path, cand, note = edgewise_choice(MODEL, calib, calib_frames, out, quick)
         runners["edgewise"] = ort_runner(path)
-        rows["edgewise"] = {"size": file_size(path), "how": f"optimize() chose {cand}", "note": note,
+        rows["edgewise"] = {"size": model_file_size(path), "how": f"optimize() chose {cand}", "note": note,
                             "build_s": round(time.time() - t0, 1)}
     except Exception as exc:  # noqa: BLE001
         rows["edgewise"] = {"how": "optimize()", "error": f"{type(exc).__name__}: {str(exc)[:300]}"}

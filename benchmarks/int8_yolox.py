@@ -29,9 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sdk.bench import compare_latency, model_file_size, speedup_interval  # noqa: E402
 from sdk.compress import FrameDetectionAgreement, Recipe  # noqa: E402
 from sdk.compress.frames import FrameCalibration, load_frames, split_frames  # noqa: E402
-from sdk.compress.timing import file_size, measure_timings, speedup_interval  # noqa: E402
 from sdk.runtime import discover_device  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -88,17 +88,17 @@ def main() -> int:
     rows: dict[str, dict] = {"fp32": {"path": model}}
     with tempfile.TemporaryDirectory(prefix="edgewise-int8-") as tmp:
         for name, steps in recipes.items():
-            p = Recipe(steps).apply(model, Path(tmp) / f"{name}.onnx", calib=cal, work_dir=tmp)
+            p = Recipe(steps).apply(model, Path(tmp) / f"{name}.onnx", calib=cal, work_dir=tmp).path
             rows[name] = {"path": p, "f1_search": ev_s(p), "f1_heldout": ev_h(p)}
             print(f"built {name}: F1 {rows[name]['f1_search']:.3f} / held-out {rows[name]['f1_heldout']:.3f}",
                   file=sys.stderr, flush=True)
         feeds = cal.for_model(model)[0]
-        tm = measure_timings({k: r["path"] for k, r in rows.items()}, feeds, rounds=args.rounds, sessions=3)
+        tm = compare_latency({k: r["path"] for k, r in rows.items()}, feeds, rounds=args.rounds, sessions=3)
         for k, r in rows.items():
             r["latency_ms"], r["cpu_ms"] = tm.median(k), tm.cpu_median(k)
             r["speedup"], lo, hi = speedup_interval(tm.wall["fp32"], tm.wall[k])
             r["speedup_ci"] = [lo, hi]
-            r["size_ratio"] = file_size(model) / file_size(r["path"])
+            r["size_ratio"] = model_file_size(model) / model_file_size(r["path"])
         profiles = {k: op_profile(rows[k]["path"], feeds) for k in ("fp32", "int8_reconstructed")}
     dev = discover_device()
     out = {"cpu": dev.summary(), "frames": {"search": len(search), "held_out": len(held),

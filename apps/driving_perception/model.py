@@ -143,7 +143,7 @@ def specialize_input(model_in: str | Path, model_out: str | Path, input_hw: tupl
     from sdk.compress import FixInputShape, PassContext
 
     return FixInputShape(shape=[1, 3, int(input_hw[0]), int(input_hw[1])]).run(
-        Path(model_in), Path(model_out), PassContext())
+        Path(model_in), Path(model_out), PassContext()).path
 
 
 def build_optimized(fp32: str | Path, frames: Sequence[np.ndarray], recipe: str | Path = DEFAULT_RECIPE,
@@ -187,7 +187,7 @@ def build_optimized(fp32: str | Path, frames: Sequence[np.ndarray], recipe: str 
             with Detector.from_model_path(base, opts) as shaped:
                 feeds = [{shaped.input_name: shaped.preprocess(f)[0]} for f in frames]
             model_out = rec.apply(base, tmp / "model.onnx", calib=CalibrationData.from_iterable(feeds),
-                                  progress=progress)
+                                  progress=progress).path
             with Detector.from_model_path(model_out, opts) as cand:
                 metrics = detection_agreement(ref, cand, frames)
                 metrics["latency_p50_ms_fp32"], metrics["latency_p50_ms_optimized"] = _latency_pair_ms(

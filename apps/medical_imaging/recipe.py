@@ -73,7 +73,7 @@ def build_bundles(teacher, xt, yt, xv, yv, *, work: Path, out: Path, args, histo
     from apps.medical_imaging.nets import Student, StudentExport, TeacherExport
     from apps.medical_imaging.train import STUDENT_WIDTH, augmented_copies
     from apps.medical_imaging.train_torch import seed_everything
-    from sdk.compress import AUC, CalibrationData, DistillConfig, distill, export_onnx, optimize
+    from sdk.compress import AUC, CalibrationData, DistillConfig, OptimizeOptions, distill, export_onnx, optimize
 
     Xt, Xv = to_input(xt, *args.norm), to_input(xv, *args.norm)
     progress = not args.no_progress
@@ -93,8 +93,9 @@ def build_bundles(teacher, xt, yt, xv, yv, *, work: Path, out: Path, args, histo
                          input_names=["input"], output_names=["logits", "features"])
 
     calib = CalibrationData.from_arrays({"input": Xt[:: max(1, len(Xt) // 256)]})
-    opt = optimize(s_path, calib, AUC(Xv, yv, output_index=0), max_drop=args.max_auc_drop,
-                   out_dir=work / "optimize", progress=progress)
+    opt = optimize(s_path, calib, AUC(Xv, yv, output_index=0),
+                   OptimizeOptions(budget={"max_drop": args.max_auc_drop}, out_dir=work / "optimize",
+                                   progress=progress))
     chosen = Path(opt.chosen.path)
     log.info("optimize: %s", opt.note)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -128,3 +128,18 @@ class EnergyMeter:
         return EnergyReading(joules_per_inference=j / n, joules_total=j, inferences=n, source="estimate",
                              note=f"estimate: process CPU time {cpu_s:.3f} s x {self.watts_per_core:g} W "
                                   f"per busy core (assumed, not measured); {self._why}")
+
+
+def energy_per_inference(model: str | Path, feeds: Mapping[str, Any], target: str = "cpu",
+                         n: int = 10) -> EnergyReading:
+    """Energy per inference of an ONNX model over ``n`` runs: RAPL where readable, otherwise
+    a labelled estimate (``feeds`` fitted to the model's fixed input dims)."""
+    from sdk.bench.compare import fit_feeds
+    from sdk.runtime import Engine, EngineOptions
+
+    with Engine(model, EngineOptions(providers=[target], warmup=1)) as eng:
+        x = fit_feeds(eng.inputs, feeds)
+        with EnergyMeter() as meter:
+            for _ in range(n):
+                eng.run_list(x)
+    return meter.reading(n)

@@ -174,6 +174,19 @@ def _external_size(model: Any, base: Path) -> int:
     return total
 
 
+def model_file_size(path: str | Path) -> int:
+    """Bytes of an ONNX file plus the external-data files it names (0 for those missing)."""
+    import onnx
+
+    path = Path(path)
+    total = path.stat().st_size
+    try:
+        total += _external_size(onnx.load(str(path), load_external_data=False), path.parent)
+    except Exception:  # noqa: BLE001 - an unreadable file counts as its own bytes
+        pass
+    return total
+
+
 def _load_small_int_tensors(model: Any, base: Path, limit: int = 1 << 16) -> None:
     """Load int32/int64 external initializers (shape targets) so shape inference can use
     them; weights stay on disk. Locations that are absolute or climb out are left alone."""

@@ -12,11 +12,14 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sdk.cli._common import add_json_flag, emit, fmt_bytes, resolve_model_arg, table
+
+if TYPE_CHECKING:
+    from sdk.compress import OptimizeOptions
 
 EVALS = ("fidelity", "top1", "auc", "detection")
 
@@ -172,7 +175,6 @@ def _loose_calibration(args: argparse.Namespace, paths: list[Path], model_path: 
 def run(args: argparse.Namespace) -> int:
     from sdk.bundle import Manifest, ModelEntry, Provenance, file_sha256, save_bundle
     from sdk.compress import Recipe, optimize
-
     from sdk.compress.graph_prep import load_model
 
     model_path, bundle = resolve_model_arg(args.model)
@@ -181,14 +183,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
     calib, evaluator, held, shapes = _data(args, model_path, bundle)
-    candidates = {"recipe": Recipe.from_file(args.recipe)} if args.recipe else None
-    progress = not args.no_progress and sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix="edgewise-optimize-") as tmp:
-        res = optimize(model_path, calib, evaluator, max_drop=args.max_drop, target=args.target, out_dir=tmp,
-                       size_only=args.size_only, candidates=candidates,
-                       sensitivity=False if args.no_sensitivity else None,
-                       bit_allocation=False if args.no_bit_allocation else None, progress=progress,
-                       holdout=held, input_shapes=shapes)
+        res = optimize(model_path, calib, evaluator, options_from_args(args, Path(tmp), held, shapes))
         chosen = res.chosen
         recipe = chosen.recipe or Recipe([])
         recipe_file = recipe.to_file(Path(tmp) / "recipe.yaml")
@@ -241,6 +237,21 @@ def run(args: argparse.Namespace) -> int:
              f"{res.note}\nbundle written to {b.path}")
     emit(args, {"bundle": str(b.path), **res.to_dict()}, human)
     return 0
+
+
+def options_from_args(args: argparse.Namespace, out_dir: Path, holdout: Any,
+                      input_shapes: list[list[int]]) -> "OptimizeOptions":
+    """The :class:`~sdk.compress.OptimizeOptions` the command's flags ask for."""
+    from sdk.compress import OptimizeOptions, Recipe
+
+    return OptimizeOptions(
+        target=args.target, out_dir=out_dir, progress=not args.no_progress and sys.stderr.isatty(),
+        budget={"max_drop": args.max_drop, "size_only": args.size_only},
+        sensitivity={"enabled": False if args.no_sensitivity else None},
+        bit_allocation={"enabled": False if args.no_bit_allocation else None},
+        data={"holdout": holdout},
+        candidates={"recipes": {"recipe": Recipe.from_file(args.recipe)} if args.recipe else None,
+                    "input_shapes": input_shapes})
 
 
 def _device_text(device: dict[str, Any]) -> str:

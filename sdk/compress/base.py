@@ -8,19 +8,32 @@ has a description) that registers itself under a short name::
         name = "quantize_dynamic"
         class Config(PassConfig):
             per_channel: bool = Field(False, description="...")
-        def run(self, model_in, model_out, ctx): ...
+        def run(self, model_in, model_out, ctx) -> PassResult:
+            ...
+            return PassResult(model_out, {"nodes_quantized": n})
 
 Passes work on files (``model_in`` -> ``model_out``) because onnxruntime's own tools do,
-and because a model with external data is a folder, not a ModelProto.
+and because a model with external data is a folder, not a ModelProto. ``run`` returns a
+:class:`PassResult`: the file it wrote and what it did (a JSON-able dict, shown in the
+optimize report). State shared across passes (calibration data, cached layer statistics)
+lives in the context's :class:`~sdk.compress.workspace.Workspace`.
+
+Passes of other packages register through the ``edgewise.passes`` entry point group
+(``name = "module:PassClass"``); a recipe that names a pass the registry lacks looks it up
+there (:func:`find_pass`).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar, Mapping
 
+import onnx
 from pydantic import BaseModel, ConfigDict
+
+from sdk.compress.graph_prep import load_model, save_model
+from sdk.compress.workspace import Workspace
 
 PASSES: dict[str, type["Pass"]] = {}
 
@@ -31,24 +44,44 @@ class PassConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-@dataclass
+@dataclass(frozen=True)
+class PassResult:
+    """What a pass returns: the model file it wrote and its report (JSON-able, ``{}`` when
+    it has nothing to say)."""
+
+    path: Path
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+
 class PassContext:
     """What a pass may need beyond its config.
 
-    ``calib`` yields input feeds (``dict[str, np.ndarray]``) for calibration; ``work_dir``
-    is scratch space owned by the caller; ``progress`` turns progress bars on.
+    ``workspace`` holds the calibration data (``ctx.calib``: input feeds,
+    ``dict[str, np.ndarray]``) and the caches shared with the other passes of the run;
+    ``PassContext(calib=...)`` builds a workspace around the data. ``work_dir`` is scratch
+    space owned by the caller; ``progress`` turns progress bars on; ``source_model`` is the
+    recipe's input (the default teacher of a ``distill`` pass).
     """
 
-    calib: Iterable[Mapping[str, Any]] | None = None
-    work_dir: Path | None = None
-    progress: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, calib: Any = None, work_dir: str | Path | None = None, progress: bool = False, *,
+                 workspace: Workspace | None = None, source_model: str | Path | None = None):
+        if workspace is not None and calib is not None:
+            raise ValueError("give either calib or a workspace holding it, not both")
+        self.workspace = workspace if workspace is not None else Workspace(calib)
+        self.work_dir = Path(work_dir) if work_dir is not None else None
+        self.progress = progress
+        self.source_model = Path(source_model) if source_model is not None else None
 
-    def report(self, key: str, value: Any) -> None:
-        """Record what a pass did. ``Recipe.apply(..., reports={})`` shares one dict across
-        every step's context, so the caller sees each step's report under its key."""
-        self.extra[key] = value
-        self.extra.setdefault("reports", {})[key] = value
+    @property
+    def calib(self) -> Any:
+        return self.workspace.calib
+
+    def __repr__(self) -> str:
+        return (f"PassContext(workspace={self.workspace!r}, work_dir={self.work_dir}, progress={self.progress}, "
+                f"source_model={self.source_model})")
 
 
 class Pass(ABC):
@@ -66,8 +99,8 @@ class Pass(ABC):
             self.config = self.Config.model_validate({**dict(config or {}), **kwargs})
 
     @abstractmethod
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
-        """Read ``model_in``, write the transformed model to ``model_out``, return it."""
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
+        """Read ``model_in``, write the transformed model to ``model_out``; return it with a report."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"pass": self.name, **self.config.model_dump(mode="json")}
@@ -75,6 +108,26 @@ class Pass(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
         return f"{type(self).__name__}({args})"
+
+
+class ModelPass(Pass):
+    """A pass that rewrites the graph in memory: subclasses implement
+    ``transform(model, ctx) -> (model, report)``; reading ``model_in`` (unchecked, so a large
+    model is not validated twice), saving and the :class:`PassResult` are done here once.
+    ``finish`` may add to the report what needs both files (sizes)."""
+
+    @abstractmethod
+    def transform(self, model: onnx.ModelProto, ctx: PassContext) -> tuple[onnx.ModelProto, dict[str, Any]]:
+        """Return the rewritten model and what was done."""
+
+    def finish(self, model_in: Path, model_out: Path, report: dict[str, Any]) -> dict[str, Any]:
+        return report
+
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
+        model_in, model_out = Path(model_in), Path(model_out)
+        model, report = self.transform(load_model(model_in, check=False), ctx)
+        save_model(model, model_out)
+        return PassResult(model_out, self.finish(model_in, model_out, report))
 
 
 def register_pass(cls: type[Pass]) -> type[Pass]:
@@ -88,3 +141,47 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
             raise TypeError(f"{cls.__name__}.Config.{fname} needs a description")
     PASSES[cls.name] = cls
     return cls
+
+
+#: the entry point group through which other packages add passes
+ENTRY_POINT_GROUP = "edgewise.passes"
+
+
+def _entry_points() -> list[Any]:
+    from importlib.metadata import entry_points
+
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def find_pass(name: str) -> type[Pass] | None:
+    """The pass registered as ``name``, else the one an installed package declares under the
+    ``edgewise.passes`` entry point ``name`` (loaded and registered now); None when neither has it.
+
+    A package declares its passes in its ``pyproject.toml``::
+
+        [project.entry-points."edgewise.passes"]
+        my_pass = "my_package.passes:MyPass"
+    """
+    if name in PASSES:
+        return PASSES[name]
+    for ep in _entry_points():
+        if ep.name != name:
+            continue
+        try:
+            cls = ep.load()
+        except Exception as exc:
+            raise ValueError(f"pass {name!r}: the entry point {ep.value!r} ({ENTRY_POINT_GROUP}) failed to load: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        if not (isinstance(cls, type) and issubclass(cls, Pass)):
+            raise TypeError(f"pass {name!r}: the entry point {ep.value!r} must name a subclass of "
+                            f"sdk.compress.Pass, got {cls!r}")
+        if getattr(cls, "name", None) != name:
+            raise ValueError(f"pass {name!r}: the entry point {ep.value!r} loads a pass named "
+                             f"{getattr(cls, 'name', None)!r}; the entry point name and Pass.name must match")
+        return PASSES.get(name) or register_pass(cls)
+    return None
+
+
+def available_passes() -> list[str]:
+    """Names of the registered passes and of those declared through entry points (not loaded)."""
+    return sorted(set(PASSES) | {ep.name for ep in _entry_points()})

@@ -27,6 +27,7 @@ import numpy as np
 from sdk.compress.calibration import CalibrationData, progress_enabled
 from sdk.compress.evaluators import open_session
 from sdk.compress.quantize_weights import WeightQuantizer
+from sdk.compress.workspace import Workspace
 
 logger = logging.getLogger("edgewise")
 
@@ -98,7 +99,7 @@ def _bisect(order: list[str], score: Callable[[list[str]], float], floor: float)
 def allocate_low_bits(model: str | Path, calib: Any, evaluator: Callable[[Path], float], floor: float,
                       min_elements: int = 1024, samples: int = 8, orders: tuple[str, ...] = ("size", "sensitivity"),
                       progress: bool = False, quantizer: WeightQuantizer | None = None,
-                      work_dir: str | Path | None = None) -> BitAllocation:
+                      work_dir: str | Path | None = None, workspace: Workspace | None = None) -> BitAllocation:
     """The largest saving of weights at 4 bits (rest at 8) whose evaluator score is >= ``floor``.
 
     Eligible: weights of one-group Convs / Gemm / MatMul with at least ``min_elements``
@@ -106,12 +107,13 @@ def allocate_low_bits(model: str | Path, calib: Any, evaluator: Callable[[Path],
     ``orders`` is bisected ("size": largest weight first; "sensitivity": least measured
     output error per byte saved first) and the passing mix that saves the most bytes wins:
     neither order is reliably better (YOLOX-nano: largest-first went further).
+    ``workspace``: caches the layer statistics for the quantizers that later run on the same data.
     """
     unknown = set(orders) - {"size", "sensitivity"}
     if unknown or not orders:
         raise ValueError(f"orders must be drawn from 'size' and 'sensitivity', got {orders}")
     data = calib if isinstance(calib, CalibrationData) else CalibrationData(calib)
-    wq = quantizer or WeightQuantizer(model, calib=data, progress=progress)
+    wq = quantizer or WeightQuantizer(model, calib=data, progress=progress, workspace=workspace)
     eligible = [s.node for s in wq.specs if s.group == 1 and s.size >= min_elements and s.axis is not None]
     if not eligible:
         return BitAllocation([], None, floor, [], {})

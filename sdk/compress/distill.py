@@ -34,7 +34,7 @@ import onnx
 from pydantic import Field
 
 from ..errors import CompressionError, ModelLoadError, require
-from .base import Pass, PassConfig, PassContext, register_pass
+from .base import Pass, PassConfig, PassContext, PassResult, register_pass
 
 logger = logging.getLogger("edgewise")
 
@@ -299,8 +299,8 @@ class FinetuneConfig(DistillConfig):
     epochs: int = Field(3, ge=1, description="passes over the calibration data")
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate (small: the weights are pre-trained)")
     batch_size: int = Field(8, ge=1, description="training batch size")
-    teacher: str | None = Field(None, description="teacher ONNX path; default: ctx.extra['teacher'] or "
-                                                  "ctx.extra['source_model'] (the recipe's input model)")
+    teacher: str | None = Field(None, description="teacher ONNX path; default: ctx.source_model (the "
+                                                  "recipe's input model)")
     max_samples: int = Field(512, ge=1, description="most calibration samples used for training")
 
 
@@ -367,9 +367,9 @@ class Distill(Pass):
     name = "distill"
     Config = FinetuneConfig
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         cfg: FinetuneConfig = self.config  # type: ignore[assignment]
-        teacher = cfg.teacher or ctx.extra.get("teacher") or ctx.extra.get("source_model")
+        teacher = cfg.teacher or ctx.source_model
         if teacher is None:
             raise CompressionError("distill pass needs a teacher: set `teacher:` in the recipe or run it "
                                    "inside a Recipe that records the source model")
@@ -377,5 +377,4 @@ class Distill(Pass):
             raise CompressionError("distill pass needs training inputs: pass calibration data (ctx.calib)")
         cfg = cfg.model_copy(update={"progress": cfg.progress and ctx.progress})
         res = finetune_pruned_onnx(model_in, teacher, ctx.calib, cfg, out_path=model_out)
-        ctx.report("distill", {"history": res.history, "teacher": str(teacher)})
-        return Path(model_out)
+        return PassResult(model_out, {"history": res.history, "teacher": str(teacher)})

@@ -31,8 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping
 
 import numpy as np
 import onnx
@@ -40,9 +39,10 @@ from onnx import numpy_helper
 from pydantic import Field
 
 from ..errors import CompressionError
-from .graph_prep import load_model, save_model
-from .base import Pass, PassConfig, PassContext, register_pass
-from .graph_channels import ChannelAnalysis, _attr, analyze_channels
+from .base import ModelPass, PassConfig, PassContext, register_pass
+from .channel_importance import activation_importance, filter_importance
+from .channel_trace import attr as _attr
+from .graph_channels import ChannelAnalysis, analyze_channels
 
 logger = logging.getLogger("edgewise")
 
@@ -149,70 +149,6 @@ def _prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def _importance(model: onnx.ModelProto, an: ChannelAnalysis, gid: int, cfg: PruneChannelsConfig,
-                inits: dict[str, np.ndarray], nodes: dict[str, onnx.NodeProto]) -> np.ndarray:
-    grp = an.groups[gid]
-    imp = np.zeros(grp.size, dtype=np.float64)
-    for pname in grp.producers:
-        node = nodes[pname]
-        w = inits[node.input[1]].astype(np.float64).reshape(grp.size, -1)
-        s = np.abs(w).sum(1) if cfg.norm == "l1" else np.sqrt((w * w).sum(1))
-        bn = an.bn_of_producer.get(pname)
-        if cfg.bn_scale and bn is not None:
-            b = nodes[bn]
-            gamma = inits[b.input[1]].astype(np.float64)
-            var = inits[b.input[4]].astype(np.float64)
-            eps = float(_attr(b, "epsilon", 1e-5))
-            s = s * np.abs(gamma) / np.sqrt(var + eps)
-        imp += s
-    return imp
-
-
-def _activation_importance(m: onnx.ModelProto, an: ChannelAnalysis, prunable: list,
-                           inits: dict[str, np.ndarray], nodes: dict[str, onnx.NodeProto],
-                           calib: Iterable[Mapping[str, np.ndarray]], limit: int) -> dict[int, np.ndarray]:
-    """importance[c] = sum over consumers of RMS(x_c) * ||W[:, c]||_2 (calibration statistics)."""
-    import onnxruntime as ort
-
-    wanted = {grp.gid for grp in prunable}
-    reads: list[tuple[str, np.ndarray, list[tuple[int, int]]]] = []   # tensor, per-input-channel norm, segs
-    for (nname, idx), specs in an.slices.items():
-        node = nodes[nname]
-        for axis, segs in specs:
-            if idx != 1 or not any(gid in wanted for gid, _ in segs):
-                continue
-            w = inits[node.input[1]].astype(np.float64)
-            if node.op_type == "Conv" and axis == 1 and int(_attr(node, "group", 1)) == 1:
-                norms = np.sqrt((np.moveaxis(w, 1, 0).reshape(w.shape[1], -1) ** 2).sum(1))
-            elif node.op_type in ("Gemm", "MatMul"):
-                norms = np.sqrt((np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1) ** 2).sum(1))
-            else:
-                continue
-            reads.append((node.input[0], norms, segs))
-    names = sorted({t for t, _, _ in reads})
-    from .prune_reconstruct import with_outputs
-
-    sess = ort.InferenceSession(with_outputs(m, names), providers=["CPUExecutionProvider"])
-    sq: dict[str, np.ndarray] = {}
-    count: dict[str, int] = {}
-    for _, feed in zip(range(limit), calib):
-        for n, x in zip(names, sess.run(names, dict(feed))):
-            x = np.moveaxis(np.asarray(x, np.float64), 1, 0).reshape(x.shape[1], -1)
-            sq[n] = sq.get(n, 0) + (x * x).sum(1)
-            count[n] = count.get(n, 0) + x.shape[1]
-    if not count:
-        raise CompressionError("criterion='activation' got no calibration inputs")
-    imps = {grp.gid: np.zeros(grp.size) for grp in prunable}
-    for tensor, norms, segs in reads:
-        rms = np.sqrt(sq[tensor] / count[tensor])
-        off = 0
-        for gid, n in segs:
-            if gid in imps:
-                imps[gid] += rms[off:off + n] * norms[off:off + n]
-            off += n
-    return imps
-
-
 def _n_keep(size: int, n_keep: int, cfg: PruneChannelsConfig) -> int:
     n = max(n_keep, min(cfg.min_channels, size))
     if cfg.round_to > 1:
@@ -244,7 +180,8 @@ def _consumers(m: onnx.ModelProto, ops: dict, keep: dict[int, np.ndarray], an: C
             in_specs = [segs for ax, segs in specs if ax == 1]
             out_specs = [segs for ax, segs in specs if ax == 0]
             k = [d for d in _init_dims(m, node.input[1])[2:]]
-            kind = "conv1x1" if all(d == 1 for d in k) else "convkxk"
+            kind: Literal["conv1x1", "convkxk", "gemm_t", "gemm"] = "conv1x1" if all(d == 1 for d in k) \
+                else "convkxk"
         else:
             ax_in = 1 if int(_attr(node, "transB", 0)) == 1 else 0
             in_specs = [segs for ax, segs in specs if ax == ax_in]
@@ -293,9 +230,10 @@ def prune_channels(model: onnx.ModelProto, config: PruneChannelsConfig | None = 
     if keep is None:
         keep = {}
         if cfg.criterion == "activation":
-            imps = _activation_importance(m, an, prunable, inits, nodes, calib, cfg.calib_samples)
+            assert calib is not None      # checked above
+            imps = activation_importance(m, an, prunable, inits, nodes, calib, cfg.calib_samples)
         else:
-            imps = {grp.gid: _importance(m, an, grp.gid, cfg, inits, nodes) for grp in prunable}
+            imps = {grp.gid: filter_importance(an, grp.gid, cfg.norm, cfg.bn_scale, inits, nodes) for grp in prunable}
         if cfg.scope == "per_layer":
             for grp in prunable:
                 n = _n_keep(grp.size, grp.size - int(math.floor(cfg.ratio * grp.size)), cfg)
@@ -382,12 +320,13 @@ def prune_channels(model: onnx.ModelProto, config: PruneChannelsConfig | None = 
     if consumers:
         from .prune_reconstruct import reconstruct
 
+        assert calib is not None and cfg.reconstruct != "none"     # consumers are only listed to re-fit them
         m, recon = reconstruct(original, m, consumers, calib, mode=cfg.reconstruct,
                                ridge=cfg.ridge, max_samples=cfg.calib_samples,
                                chunk=cfg.reconstruct_chunk)
         onnx.checker.check_model(m)
 
-    per_group = []
+    per_group: list[dict[str, Any]] = []
     for grp in an.groups.values():
         if not grp.producers:
             continue
@@ -411,17 +350,15 @@ def prune_channels(model: onnx.ModelProto, config: PruneChannelsConfig | None = 
 
 
 @register_pass
-class PruneChannels(Pass):
+class PruneChannels(ModelPass):
     """Structured channel pruning: remove whole Conv filters and rewire their consumers."""
 
     name = "prune_channels"
     Config = PruneChannelsConfig
+    config: PruneChannelsConfig  # the validated config (narrows Pass.config for the type checker)
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
-        model_in, model_out = Path(model_in), Path(model_out)
-        model = load_model(model_in, check=False)
-        calib = ctx.calib if self.config.reconstruct != "none" else None
-        pruned, report = prune_channels(model, self.config, calib=calib)
-        save_model(pruned, model_out)
-        ctx.report("prune_channels", report.as_dict())
-        return model_out
+    def transform(self, model: onnx.ModelProto, ctx: PassContext) -> tuple[onnx.ModelProto, dict]:
+        cfg = self.config
+        needs_data = cfg.reconstruct != "none" or cfg.criterion == "activation"
+        pruned, report = prune_channels(model, cfg, calib=ctx.calib if needs_data else None)
+        return pruned, report.as_dict()

@@ -26,8 +26,7 @@ from onnx import numpy_helper
 from pydantic import Field
 
 from ..errors import CompressionError
-from .graph_prep import load_model, save_model
-from .base import Pass, PassConfig, PassContext, register_pass
+from .base import ModelPass, PassConfig, PassContext, register_pass
 
 logger = logging.getLogger("edgewise")
 
@@ -125,18 +124,15 @@ def deflated_size(path_or_bytes: str | Path | bytes, level: int = 6) -> int:
 
 
 @register_pass
-class PruneMagnitude(Pass):
+class PruneMagnitude(ModelPass):
     """Unstructured magnitude pruning; shrinks the deflated bundle, not the latency."""
 
     name = "prune_magnitude"
     Config = PruneMagnitudeConfig
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
-        model_in, model_out = Path(model_in), Path(model_out)
-        model = load_model(model_in, check=False)
-        pruned, stats = prune_magnitude(model, self.config)
-        save_model(pruned, model_out)
-        stats["deflated_bytes_before"] = deflated_size(model_in)
-        stats["deflated_bytes_after"] = deflated_size(model_out)
-        ctx.report("prune_magnitude", stats)
-        return model_out
+    def transform(self, model: onnx.ModelProto, ctx: PassContext) -> tuple[onnx.ModelProto, dict]:
+        return prune_magnitude(model, self.config)
+
+    def finish(self, model_in: Path, model_out: Path, report: dict) -> dict:
+        return {**report, "deflated_bytes_before": deflated_size(model_in),
+                "deflated_bytes_after": deflated_size(model_out)}

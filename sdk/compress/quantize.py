@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
+from sdk.compress.base import Pass, PassConfig, PassContext, PassResult, register_pass
 from sdk.compress.calibration import CalibrationData, OrtCalibrationReader
 from sdk.compress.graph_prep import PER_CHANNEL_MIN_OPSET, load_model, prepare_for_quantization
 from sdk.errors import CompressionError, ModelLoadError
@@ -130,7 +130,7 @@ class QuantizeDynamic(Pass):
     class Config(_CommonConfig):
         weight_type: Literal["int8", "uint8"] = Field("int8", description="integer type of the weights")
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         cfg = self.config
@@ -146,7 +146,7 @@ class QuantizeDynamic(Pass):
                 raise
             except Exception as exc:
                 raise CompressionError(f"quantize_dynamic failed on {Path(model_in).name}: {exc}") from exc
-        return verify_loadable(Path(model_out), "quantize_dynamic")
+        return PassResult(verify_loadable(Path(model_out), "quantize_dynamic"))
 
 
 @register_pass
@@ -166,10 +166,10 @@ class QuantizeStatic(Pass):
                                                        "(U8S8 is onnxruntime's fast CPU path)")
         calibration_samples: int = Field(64, ge=1, description="at most this many calibration feeds are used")
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         with _WorkDir(ctx) as work:
             self._quantize(Path(model_in), Path(model_out), ctx, work)
-        return verify_loadable(Path(model_out), self.name)
+        return PassResult(verify_loadable(Path(model_out), self.name))
 
     def _quantize(self, model_in: Path, model_out: Path, ctx: PassContext, work: Path
                   ) -> tuple[Path, list[dict[str, np.ndarray]]]:
@@ -218,7 +218,7 @@ class QuantizeInt8(QuantizeStatic):
     (output-error clipping + GPTQ) and corrects every bias for the weight rounding, on the
     same calibration data. The graph stays what onnxruntime's CPU kernels fuse into
     QLinearConv / QLinearMatMul. Its report (per-layer errors before and after) goes to
-    ``ctx.extra["reports"]["quantize_int8"]``.
+    the :class:`PassResult`.
     """
 
     name = "quantize_int8"
@@ -241,7 +241,7 @@ class QuantizeInt8(QuantizeStatic):
                                             "(float input and weights), unlike nodes_to_exclude, which onnxruntime "
                                             "turns back into integer convs when their neighbours are quantized")
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         import onnx
 
         from sdk.compress.graph_prep import save_model
@@ -262,15 +262,14 @@ class QuantizeInt8(QuantizeStatic):
 
                 kept = keep_float(qdq, float_model, list(dict.fromkeys(wanted)))
             save_model(qdq, model_out)
-        ctx.report(self.name, {**rep.summary(), "kept_float": kept})
-        return verify_loadable(Path(model_out), self.name)
+        return PassResult(verify_loadable(Path(model_out), self.name), {**rep.summary(), "kept_float": kept})
 
 
 def _calibration_cache(ctx: PassContext, model: Path, feeds: list[dict[str, np.ndarray]], cfg: Any) -> str | None:
     """A cache file for activation ranges, keyed by model bytes, data and method, when the
-    caller shares a cache folder (``ctx.extra["calibration_cache_dir"]``): the search
-    quantizes one model many ways and calibrates it once per method."""
-    folder = ctx.extra.get("calibration_cache_dir")
+    caller shares a cache folder (``ctx.workspace.cache_dir``): the search quantizes one
+    model many ways and calibrates it once per method."""
+    folder = ctx.workspace.cache_dir
     if not folder:
         return None
     h = hashlib.sha256(Path(model).read_bytes())

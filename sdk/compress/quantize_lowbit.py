@@ -17,7 +17,7 @@ import onnx
 from onnx import helper, numpy_helper
 from pydantic import Field
 
-from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
+from sdk.compress.base import Pass, PassConfig, PassContext, PassResult, register_pass
 from sdk.compress.graph_prep import load_model, save_model
 from sdk.compress.quantize import verify_loadable
 from sdk.errors import CompressionError
@@ -59,7 +59,7 @@ class QuantizeInt4(Pass):
         nodes_to_exclude: list[str] = Field(default_factory=list, description="MatMul node names kept in float")
         min_k: int = Field(32, ge=1, description="skip MatMuls whose K (input features) is smaller than this")
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         cfg = self.config
         bs = cfg.block_size
         if bs < 16 or bs & (bs - 1):
@@ -108,7 +108,7 @@ class QuantizeInt4(Pass):
             model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
         logger.info("quantize_int4: %d MatMul(s) -> MatMulNBits (block %d)", done, bs)
         save_model(model, model_out)
-        return verify_loadable(Path(model_out), "quantize_int4")
+        return PassResult(verify_loadable(Path(model_out), "quantize_int4"), {"matmuls": done, "block_size": bs})
 
 
 @register_pass
@@ -127,7 +127,7 @@ class ConvertFP16(Pass):
         node_block_list: list[str] = Field(default_factory=list, description="node names kept in float32")
         keep_io_types: bool = Field(True, description="keep float32 graph inputs and outputs (casts at the edges)")
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         cfg = self.config
@@ -140,4 +140,4 @@ class ConvertFP16(Pass):
         except Exception as exc:
             raise CompressionError(f"fp16 conversion failed on {Path(model_in).name}: {exc}") from exc
         save_model(converted, model_out)
-        return verify_loadable(Path(model_out), "fp16")
+        return PassResult(verify_loadable(Path(model_out), "fp16"))

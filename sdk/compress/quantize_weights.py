@@ -24,7 +24,6 @@ some weight is stored at 4 bits. Size recipe, not a speed one.
 from __future__ import annotations
 
 import logging
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
@@ -34,12 +33,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from pydantic import Field
 
-from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
+from sdk.compress.base import Pass, PassConfig, PassContext, PassResult, register_pass
 from sdk.compress.calibration import CalibrationData
 from sdk.compress.graph_prep import constants_to_initializers, convert_opset, load_model, save_model
 from sdk.compress.layer_stats import LayerStats, collect_layer_stats, site_for
 from sdk.compress.quantize import verify_loadable
 from sdk.compress.weight_rounding import choose_scales, gptq, relative_output_error, round_nearest
+from sdk.compress.workspace import Workspace
 from sdk.errors import CompressionError
 
 logger = logging.getLogger("edgewise")
@@ -113,7 +113,12 @@ class WeightQuantizer:
     def __init__(self, model_path: str | Path, *, calib: Any = None, op_types: Iterable[str] = tuple(_WEIGHT_INPUT),
                  min_elements: int = 64, exclude: Iterable[str] = (), per_channel: bool = True,
                  rounding: Literal["auto", "nearest", "gptq"] = "auto", bias_correction: bool = True,
-                 calib_samples: int = 32, damp: float = 0.01, progress: bool = False):
+                 calib_samples: int = 32, damp: float = 0.01, progress: bool = False,
+                 workspace: Workspace | None = None):
+        """``workspace``: where the layer statistics are cached (and the calibration data when
+        ``calib`` is None), so that quantizers of the same model and data gather them once."""
+        if calib is None and workspace is not None:
+            calib = workspace.calib
         self.path = Path(model_path)
         self.model = load_model(self.path)
         constants_to_initializers(self.model)
@@ -127,8 +132,15 @@ class WeightQuantizer:
         if calib is not None and (self.gptq or self.bias_correction):
             data = calib if isinstance(calib, CalibrationData) else CalibrationData(calib)
             sites = [site_for(self._node(s.node), s.shape) for s in self.specs if not s.shared]
-            self.stats = _layer_stats(self.model, self.path, tuple(s for s in sites if s is not None), data,
-                                      calib_samples, progress)
+            sites_t = tuple(s for s in sites if s is not None)
+
+            def gather() -> dict[str, LayerStats]:
+                return collect_layer_stats(self.model, sites_t, data.for_model(self.path, calib_samples), progress)
+
+            if workspace is not None and workspace.calib is calib:
+                self.stats = workspace.layer_stats(self.path, ("weights", calib_samples, sites_t), gather)
+            else:
+                self.stats = gather()
         self._cache: dict[tuple[str, int], QuantizedWeight] = {}
 
     # --- what there is ---------------------------------------------------------------------
@@ -264,22 +276,6 @@ class WeightQuantizer:
                 "int4_nodes": sorted(n for n, b in bits_of.items() if b == 4)}
 
 
-#: layer statistics per calibration object, so that `optimize` (bit allocation, then the
-#: weights_int8 and weights_mixed_int4 candidates, all on the same model and data) gathers
-#: them once; dropped with the calibration object
-_STATS_CACHE: "weakref.WeakKeyDictionary[CalibrationData, dict]" = weakref.WeakKeyDictionary()
-
-
-def _layer_stats(model: onnx.ModelProto, path: Path, sites: tuple, data: CalibrationData, samples: int,
-                 progress: bool) -> dict[str, LayerStats]:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, samples, sites)
-    cached = _STATS_CACHE.setdefault(data, {})
-    if key not in cached:
-        cached[key] = collect_layer_stats(model, sites, data.for_model(path, samples), progress)
-    return cached[key]
-
-
 def _add_to_bias(model: onnx.ModelProto, inits: dict, node: onnx.NodeProto, spec: WeightSpec,
                  shift: np.ndarray) -> None:
     """bias += shift (a bias is created for a Conv/Gemm that has none)."""
@@ -331,20 +327,18 @@ class QuantizeWeights(Pass):
         calib_samples: int = Field(32, ge=1, description="calibration samples for the layer statistics")
         damp: float = Field(0.01, gt=0, description="GPTQ damping, as a fraction of the mean diagonal of H")
 
-    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
+    def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         c = self.config
         if c.bits == 4 or c.low_bit_nodes:
             if _INT4 is None:
                 raise CompressionError("int4 weights need the ml_dtypes package (installed with onnx >= 1.17)")
         if ctx.calib is None and c.rounding == "auto":
             logger.info("quantize_weights: no calibration data; rounding to nearest, no bias correction")
-        wq = WeightQuantizer(model_in, calib=ctx.calib, op_types=c.op_types, min_elements=c.min_elements,
+        wq = WeightQuantizer(model_in, workspace=ctx.workspace, op_types=c.op_types, min_elements=c.min_elements,
                              exclude=c.exclude, per_channel=c.per_channel, rounding=c.rounding,
                              bias_correction=c.bias_correction, calib_samples=c.calib_samples, damp=c.damp,
                              progress=ctx.progress)
         if not wq.specs:
             logger.warning("quantize_weights: no weight of %s found in %s", c.op_types, Path(model_in).name)
         summary = wq.write(model_out, {n: 4 for n in c.low_bit_nodes}, c.bits)
-        ctx.report("quantize_weights", summary)
-        verify_loadable(Path(model_out), self.name)
-        return Path(model_out)
+        return PassResult(verify_loadable(Path(model_out), self.name), summary)

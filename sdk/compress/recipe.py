@@ -8,7 +8,10 @@ File format (a list, or ``{"passes": [...]}``)::
     - pass: optimize_graph
       level: extended
 
-Unknown pass names and misspelt keys are errors that name the entry.
+Unknown pass names and misspelt keys are errors that name the entry. A name the registry
+lacks is looked up among the ``edgewise.passes`` entry points of installed packages.
+
+``Recipe.apply`` returns a :class:`RecipeResult`: the output file and every step's report.
 """
 from __future__ import annotations
 
@@ -16,16 +19,27 @@ import json
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic import ValidationError
 
-from sdk.compress.base import PASSES, Pass, PassContext
+from sdk.compress.base import Pass, PassContext, PassResult, available_passes, find_pass
 from sdk.compress.graph_prep import load_model
+from sdk.compress.workspace import Workspace
 from sdk.errors import CompressionError, EdgewiseError
 
 logger = logging.getLogger("edgewise")
+
+
+@dataclass(frozen=True)
+class RecipeResult:
+    """The model a recipe wrote and each step's report, keyed by pass name (a pass that
+    appears again gets ``name#2``, ``name#3``...)."""
+
+    path: Path
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Recipe:
@@ -40,10 +54,12 @@ class Recipe:
             raise ValueError(f"recipe entry {index}: expected a mapping with a 'pass' key, got {entry!r}")
         entry = dict(entry)
         name = entry.pop("pass")
-        if name not in PASSES:
-            raise ValueError(f"recipe entry {index}: unknown pass {name!r}; known passes: {', '.join(sorted(PASSES))}")
+        cls = find_pass(name)
+        if cls is None:
+            raise ValueError(f"recipe entry {index}: unknown pass {name!r}; known passes: "
+                             f"{', '.join(available_passes())}")
         try:
-            return PASSES[name](entry)
+            return cls(entry)
         except ValidationError as exc:
             raise ValueError(f"recipe entry {index} ({name}): invalid config: {exc}") from exc
 
@@ -108,18 +124,23 @@ class Recipe:
 
     # --- application ---------------------------------------------------------------------
     def apply(self, model_in: str | Path, model_out: str | Path, calib: Any = None,
-              work_dir: str | Path | None = None, progress: bool = False, **extra: Any) -> Path:
+              work_dir: str | Path | None = None, progress: bool = False,
+              workspace: Workspace | None = None) -> RecipeResult:
         """Run every pass in order; CompressionError naming the pass that failed.
 
-        ``extra`` goes to every pass's ``ctx.extra``, with ``source_model`` (the recipe's
-        input, the teacher of a ``distill`` pass) added.
+        ``calib`` (or a ``workspace`` holding it and the caches shared with other runs on the
+        same data) goes to every pass; the recipe's input is each pass's ``ctx.source_model``.
         """
         model_in, model_out = Path(model_in), Path(model_out)
+        if workspace is not None and calib is not None:
+            raise ValueError("give either calib or a workspace holding it, not both")
+        workspace = workspace if workspace is not None else Workspace(calib)
         load_model(model_in)  # FileNotFoundError / ModelLoadError naming the file, before any pass
         model_out.parent.mkdir(parents=True, exist_ok=True)
         if not self.passes:
             shutil.copyfile(model_in, model_out)
-            return model_out
+            return RecipeResult(model_out)
+        reports: dict[str, dict[str, Any]] = {}
         tmp = tempfile.TemporaryDirectory(prefix="edgewise-recipe-", dir=work_dir)
         try:
             root = Path(tmp.name)
@@ -129,25 +150,37 @@ class Recipe:
                 out = model_out if last else root / f"step{i}_{p.name}.onnx"
                 scratch = root / f"work{i}"
                 scratch.mkdir()
-                ctx = PassContext(calib=calib, work_dir=scratch, progress=progress,
-                                  extra={"source_model": str(model_in), **extra})
+                ctx = PassContext(work_dir=scratch, progress=progress, workspace=workspace, source_model=model_in)
                 logger.info("pass %d/%d: %s", i + 1, len(self.passes), p.name)
-                try:
-                    current = Path(p.run(current, out, ctx))
-                except CompressionError as exc:
-                    if str(exc).startswith(f"pass {p.name}"):
-                        raise
-                    raise CompressionError(f"pass {p.name} (step {i + 1} of {len(self.passes)}) failed: {exc}") from exc
-                except EdgewiseError:
-                    raise
-                except Exception as exc:
-                    raise CompressionError(f"pass {p.name} (step {i + 1} of {len(self.passes)}) failed: "
-                                           f"{type(exc).__name__}: {exc}") from exc
+                res = self._run_step(p, i, current, out, ctx)
+                current = res.path
+                key, n = p.name, 1
+                while key in reports:
+                    n += 1
+                    key = f"{p.name}#{n}"
+                reports[key] = res.report
             if current != model_out:
                 shutil.copyfile(current, model_out)
-            return model_out
+            return RecipeResult(model_out, reports)
         finally:
             tmp.cleanup()
+
+    def _run_step(self, p: Pass, i: int, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
+        where = f"pass {p.name} (step {i + 1} of {len(self.passes)})"
+        try:
+            res = p.run(model_in, model_out, ctx)
+        except CompressionError as exc:
+            if str(exc).startswith(f"pass {p.name}"):
+                raise
+            raise CompressionError(f"{where} failed: {exc}") from exc
+        except EdgewiseError:
+            raise
+        except Exception as exc:
+            raise CompressionError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(res, PassResult):
+            raise CompressionError(f"{where}: run() must return a PassResult(path, report), got "
+                                   f"{type(res).__name__}")
+        return res
 
 
 def _constructible(cls: type) -> bool:

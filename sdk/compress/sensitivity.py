@@ -22,6 +22,7 @@ from sdk.compress.base import PassContext
 from sdk.compress.calibration import progress_enabled
 from sdk.compress.graph_prep import PER_CHANNEL_MIN_OPSET, load_model, prepare_for_quantization
 from sdk.compress.quantize import QuantizeStatic, _op_types
+from sdk.compress.workspace import Workspace
 from sdk.errors import CompressionError
 
 logger = logging.getLogger("edgewise")
@@ -124,13 +125,13 @@ def analyze_sensitivity(model_path: str | Path, calib: Any, evaluator: Callable[
         tail = tail_nodes(prep)
         if tail:
             groups.append(NodeGroup(tail, tail=True))
-        ctx_extra = {"calibration_cache_dir": str(root / "calib_cache")}
+        ws = Workspace(calib, cache_dir=root / "calib_cache")
 
         def quantize_eval(exclude: list[str], tag: str) -> float:
             q = QuantizeStatic(cfg, nodes_to_exclude=list(cfg.nodes_to_exclude) + exclude, preprocess=False)
             out = root / f"{tag}.onnx"
             wd = root / f"w_{tag}"
-            q.run(prep, out, PassContext(calib=calib, work_dir=wd, extra=ctx_extra))
+            q.run(prep, out, PassContext(work_dir=wd, workspace=ws))
             value = float(evaluator(out))
             out.unlink()
             return value

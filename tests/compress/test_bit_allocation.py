@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from sdk.compress import CalibrationData, OutputFidelity, Recipe, optimize
+from sdk.compress import CalibrationData, OptimizeOptions, OutputFidelity, Recipe, optimize
 from sdk.compress.bit_allocation import allocate_low_bits
 
 
@@ -51,22 +51,31 @@ def test_both_orders_keep_the_bigger_saving_and_the_recipe_reproduces(tiny_mlp_p
     assert res.low_bit_nodes, res.trials
     assert res.metric >= floor
     out = Recipe([{"pass": "quantize_weights", "low_bit_nodes": res.low_bit_nodes}]).apply(
-        tiny_mlp_path, tmp_path / "mixed.onnx", calib=calib)
+        tiny_mlp_path, tmp_path / "mixed.onnx", calib=calib).path
     assert int4_count(out) == len(res.low_bit_nodes)
     assert abs(ev(out) - res.metric) < 1e-6
 
 
-def test_optimize_adds_the_mixed_candidate_and_reports_it(tiny_mlp_path, calib_feeds, tmp_path):
+def test_optimize_adds_the_mixed_candidate_and_reports_it(tiny_mlp_path, calib_feeds, tmp_path, monkeypatch):
     calib = CalibrationData(calib_feeds(tiny_mlp_path, 8))
     # budget 2 int4 weights; a quarter of it in reserve -> floor -1.5 -> one weight at int4
-    res = optimize(tiny_mlp_path, calib, MinusInt4(), max_drop=2.0, candidates={"fp16": Recipe([{"pass": "fp16"}])},
-                   out_dir=tmp_path / "o", latency_fn=lambda paths, feeds: {n: 1.0 for n in paths}, energy=False,
-                   bit_allocation=True, size_only=True)
+    import sdk.compress.quantize_weights as qw
+
+    gathered = []
+    real = qw.collect_layer_stats
+    monkeypatch.setattr(qw, "collect_layer_stats", lambda *a, **k: gathered.append(1) or real(*a, **k))
+    opts = OptimizeOptions(out_dir=tmp_path / "o", budget={"max_drop": 2.0, "size_only": True},
+                           candidates={"recipes": {"fp16": Recipe([{"pass": "fp16"}])}},
+                           bit_allocation={"enabled": True},
+                           latency={"measure": lambda paths, feeds: {n: 1.0 for n in paths}, "energy": False})
+    res = optimize(tiny_mlp_path, calib, MinusInt4(), opts)
     names = [c.name for c in res.candidates]
     assert "weights_mixed_int4" in names
     mixed = next(c for c in res.candidates if c.name == "weights_mixed_int4")
     assert mixed.metric == -1.0 and mixed.within_budget
     assert res.bit_allocation["low_bit_nodes"] == mixed.recipe.to_list()[0]["low_bit_nodes"]
+    assert len(gathered) == 1     # the search's workspace: the allocation and the candidate share the statistics
+    assert mixed.report["quantize_weights"]["int4_nodes"] == mixed.recipe.to_list()[0]["low_bit_nodes"]
     report = (tmp_path / "o" / "report.md").read_text()
     assert "## Bit allocation" in report
     assert json.loads((tmp_path / "o" / "report.json").read_text())["bit_allocation"]["floor"] == -1.5

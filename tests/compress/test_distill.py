@@ -230,9 +230,9 @@ def test_distill_pass_uses_calibration_and_teacher(tmp_path):
     onnx.save(pruned, str(tmp_path / "pruned.onnx"))
     feeds = [{"x": np.random.default_rng(i).normal(size=(1, 3, 16, 16)).astype(np.float32)} for i in range(16)]
     assert PASSES["distill"] is Distill
-    ctx = PassContext(calib=feeds, extra={"source_model": str(tmp_path / "teacher.onnx")})
-    out = Distill(epochs=2, batch_size=8, max_samples=12).run(tmp_path / "pruned.onnx", tmp_path / "out.onnx", ctx)
-    assert out.is_file() and len(ctx.extra["distill"]["history"]) == 2
+    ctx = PassContext(calib=feeds, source_model=tmp_path / "teacher.onnx")
+    res = Distill(epochs=2, batch_size=8, max_samples=12).run(tmp_path / "pruned.onnx", tmp_path / "out.onnx", ctx)
+    assert res.path.is_file() and len(res.report["history"]) == 2
     with pytest.raises(CompressionError, match="teacher"):
         Distill().run(tmp_path / "pruned.onnx", tmp_path / "o2.onnx", PassContext(calib=feeds))
     with pytest.raises(CompressionError, match="training inputs"):

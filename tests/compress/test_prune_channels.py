@@ -296,9 +296,20 @@ def test_pass_registered_and_writes_file(tmp_path):
     src = tmp_path / "in.onnx"
     onnx.save(chain(), str(src))
     ctx = PassContext()
-    out = PruneChannels(ratio=0.5, round_to=1).run(src, tmp_path / "out.onnx", ctx)
+    res = PruneChannels(ratio=0.5, round_to=1).run(src, tmp_path / "out.onnx", ctx)
+    out = res.path
     assert shapes(onnx.load(str(out)))["conv1.weight"][0] == 8
-    assert ctx.extra["prune_channels"]["groups_pruned"] == 2
+    assert res.report["groups_pruned"] == 2
+
+
+
+def test_pass_gives_the_activation_criterion_its_data(tmp_path):
+    """criterion='activation' without reconstruction still receives the calibration inputs."""
+    src = tmp_path / "in.onnx"
+    onnx.save(chain(), str(src))
+    res = PruneChannels(ratio=0.5, round_to=1, criterion="activation").run(
+        src, tmp_path / "out.onnx", PassContext(calib=[{"x": x_in()} for _ in range(4)]))
+    assert shapes(onnx.load(str(res.path)))["conv1.weight"][0] == 8 and res.report["groups_pruned"] == 2
     with pytest.raises(Exception):
         PruneChannels(ratio=1.5)
     with pytest.raises(Exception):
@@ -460,8 +471,9 @@ def test_min_group_leaves_narrow_groups_and_pass_reconstructs_from_ctx_calib(tmp
     src = tmp_path / "m.onnx"
     onnx.save(m, str(src))
     ctx = PassContext(calib=[{"x": x_in()} for _ in range(4)])
-    PruneChannels(ratio=0.5, round_to=1, min_channels=1, reconstruct="oneshot").run(src, tmp_path / "o.onnx", ctx)
-    assert set(ctx.extra["prune_channels"]["reconstructed"]) == {"head", "wide"}
+    res = PruneChannels(ratio=0.5, round_to=1, min_channels=1, reconstruct="oneshot").run(src, tmp_path / "o.onnx",
+                                                                                          ctx)
+    assert set(res.report["reconstructed"]) == {"head", "wide"}
 
 
 def test_activation_criterion_removes_channels_nobody_reads():

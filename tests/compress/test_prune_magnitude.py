@@ -88,8 +88,8 @@ def test_pruned_model_runs_and_changes_little_at_low_sparsity():
 def test_pass_records_stats_and_archive_shrinks(tmp_path, yolox_path):
     """Real model: 70% global sparsity on YOLOX-nano makes the deflated model >= 1.8x smaller."""
     ctx = PassContext()
-    out = PruneMagnitude(sparsity=0.7).run(yolox_path, tmp_path / "sparse.onnx", ctx)
-    st = ctx.extra["prune_magnitude"]
+    res = PruneMagnitude(sparsity=0.7).run(yolox_path, tmp_path / "sparse.onnx", ctx)
+    out, st = res.path, res.report
     assert st["sparsity"] == pytest.approx(0.7, abs=0.01)
     assert st["deflated_bytes_before"] / st["deflated_bytes_after"] >= 1.8
     assert PASSES["prune_magnitude"] is PruneMagnitude

@@ -36,12 +36,13 @@ def test_refine_lowers_output_error_and_keeps_the_graph(tiny_cnn_path, calib_fee
     feeds = calib_feeds(tiny_cnn_path, 24)
     calib = CalibrationData(feeds)
     plain = QuantizeStatic(per_channel=True).run(tiny_cnn_path, tmp_path / "plain.onnx",
-                                                 PassContext(calib=calib, work_dir=tmp_path / "w1"))
+                                                 PassContext(calib=calib, work_dir=tmp_path / "w1")).path
     ctx = PassContext(calib=calib, work_dir=tmp_path / "w2")
-    refined = QuantizeInt8().run(tiny_cnn_path, tmp_path / "int8.onnx", ctx)
+    res = QuantizeInt8().run(tiny_cnn_path, tmp_path / "int8.onnx", ctx)
+    refined = res.path
     ops = lambda p: collections.Counter(n.op_type for n in onnx.load(str(p)).graph.node)  # noqa: E731
     assert ops(plain) == ops(refined)                                  # same graph, other numbers
-    rep = ctx.extra["reports"]["quantize_int8"]
+    rep = res.report
     assert rep["weighted_layers"] == 3 and rep["weight_error_after"] < rep["weight_error_before"]
 
     def err(p):
@@ -60,11 +61,12 @@ def test_reconstructed_graph_runs_fused_integer_kernels(tiny_cnn_path, calib_fee
     """onnxruntime fuses DQ -> Conv -> Q into QLinearConv: the integer kernels really run; a node
     kept in float (keep_float_nodes) runs as a float op on float inputs."""
     calib = CalibrationData(calib_feeds(tiny_cnn_path, 8))
-    q = Recipe([{"pass": "quantize_int8"}]).apply(tiny_cnn_path, tmp_path / "q.onnx", calib=calib, work_dir=tmp_path)
+    q = Recipe([{"pass": "quantize_int8"}]).apply(tiny_cnn_path, tmp_path / "q.onnx", calib=calib,
+                                                  work_dir=tmp_path).path
     ops = _optimized_ops(q, tmp_path)
     assert ops["QLinearConv"] == 2 and ops["QGemm"] == 1 and ops["Conv"] == 0
     kept = Recipe([{"pass": "quantize_int8", "keep_float_nodes": ["fc"]}]).apply(
-        tiny_cnn_path, tmp_path / "k.onnx", calib=calib, work_dir=tmp_path)
+        tiny_cnn_path, tmp_path / "k.onnx", calib=calib, work_dir=tmp_path).path
     ops = _optimized_ops(kept, tmp_path)
     assert ops["QLinearConv"] == 2 and ops["QGemm"] == 0 and ops["Gemm"] + ops["FusedGemm"] == 1
 
@@ -76,8 +78,9 @@ def test_keep_float_never_bypasses_a_folded_activation(tiny_cnn_path, calib_feed
     feeds = calib_feeds(tiny_cnn_path, 8)
     calib = CalibrationData(feeds)
     ctx = PassContext(calib=calib, work_dir=tmp_path / "w")
-    out = QuantizeInt8(keep_float_nodes=["conv2"]).run(tiny_cnn_path, tmp_path / "k.onnx", ctx)
-    assert ctx.extra["reports"]["quantize_int8"]["kept_float"] == []
+    res = QuantizeInt8(keep_float_nodes=["conv2"]).run(tiny_cnn_path, tmp_path / "k.onnx", ctx)
+    out = res.path
+    assert res.report["kept_float"] == []
     ref = ort.InferenceSession(str(tiny_cnn_path)).run(None, feeds[0])[0]
     got = ort.InferenceSession(str(out)).run(None, feeds[0])[0]
     assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()
@@ -97,7 +100,7 @@ def test_reconstruction_lowers_block_error_on_yolox(yolox_path, shared_dir, tmp_
     prep = prepare_for_quantization(yolox_path, tmp_path / "prep.onnx", min_opset=13)
     fm = load_model(prep, check=False)
     plain = QuantizeStatic(per_channel=True, preprocess=False).run(prep, tmp_path / "plain.onnx",
-                                                                  PassContext(calib=cal, work_dir=tmp_path / "a"))
+                                                                  PassContext(calib=cal, work_dir=tmp_path / "a")).path
     qm = onnx.load(str(plain))
     rep = refine_qdq(fm, qm, cal.for_model(prep))
     assert rep.summary()["weight_error_after"] < rep.summary()["weight_error_before"]
@@ -127,7 +130,7 @@ def test_fake_quantized_torch_copy_computes_what_onnxruntime_computes(tiny_cnn_p
     feeds = calib_feeds(tiny_cnn_path, 8)
     prep = prepare_for_quantization(tiny_cnn_path, tmp_path / "prep.onnx", min_opset=13)
     q = QuantizeInt8(preprocess=False).run(prep, tmp_path / "q.onnx",
-                                           PassContext(calib=CalibrationData(feeds), work_dir=tmp_path / "w"))
+                                           PassContext(calib=CalibrationData(feeds), work_dir=tmp_path / "w")).path
     mod = fake_quant_module(load_model(prep, check=False), onnx.load(str(q)))
     sess = ort.InferenceSession(str(q))
     for f in feeds[:3]:
@@ -144,7 +147,7 @@ def test_quantization_aware_finetuning_trains_and_keeps_the_graph(tiny_cnn_path,
     feeds = calib_feeds(tiny_cnn_path, 16)
     prep = prepare_for_quantization(tiny_cnn_path, tmp_path / "prep.onnx", min_opset=13)
     q = QuantizeInt8(preprocess=False).run(prep, tmp_path / "q.onnx",
-                                           PassContext(calib=CalibrationData(feeds), work_dir=tmp_path / "w"))
+                                           PassContext(calib=CalibrationData(feeds), work_dir=tmp_path / "w")).path
     before, tuned = onnx.load(str(q)), onnx.load(str(q))
     rep = finetune_qdq(load_model(prep, check=False), tuned, feeds, steps=40, lr=1e-3, batch_size=4)
     assert rep["loss_last"] < rep["loss_first"]

@@ -34,7 +34,7 @@ def test_passes_are_registered_with_described_configs():
 ])
 def test_quantize_dynamic_graph(request, tmp_path, calib_feeds, model_fixture, expect):
     src = request.getfixturevalue(model_fixture)
-    out = QuantizeDynamic().run(src, tmp_path / "q.onnx", PassContext(work_dir=tmp_path / "w"))
+    out = QuantizeDynamic().run(src, tmp_path / "q.onnx", PassContext(work_dir=tmp_path / "w")).path
     ops = count_ops(out)
     for op, n in expect.items():
         assert ops[op] == n, (op, ops)
@@ -45,7 +45,7 @@ def test_quantize_dynamic_graph(request, tmp_path, calib_feeds, model_fixture, e
 
 def test_quantize_static_qdq_counts_and_accuracy(tiny_cnn_path, tmp_path, calib_feeds):
     calib = CalibrationData(calib_feeds(tiny_cnn_path, 16))
-    out = QuantizeStatic(format="QDQ").run(tiny_cnn_path, tmp_path / "q.onnx", PassContext(calib=calib))
+    out = QuantizeStatic(format="QDQ").run(tiny_cnn_path, tmp_path / "q.onnx", PassContext(calib=calib)).path
     ops = count_ops(out)
     # 2 Conv + Gemm weights, their activations and the residual Add are wrapped in Q/DQ pairs
     assert ops["QuantizeLinear"] == 7 and ops["DequantizeLinear"] == 13, ops
@@ -57,7 +57,7 @@ def test_quantize_static_qdq_counts_and_accuracy(tiny_cnn_path, tmp_path, calib_
 def test_quantize_static_qoperator_u8u8(tiny_cnn_path, tmp_path, calib_feeds):
     calib = CalibrationData(calib_feeds(tiny_cnn_path, 8))
     out = QuantizeStatic(format="QOperator", types="U8U8", calibrate_method="Percentile").run(
-        tiny_cnn_path, tmp_path / "q.onnx", PassContext(calib=calib))
+        tiny_cnn_path, tmp_path / "q.onnx", PassContext(calib=calib)).path
     ops = count_ops(out)
     assert ops["QLinearConv"] == 2 and ops["QLinearAdd"] == 1 and ops["QGemm"] == 1, ops
     assert ops["Conv"] == 0 and ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == 1
@@ -68,7 +68,7 @@ def test_quantize_static_qoperator_u8u8(tiny_cnn_path, tmp_path, calib_feeds):
 def test_nodes_and_op_types_kept_in_float(tiny_cnn_path, tmp_path, calib_feeds):
     calib = CalibrationData(calib_feeds(tiny_cnn_path, 8))
     out = QuantizeStatic(format="QOperator", nodes_to_exclude=["conv1"], op_types_to_keep_float=["Gemm"]).run(
-        tiny_cnn_path, tmp_path / "q.onnx", PassContext(calib=calib))
+        tiny_cnn_path, tmp_path / "q.onnx", PassContext(calib=calib)).path
     ops = count_ops(out)
     assert ops["QLinearConv"] == 1 and ops["Conv"] == 1 and ops["Gemm"] == 1 and ops["QGemm"] == 0, ops
     names = {n.name for n in onnx.load(str(out)).graph.node if n.op_type == "Conv"}
@@ -78,7 +78,7 @@ def test_nodes_and_op_types_kept_in_float(tiny_cnn_path, tmp_path, calib_feeds):
 def test_per_channel_upgrades_opset_11_and_loads(tiny_cnn_path, tmp_path, calib_feeds):
     assert opset_version(onnx.load(str(tiny_cnn_path))) == 11
     calib = CalibrationData(calib_feeds(tiny_cnn_path, 8))
-    out = QuantizeStatic(per_channel=True).run(tiny_cnn_path, tmp_path / "q.onnx", PassContext(calib=calib))
+    out = QuantizeStatic(per_channel=True).run(tiny_cnn_path, tmp_path / "q.onnx", PassContext(calib=calib)).path
     model = onnx.load(str(out))
     assert opset_version(model) >= 13
     axis_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
@@ -98,7 +98,7 @@ def test_static_without_calibration_is_an_error(tiny_cnn_path, tmp_path):
 
 
 def test_int4_matmulnbits(tiny_mlp_path, tmp_path, calib_feeds):
-    out = QuantizeInt4(block_size=32).run(tiny_mlp_path, tmp_path / "i4.onnx", PassContext())
+    out = QuantizeInt4(block_size=32).run(tiny_mlp_path, tmp_path / "i4.onnx", PassContext()).path
     ops = count_ops(out)
     assert ops["MatMulNBits"] == 3 and ops["MatMul"] == 0, ops
     assert out.stat().st_size < tiny_mlp_path.stat().st_size / 4
@@ -115,7 +115,7 @@ def test_int4_without_matmul_is_an_error(tiny_cnn_path, tmp_path):
 
 
 def test_fp16_keeps_float32_io(tiny_cnn_path, tmp_path, calib_feeds):
-    out = ConvertFP16().run(tiny_cnn_path, tmp_path / "h.onnx", PassContext())
+    out = ConvertFP16().run(tiny_cnn_path, tmp_path / "h.onnx", PassContext()).path
     m = onnx.load(str(out))
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
@@ -126,7 +126,7 @@ def test_fp16_keeps_float32_io(tiny_cnn_path, tmp_path, calib_feeds):
 
 
 def test_optimize_graph_folds_batchnorm(tiny_cnn_path, tmp_path):
-    out = OptimizeGraph(level="extended").run(tiny_cnn_path, tmp_path / "o.onnx", PassContext())
+    out = OptimizeGraph(level="extended").run(tiny_cnn_path, tmp_path / "o.onnx", PassContext()).path
     assert count_ops(out)["BatchNormalization"] == 0
 
 
@@ -203,7 +203,7 @@ def test_stateful_calibration_with_constants_quantizes(tmp_path):
     calib = CalibrationData.stateful(model, [rng.standard_normal((1, 16)).astype(np.float32) for _ in range(20)],
                                      state_map={"state": "stateN"})
     out = QuantizeStatic(op_types_to_quantize=["Add", "Mul"]).run(model, tmp_path / "q.onnx",
-                                                                   PassContext(calib=calib))
+                                                                   PassContext(calib=calib)).path
     assert count_ops(out)["QuantizeLinear"] > 0
 
 

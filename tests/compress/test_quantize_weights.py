@@ -32,13 +32,14 @@ def test_per_axis_quantization_round_trips_within_half_a_step():
 
 def test_int8_weights_graph_and_outputs(tiny_cnn_path, calib_feeds, tmp_path):
     ctx = PassContext()
-    out = QuantizeWeights().run(tiny_cnn_path, tmp_path / "w8.onnx", ctx)
+    res = QuantizeWeights().run(tiny_cnn_path, tmp_path / "w8.onnx", ctx)
+    out = res.path
     m, src = onnx.load(str(out)), onnx.load(str(tiny_cnn_path))
     weighted = [n for n in src.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
     big = {i.name for i in src.graph.initializer if numpy_helper.to_array(i).size >= 64}
     expected = sum(1 for n in weighted if n.input[1] in big)
     casts = [n for n in m.graph.node if n.op_type == "Cast"]
-    assert len(casts) == expected == ctx.extra["quantize_weights"]["int8"] > 0
+    assert len(casts) == expected == res.report["int8"] > 0
     int8 = [i for i in m.graph.initializer if i.data_type == TensorProto.INT8]
     assert len(int8) == expected
     assert not ({i.name for i in m.graph.initializer} & big), "float copies of quantized weights remain"
@@ -51,13 +52,15 @@ def test_int8_weights_graph_and_outputs(tiny_cnn_path, calib_feeds, tmp_path):
 
 def test_int4_nodes_are_packed_int4_and_upgrade_the_opset(tiny_mlp_path, calib_feeds, tmp_path):
     ctx = PassContext(calib=calib_feeds(tiny_mlp_path, n=256))
-    out = QuantizeWeights(low_bit_nodes=["matmul0", "matmul1"], calib_samples=256).run(tiny_mlp_path, tmp_path / "w4.onnx", ctx)
+    res = QuantizeWeights(low_bit_nodes=["matmul0", "matmul1"], calib_samples=256).run(tiny_mlp_path,
+                                                                                         tmp_path / "w4.onnx", ctx)
+    out = res.path
     m = onnx.load(str(out))
     by_type = {}
     for i in m.graph.initializer:
         by_type.setdefault(i.data_type, []).append(i.name)
     assert len(by_type[TensorProto.INT4]) == 2 and len(by_type[TensorProto.INT8]) == 1
-    assert ctx.extra["quantize_weights"]["int4_nodes"] == ["matmul0", "matmul1"]
+    assert res.report["int4_nodes"] == ["matmul0", "matmul1"]
     assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 21 and m.ir_version >= 10
     int4 = next(i for i in m.graph.initializer if i.data_type == TensorProto.INT4)
     assert len(int4.raw_data) == (np.prod(int4.dims) + 1) // 2          # two values per byte
@@ -77,10 +80,11 @@ def test_gptq_and_bias_correction_beat_plain_rounding(tiny_cnn_path, calib_feeds
         return float(np.mean([np.mean((a - b) ** 2) for a, b in zip(ref, _outputs(path, held))]))
 
     plain = QuantizeWeights(bits=4, rounding="nearest", bias_correction=False, min_elements=16).run(
-        tiny_cnn_path, tmp_path / "plain.onnx", PassContext())
+        tiny_cnn_path, tmp_path / "plain.onnx", PassContext()).path
     ctx = PassContext(calib=calib)
-    smart = QuantizeWeights(bits=4, min_elements=16).run(tiny_cnn_path, tmp_path / "gptq.onnx", ctx)
-    assert ctx.extra["quantize_weights"]["gptq"] and ctx.extra["quantize_weights"]["bias_correction"]
+    res = QuantizeWeights(bits=4, min_elements=16).run(tiny_cnn_path, tmp_path / "gptq.onnx", ctx)
+    smart = res.path
+    assert res.report["gptq"] and res.report["bias_correction"]
     assert err(smart) < 0.7 * err(plain), (err(smart), err(plain))
     # bias correction wrote new biases
     b_src = numpy_helper.to_array(next(i for i in onnx.load(str(tiny_cnn_path)).graph.initializer if i.name == "b2"))
@@ -90,7 +94,7 @@ def test_gptq_and_bias_correction_beat_plain_rounding(tiny_cnn_path, calib_feeds
 
 def test_recipe_round_trips_and_shrinks(tiny_cnn_path, tmp_path):
     r = Recipe.from_file(_write(tmp_path / "r.yaml", "- pass: quantize_weights\n  min_elements: 16\n"))
-    out = r.apply(tiny_cnn_path, tmp_path / "o.onnx")
+    out = r.apply(tiny_cnn_path, tmp_path / "o.onnx").path
     assert out.stat().st_size < tiny_cnn_path.stat().st_size
 
 
@@ -113,7 +117,7 @@ def test_tampered_model_is_refused(tiny_cnn_path, tmp_path):
 
 
 def test_yolox_int8_shrinks_over_3x_and_runs(yolox_path, tmp_path):
-    out = QuantizeWeights().run(yolox_path, tmp_path / "y.onnx", PassContext())
+    out = QuantizeWeights().run(yolox_path, tmp_path / "y.onnx", PassContext()).path
     assert yolox_path.stat().st_size / out.stat().st_size > 3.0
     s = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     y = s.run(None, {"images": np.zeros((1, 3, 416, 416), np.float32)})[0]
@@ -138,8 +142,9 @@ def test_weights_held_in_constant_nodes_are_found(tiny_cnn_path, calib_feeds, tm
     src = tmp_path / "const.onnx"
     onnx.save(m, str(src))
     ctx = PassContext()
-    out = QuantizeWeights().run(src, tmp_path / "w8.onnx", ctx)
-    assert ctx.extra["quantize_weights"]["int8"] == 3            # conv1 (216), conv2 (576), fc (80 elements)
+    res = QuantizeWeights().run(src, tmp_path / "w8.onnx", ctx)
+    out = res.path
+    assert res.report["int8"] == 3            # conv1 (216), conv2 (576), fc (80 elements)
     assert not [n for n in onnx.load(str(out)).graph.node if n.op_type == "Constant"]
     feeds = calib_feeds(tiny_cnn_path, n=2)
     for ya, yb in zip(_outputs(tiny_cnn_path, feeds), _outputs(out, feeds)):
@@ -156,7 +161,7 @@ def test_initializers_listed_as_graph_inputs_leave_with_them(tiny_cnn_path, tmp_
                           for i in m.graph.initializer])
     src = tmp_path / "ir3.onnx"
     onnx.save(m, str(src))
-    out = QuantizeWeights().run(src, tmp_path / "w8.onnx", PassContext())
+    out = QuantizeWeights().run(src, tmp_path / "w8.onnx", PassContext()).path
     s = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in s.get_inputs()] == ["input"]
     assert s.run(None, {"input": np.zeros((1, 3, 32, 32), np.float32)})[0].shape == (1, 10)

@@ -63,7 +63,7 @@ def test_apply_runs_passes_in_order(tiny_cnn_path, tmp_path, calib_feeds):
     src = tmp_path / "r.yaml"
     src.write_text(RECIPE_YAML)
     calib = CalibrationData(calib_feeds(tiny_cnn_path, 8))
-    out = Recipe.from_file(src).apply(tiny_cnn_path, tmp_path / "out" / "m.onnx", calib=calib, work_dir=tmp_path)
+    out = Recipe.from_file(src).apply(tiny_cnn_path, tmp_path / "out" / "m.onnx", calib=calib, work_dir=tmp_path).path
     ops = count_ops(out)
     assert ops["QLinearConv"] == 2 and ops["Gemm"] == 1 and ops["QGemm"] == 0, ops
     import onnx

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sdk.compress import Budget, CalibrationData, OutputFidelity, Recipe, analyze_sensitivity, optimize
-from sdk.compress.search import Candidate, pareto_front
+from sdk.compress import Budget, CalibrationData, OptimizeOptions, OutputFidelity, Recipe, analyze_sensitivity, optimize
+from sdk.compress.results import Candidate, pareto_front
 
 CANDS = {
     "fp32_optimized": Recipe([{"pass": "optimize_graph"}]),
@@ -37,9 +37,29 @@ def fake_latency(table):
     return fn
 
 
-def _opt(model, calib, tmp_path, metrics, lat, **kw):
-    return optimize(model, calib, FakeEval(metrics), candidates=CANDS, out_dir=tmp_path / "o",
-                    latency_fn=fake_latency(lat), energy=False, **kw)
+def _opt(model, calib, tmp_path, metrics, lat, max_drop=0.01, size_only=False):
+    opts = OptimizeOptions(out_dir=tmp_path / "o", budget={"max_drop": max_drop, "size_only": size_only},
+                           latency={"measure": fake_latency(lat), "energy": False}, candidates={"recipes": CANDS})
+    return optimize(model, calib, FakeEval(metrics), opts)
+
+
+def test_flat_keywords_map_onto_the_sections(tmp_path):
+    flat = OptimizeOptions.from_kwargs(max_drop="2%", latency_rounds=3, min_speedup=1.2, holdout=len,
+                                       candidates={"a": CANDS["fp16"]}, input_shapes=[[1, 3, 8, 8]],
+                                       sensitivity=False, allocation_reserve=0.5, out_dir=tmp_path)
+    assert flat == OptimizeOptions(out_dir=tmp_path, budget={"max_drop": "2%"},
+                                   latency={"rounds": 3, "min_speedup": 1.2}, sensitivity={"enabled": False},
+                                   bit_allocation={"reserve": 0.5}, data={"holdout": len},
+                                   candidates={"recipes": {"a": CANDS["fp16"]}, "input_shapes": [[1, 3, 8, 8]]})
+    assert flat.budget.parsed == Budget(0.02, True) and flat.candidates.input_shapes == ((1, 3, 8, 8),)
+    with pytest.raises(TypeError, match="latency_round"):
+        OptimizeOptions.from_kwargs(latency_round=3)
+    with pytest.raises(ValueError, match="rouds"):
+        OptimizeOptions(latency={"rouds": 3})
+    with pytest.raises(ValueError, match="max_drop must be"):
+        OptimizeOptions(budget={"max_drop": "one percent"})
+    with pytest.raises(ValueError, match="min_speedup must be >= 1.0"):
+        OptimizeOptions(latency={"min_speedup": 0.9})
 
 
 @pytest.fixture
@@ -181,7 +201,7 @@ def test_tail_nodes_empty_when_output_is_weighted(tiny_cnn_path):
 
 
 def test_choose_needs_consistent_wins():
-    from sdk.compress.search import choose
+    from sdk.compress.results import choose
 
     base = Candidate("fp32", None, metric=1.0, latency_ms=10.0, size_bytes=100)
     noisy = Candidate("noisy", None, metric=1.0, latency_ms=6.0, size_bytes=50, within_budget=True, win_rate=0.6,
@@ -196,7 +216,9 @@ def test_choose_needs_consistent_wins():
 def test_confirmation_drops_a_winner_that_does_not_hold_up(monkeypatch, tmp_path):
     """The screen's fastest is re-measured alone against FP32; if it is not faster there, the
     next is tried; if none holds up, FP32 is returned."""
-    import sdk.compress.search as search
+    import sdk.compress.measure as measure
+    from sdk.bench import LatencyComparison
+    from sdk.compress.results import choose
 
     def cand(name, lat):
         c = Candidate(name, Recipe([]), path=tmp_path / f"{name}.onnx", metric=0.9, latency_ms=lat)
@@ -212,18 +234,18 @@ def test_confirmation_drops_a_winner_that_does_not_hold_up(monkeypatch, tmp_path
 
     def fake_rounds(paths, feeds, target, rounds, iters, progress, **kw):
         calls.append(sorted(paths))
-        return {n: [truth[n]] * rounds for n in paths}
+        return LatencyComparison({n: [truth[n]] * rounds for n in paths}, {n: [0.0] * rounds for n in paths})
 
-    monkeypatch.setattr(search, "measure_latency_rounds", fake_rounds)
-    chosen, note = search.choose(base, [a, b], False, 1.05)
+    monkeypatch.setattr(measure, "compare_latency", fake_rounds)
+    chosen, note = choose(base, [a, b], False, 1.05)
     assert chosen is a
-    chosen, note = search._confirm(base, [a, b], chosen, note, {}, "cpu", 9, 10, 1.05, False)
+    chosen, note = measure.confirm(base, [a, b], chosen, note, {}, "cpu", 9, 10, 1.05, False)
     assert chosen is b and calls == [["a", "fp32"], ["b", "fp32"]]
     assert "confirmed alone against FP32: 2.00x" in note and "a (0.91x)" in note
     assert a.confirmed == {"speedup": 10.0 / 11.0, "low": 10.0 / 11.0, "high": 10.0 / 11.0, "win_rate": 0.0}
 
     truth["b"] = 12.0
-    chosen, note = search._confirm(base, [a, b], a, "", {}, "cpu", 9, 10, 1.05, False)
+    chosen, note = measure.confirm(base, [a, b], a, "", {}, "cpu", 9, 10, 1.05, False)
     assert chosen is base and "returning the FP32 model" in note
 
 

@@ -9,9 +9,9 @@ from onnx import TensorProto, helper
 
 from sdk.compress import (AUC, DetectionAgreement, Detections, OutputFidelity, PassContext, QuantizeDynamic,
                           Top1Accuracy, YoloxDecoder, count_ops)
-from sdk.detect import match_counts
 from sdk.compress.evaluators import roc_auc
-from sdk.compress.graph_prep import SpecializeInputs
+from sdk.compress.graph_passes import SpecializeInputs
+from sdk.detect import match_counts
 from sdk.errors import CompressionError
 
 
@@ -44,7 +44,7 @@ def test_output_fidelity(tiny_cnn_path, calib_feeds, tmp_path):
     cos = OutputFidelity(tiny_cnn_path, feeds)
     mx = OutputFidelity(tiny_cnn_path, feeds, metric="max_abs")
     assert cos(tiny_cnn_path) == pytest.approx(1.0) and mx(tiny_cnn_path) == 0.0
-    q = QuantizeDynamic().run(tiny_cnn_path, tmp_path / "q.onnx", PassContext())
+    q = QuantizeDynamic().run(tiny_cnn_path, tmp_path / "q.onnx", PassContext()).path
     assert 0.9 < cos(q) < 1.0 and mx(q) < 0.0
     assert cos.name == "fidelity_cosine"
 
@@ -123,14 +123,14 @@ def _if_model(path):
 
 def test_specialize_inputs_inlines_if(tmp_path):
     src = _if_model(tmp_path / "if.onnx")
-    out = SpecializeInputs(constants={"sr": 16000}).run(src, tmp_path / "spec.onnx", PassContext())
+    out = SpecializeInputs(constants={"sr": 16000}).run(src, tmp_path / "spec.onnx", PassContext()).path
     ops = count_ops(out)
     assert ops["If"] == 0 and ops["MatMul"] == 1
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["x", "sr"]     # signature unchanged
     x = np.ones((1, 4), np.float32)
     assert np.allclose(sess.run(None, {"x": x, "sr": np.array(16000)})[0], 8.0)
-    q = QuantizeDynamic().run(out, tmp_path / "q.onnx", PassContext())
+    q = QuantizeDynamic().run(out, tmp_path / "q.onnx", PassContext()).path
     assert count_ops(q)["MatMulInteger"] == 1                       # now reachable by the quantizer
     with pytest.raises(CompressionError, match="not inputs"):
         SpecializeInputs(constants={"rate": 16000}).run(src, tmp_path / "x.onnx", PassContext())
@@ -143,7 +143,7 @@ def test_fix_input_shape_runs_yolox_at_16_9(yolox_path, tmp_path):
     from sdk.compress import FixInputShape
     from sdk.compress.base import PassContext
 
-    out = FixInputShape(shape=[1, 3, 256, 416]).run(yolox_path, tmp_path / "rect.onnx", PassContext())
+    out = FixInputShape(shape=[1, 3, 256, 416]).run(yolox_path, tmp_path / "rect.onnx", PassContext()).path
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert sess.get_inputs()[0].shape == [1, 3, 256, 416]
     y = sess.run(None, {"images": np.zeros((1, 3, 256, 416), np.float32)})[0]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdk.compress import FrameDetectionAgreement, YoloxDecoder, optimize
-from sdk.compress.search import fit_feeds
+from sdk.bench import fit_feeds
+from sdk.compress import FrameDetectionAgreement, OptimizeOptions, YoloxDecoder, optimize
 from sdk.runtime import TensorSpec
 
 
@@ -40,9 +40,10 @@ def test_optimize_tries_a_rectangular_input(yolox_path, shared_dir, tmp_path):
     img, _ = letterbox(frames[0], (416, 416), pad_value=114)
     calib = [{"images": np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32)}]
     ev = FrameDetectionAgreement(yolox_path, frames, lambda hw: YoloxDecoder(hw, score_thr=0.3))
-    res = optimize(yolox_path, calib, ev, max_drop=0.05, out_dir=tmp_path, candidates={},
-                   input_shapes=[[1, 3, 256, 416]], latency_rounds=2, latency_iters=2, energy=False,
-                   check_resolution=False)   # 4 frames: too few to resolve a 5% budget (tested apart)
+    opts = OptimizeOptions(out_dir=tmp_path, candidates={"recipes": {}, "input_shapes": [[1, 3, 256, 416]]},
+                           latency={"rounds": 2, "iters": 2, "energy": False},
+                           budget={"max_drop": 0.05, "check_resolution": False})   # 4 frames: too few to
+    res = optimize(yolox_path, calib, ev, opts)                                      # resolve 5% (tested apart)
     rect = next(c for c in res.candidates if c.name == "input_1x3x256x416_optimized")
     assert rect.ok, rect.error
     assert rect.metric >= 0.95

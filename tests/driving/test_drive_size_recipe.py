@@ -36,7 +36,7 @@ def test_size_recipe_is_4x_smaller_and_keeps_detections(yolox_path, shared_dir, 
 
     calib = CalibrationData([{"images": tensor(f)} for f in video[0::2]])
     recipe = Recipe.from_file(RECIPE)
-    out = recipe.apply(yolox_path, tmp_path / "yolox_w4w8.onnx", calib=calib)
+    out = recipe.apply(yolox_path, tmp_path / "yolox_w4w8.onnx", calib=calib).path
 
     m = onnx.load(str(out))
     int4 = [i for i in m.graph.initializer if i.data_type == TensorProto.INT4]
