@@ -65,7 +65,8 @@ def main() -> int:
     head = ("model", "p50 ms", "p90 ms", "p99 ms", "inf/s", "MiB", "Mparams", "GFLOPs", "peak RSS MiB", "mJ/inf")
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
     for r in [head] + rows:
-        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        cells = enumerate(zip(r, widths, strict=True))
+        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in cells))
     print(f"(iters={args.iters}, warmup={args.warmup}, threads={args.threads or 'onnxruntime default'}; "
           f"energy marked 'estimate' is CPU time x an assumed power per core, not a measurement)")
     return 0

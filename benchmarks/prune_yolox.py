@@ -129,7 +129,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def f1_vs_reference(ref: list[list], got: list[list], iou_thr: float = 0.5) -> float:
     tp = fp = fn = 0
-    for r, g in zip(ref, got):
+    for r, g in zip(ref, got, strict=True):
         used = set()
         for box, c, _ in sorted(g, key=lambda d: -d[2]):
             best, bj = iou_thr, None
@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         sp = f"{row['speedup']:.2f}x/{row['speedup_min']:.2f}x"
         print(f"{row['name']:<14}{row['params']:>10}{row['latency_ms']:>9.2f}{row['latency_min_ms']:>9.2f}{sp:>17}"
               f"{row['f1']:>11.3f}{rec:>9}{kd:>9}")
-    print(f"(latency: {args.ort_threads} onnxruntime thread(s), {args.rounds} interleaved rounds; F1 against FP32 detections, IoU 0.5, "
+    print(f"(latency: {args.ort_threads} onnxruntime thread(s), {args.rounds} interleaved rounds; "
+          "F1 against FP32 detections, IoU 0.5, "
           f"same class, score >= 0.3; total {time.perf_counter() - t0:.0f}s)")
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     if args.json:

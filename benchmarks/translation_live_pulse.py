@@ -119,7 +119,7 @@ def main() -> int:
                 time.sleep(0.05)
             time.sleep(2.0)  # the ALSA-pulse input needs a moment before audio flows
             player = SpeakerSink(sample_rate=16000, device=device, buffer_s=30.0).open()   # a whole clip
-            for rid, _, audio in clips:
+            for _rid, _, audio in clips:
                 before = lt.counters["translated"] + lt.counters["empty_transcripts"]
                 player.write(np.concatenate([audio, np.zeros(8000, np.float32)]))
                 deadline = time.monotonic() + len(audio) / 16000 + 20
@@ -136,8 +136,8 @@ def main() -> int:
     partials = [e for e in events if e["event"] == "partial"]
     lat_t = [u["latency_text_s"] for u in utts]
     lat_a = [u["latency_audio_s"] for u in utts if "latency_audio_s" in u]
-    from whisper_normalizer.english import EnglishTextNormalizer
     import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
 
     norm = EnglishTextNormalizer()
     wer = jiwer.wer(norm(" ".join(t for _, t, _ in clips)), norm(" ".join(u["text"] for u in utts))) if utts else None
@@ -151,16 +151,20 @@ def main() -> int:
            "peak_rss_mib": round((peak_memory_bytes() or 0) / 2**20, 1), "rtf": stats["rtf"],
            "examples": [{"text": u["text"], "translation": u["translation"]} for u in utts[:2]],
            "heard": [u["text"] for u in utts],
-           "breakdown": [{k: u.get(k) for k in ("latency_text_s", "endpoint_s", "queued_s", "asr_mt_s")} for u in utts], "played": [t for _, t, _ in clips],
+           "breakdown": [{k: u.get(k) for k in ("latency_text_s", "endpoint_s", "queued_s", "asr_mt_s")}
+                         for u in utts],
+           "played": [t for _, t, _ in clips],
            "load_average_1min": round(os.getloadavg()[0], 2), "stats": stats}
     if args.json:
         print(json.dumps(res, indent=2, ensure_ascii=False))
         return 0
     print(f"CPU {res['cpu']} (ISA {res['isa']}); load average {res['load_average_1min']}; engines {plan}; "
           f"warm-up {res['warm_up_s']} s")
-    print(f"{len(utts)}/{len(clips)} LJ Speech utterances translated through the PulseAudio null sink; WER {res['wer']}; "
+    print(f"{len(utts)}/{len(clips)} LJ Speech utterances translated through the PulseAudio null sink; "
+          f"WER {res['wer']}; "
           f"{res['partials_per_utterance']} partial updates per utterance")
-    print(f"first utterance: end of speech -> text {res['first']['text_s']} s, -> first sample {res['first']['first_audio_s']} s")
+    print(f"first utterance: end of speech -> text {res['first']['text_s']} s, "
+          f"-> first sample {res['first']['first_audio_s']} s")
     r = res["rest"]
     print(f"the others: text median {r['text_median_s']} s (p90 {r['text_p90_s']}), first sample median "
           f"{r['first_audio_median_s']} s (p90 {r['first_audio_p90_s']}); end-pointing silence "

@@ -66,7 +66,8 @@ def asr_benchmark(cfg_kw: dict, progress: bool) -> dict:
             compute_s += tr.compute_s
         rec.close()
         out[label] = {"available": True, "files": len(rows), "wer": round(jiwer.wer(refs, hyps), 4),
-                     "rtf": round(compute_s / audio_s, 3), "cpu_rtf": round(cpu_s / audio_s, 3), "audio_s": round(audio_s, 1), "load_s": round(load_s, 2),
+                     "rtf": round(compute_s / audio_s, 3), "cpu_rtf": round(cpu_s / audio_s, 3),
+                     "audio_s": round(audio_s, 1), "load_s": round(load_s, 2),
                      "example": {"ref": refs[0], "hyp": hyps[0]}}
     return out
 
@@ -113,7 +114,8 @@ def mt_benchmark(cfg_kw: dict, n_pairs: int, progress: bool) -> dict:
         out[name] = {"available": True, "pairs": len(src),
                      "chrf": round(sacrebleu.corpus_chrf(hyp, [ref]).score, 2),
                      "bleu": round(sacrebleu.corpus_bleu(hyp, [ref]).score, 2),
-                     "s_per_sentence": round(per_sentence, 4), "cpu_s_per_sentence": round(cpu_per_sentence, 4), "total_s": round(batch_s, 2),
+                     "s_per_sentence": round(per_sentence, 4), "cpu_s_per_sentence": round(cpu_per_sentence, 4),
+                     "total_s": round(batch_s, 2),
                      "example": {"src": src[1][:120], "hyp": hyp[1][:120], "ref": ref[1][:120]}}
     return out
 
@@ -152,11 +154,13 @@ def main() -> int:
         return 0
     print("speech recognition, LJSpeech (22 files)")
     for name, r in res["asr"].items():
-        print(f"  {name:24s} " + (f"WER {r['wer']:.3f}  RTF {r['rtf']:.3f} wall, {r['cpu_rtf']:.3f} CPU  (load {r['load_s']} s)"
+        print(f"  {name:24s} " + (f"WER {r['wer']:.3f}  RTF {r['rtf']:.3f} wall, {r['cpu_rtf']:.3f} CPU  "
+                                  f"(load {r['load_s']} s)"
                                   if r["available"] else f"not available: {r['reason']}"))
     print(f"translation, TICO-19 en->es (first {args.pairs} pairs)")
     for name, r in res["mt"].items():
-        print(f"  {name:14s} " + (f"chrF {r['chrf']:.2f}  BLEU {r['bleu']:.2f}  {r['s_per_sentence'] * 1000:.0f} ms/sentence wall, "
+        print(f"  {name:14s} " + (f"chrF {r['chrf']:.2f}  BLEU {r['bleu']:.2f}  "
+                                  f"{r['s_per_sentence'] * 1000:.0f} ms/sentence wall, "
                                   f"{r['cpu_s_per_sentence'] * 1000:.0f} ms CPU"
                                   if r["available"] else f"not available: {r['reason']}"))
     for name, r in res["tts"].items():

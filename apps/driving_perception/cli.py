@@ -76,9 +76,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def calibration_frames(source_spec: str, n: int = 24, stride: int = 5) -> list:
     """Up to ``n`` frames (every ``stride``-th) from the start of a file/folder source."""
-    from .sources import open_source
-
     from sdk.errors import PipelineError
+
+    from .sources import open_source
 
     src = open_source(source_spec)
     if type(src).__name__ == "CameraSource":

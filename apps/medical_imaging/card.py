@@ -26,7 +26,8 @@ def model_card(name: str, r: dict, rows: list[dict], metrics: dict, args, task) 
                      f"{c['latency_ms'] if c['latency_ms'] is None else round(c['latency_ms'], 4)} | "
                      f"{c['size_bytes']} | {c['error'] or ''} |" for c in opt.get("candidates", []))
     opt_text = (f"\n## Optimization search (sdk.compress.optimize, AUC budget {args.max_auc_drop})\n\n"
-                f"{opt.get('note', '')}\n\n| candidate | val AUC | latency ms | bytes | error |\n|---|---|---|---|---|\n"
+                f"{opt.get('note', '')}\n\n| candidate | val AUC | latency ms | bytes | error |\n"
+                "|---|---|---|---|---|\n"
                 f"{cand}\n") if opt else ""
     return f"""# {name} — model card
 
@@ -56,8 +57,8 @@ Abstain band [{pol['abstain_low']:.4f}, {pol['abstain_high']:.4f}) covers
 {metrics['val_abstain_rate']:.1%} of val; on the rest sensitivity {metrics['val_sensitivity_decided']:.4f},
 specificity {metrics['val_specificity_decided']:.4f}. Urgent at p >= {pol['urgent']:.4f}
 ({metrics['val_urgent_rate']:.1%} of val). Public reference (MedMNIST v2, test split):
-{task.reference} — our figures are on the validation split, which is also used for calibration, so they are optimistic; the held-out
-test split is the fair comparison. Latency: batch 1, one onnxruntime thread, on
+{task.reference} — our figures are on the validation split, which is also used for calibration, so they are
+optimistic; the held-out test split is the fair comparison. Latency: batch 1, one onnxruntime thread, on
 the training host ({_cpu()}), p50.
 
 ## Out-of-distribution gate

@@ -221,8 +221,9 @@ class Triage:
 
     # --- batches ------------------------------------------------------------------------
     def run(self, paths: Iterable[Path], progress: bool = False) -> list[Study]:
-        from tqdm import tqdm
         import sys
+
+        from tqdm import tqdm
 
         paths = list(paths)
         new: list[Study] = []

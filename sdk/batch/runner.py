@@ -65,7 +65,7 @@ def plan(items: list[Item], store: ResultStore, model_hash: str, threads: int = 
             need_hash.append(it)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         hashes = list(pool.map(lambda it: content_sha256(it.source), need_hash))
-    for it, sha in zip(need_hash, hashes):
+    for it, sha in zip(need_hash, hashes, strict=True):
         if sha is not None and sha in idx.keys:
             skipped += 1
         else:

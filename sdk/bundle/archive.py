@@ -151,7 +151,8 @@ def unpack_bundle(archive: str | os.PathLike, dest: str | os.PathLike, *,
                                   "refusing to unpack files the bundle does not declare")
             if info.file_size > RATIO_FLOOR and info.file_size > max_ratio * max(1, info.compress_size):
                 raise BundleError(f"archive {src.name}: member {info.filename!r} declares {info.file_size} bytes from "
-                                  f"{info.compress_size} compressed (more than {max_ratio:g}:1); refusing a likely zip bomb")
+                                  f"{info.compress_size} compressed (more than {max_ratio:g}:1); "
+                                  "refusing a likely zip bomb")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
         tmp.mkdir()

@@ -86,7 +86,8 @@ def copy_verified(src, dest: Path, *, expected_sha256: str | None, expected_size
             raise IntegrityError(f"{what} has the wrong size: expected {expected_size} bytes, got {n}; not installed")
         got = h.hexdigest()
         if expected_sha256 is not None and got != expected_sha256:
-            raise IntegrityError(f"{what} failed its SHA-256 check: expected {expected_sha256}, got {got}; not installed")
+            raise IntegrityError(f"{what} failed its SHA-256 check: expected {expected_sha256}, got {got}; "
+                                 "not installed")
         os.replace(part, dest)
         return got
     finally:

@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sdk.cli._common import (add_json_flag, emit, fmt_bytes, fmt_count, parse_shape_args,
-                             resolve_model_arg, table)
+from sdk.cli._common import add_json_flag, emit, fmt_bytes, fmt_count, parse_shape_args, resolve_model_arg, table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

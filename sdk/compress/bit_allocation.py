@@ -50,8 +50,8 @@ class BitAllocation:
 
 def _normalized_error(ref: list[list[np.ndarray]], got: list[list[np.ndarray]], var: list[np.ndarray]) -> float:
     errs = []
-    for r_outs, g_outs in zip(ref, got):
-        for r, g, v in zip(r_outs, g_outs, var):
+    for r_outs, g_outs in zip(ref, got, strict=True):
+        for r, g, v in zip(r_outs, g_outs, var, strict=True):
             d = (np.asarray(g, np.float64) - r) ** 2
             errs.append((d.reshape(-1, d.shape[-1]) / v).mean())
     return float(np.mean(errs))

@@ -108,7 +108,8 @@ class CalibrationData:
             raise FileNotFoundError(f"calibration folder not found: {folder}")
         fn = preprocess.build() if hasattr(preprocess, "build") else preprocess
         if not callable(fn):
-            raise TypeError(f"preprocess must be a PreprocessSpec, a Preprocessor or a callable, got {type(preprocess)}")
+            raise TypeError("preprocess must be a PreprocessSpec, a Preprocessor or a callable, "
+                            f"got {type(preprocess)}")
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS)
         if not files:
             raise ValueError(f"{folder}: expected image files ({', '.join(IMAGE_EXTS)}) or videos, found none")
@@ -187,7 +188,7 @@ class CalibrationData:
                 chunk = chunk[None]
             feeds = {input_name: chunk, **{k: v.copy() for k, v in state.items()}, **constants}
             recorded.append(feeds)
-            result = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+            result = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
             state = {k: np.asarray(result[v]) for k, v in state_map.items()}
         if not recorded:
             raise ValueError("stateful calibration got no chunks")

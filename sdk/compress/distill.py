@@ -110,10 +110,10 @@ def teacher_outputs(teacher: Any, X: np.ndarray, hint_names: Iterable[str] = (),
             chunks: list[list[np.ndarray]] = [[] for _ in names]
             for i in tqdm(range(0, len(X), bs), desc="teacher", disable=not show, leave=False):
                 outs = eng.run_list([np.ascontiguousarray(X[i:i + bs])], names)
-                for c, o in zip(chunks, outs):
+                for c, o in zip(chunks, outs, strict=True):
                     c.append(o)
         res = [np.concatenate(c) for c in chunks]
-        return res[0], dict(zip(hint_names, res[1:]))
+        return res[0], dict(zip(hint_names, res[1:], strict=True))
     torch = require("torch", "train", "distillation")
     mods = dict(teacher.named_modules())
     feats: dict[str, list] = {h: [] for h in hint_names}

@@ -120,7 +120,7 @@ def collect_layer_stats(model: onnx.ModelProto, sites: Iterable[LayerSite],
     grams: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {s.node: 0 for s in sites}
     for feed in tqdm(feeds, desc="layer statistics", unit="sample", disable=not progress_enabled(progress)):
-        got = dict(zip(names, sess.run(names, dict(feed))))
+        got = dict(zip(names, sess.run(names, dict(feed)), strict=True))
         for s in sites:
             rows = _rows(np.asarray(got[s.tensor], np.float64), s, rng)
             sums[s.node] = sums.get(s.node, 0) + rows.sum(0)

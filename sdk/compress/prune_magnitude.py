@@ -26,8 +26,8 @@ from onnx import numpy_helper
 from pydantic import Field
 
 from ..errors import CompressionError
-from .graph_prep import load_model, save_model
 from .base import Pass, PassConfig, PassContext, register_pass
+from .graph_prep import load_model, save_model
 
 logger = logging.getLogger("edgewise")
 

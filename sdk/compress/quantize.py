@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import io
 import hashlib
+import io
 import logging
 import tempfile
 from pathlib import Path

@@ -235,8 +235,9 @@ class WeightQuantizer:
             bshape = [1] * len(spec.shape)
             if spec.axis is not None:
                 bshape[spec.axis] = -1
+            scales = q.scales.reshape(bshape).astype(np.float32)
             model.graph.initializer.extend([numpy_helper.from_array(codes, qname),
-                                            numpy_helper.from_array(q.scales.reshape(bshape).astype(np.float32), sname)])
+                                            numpy_helper.from_array(scales, sname)])
             prologue += [helper.make_node("Cast", [qname], [fname], name=f"{base}_Cast", to=TensorProto.FLOAT),
                          helper.make_node("Mul", [fname, sname], [dname], name=f"{base}_Scale")]
             replaced[spec.weight] = dname

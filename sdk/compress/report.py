@@ -35,7 +35,8 @@ def markdown(result: Any) -> str:
         "- latency: median over interleaved rounds of each round's best run, measured together with the "
         "FP32 input; speedup >1 = faster, with the 90% interval of the paired per-round ratio; CPU ms = "
         "process CPU time of the same runs (all threads)", "",
-        "| | candidate | recipe | latency ms | CPU ms | speedup (90% CI) | size MB | size ratio | metric | search metric "
+        "| | candidate | recipe | latency ms | CPU ms | speedup (90% CI) | size MB | size ratio | metric "
+        "| search metric "
         "| delta | energy / inference | budget | Pareto | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -56,7 +57,8 @@ def markdown(result: Any) -> str:
         lines += [f"| {x['name']} | {x['reason']} |" for x in d["skipped"]]
     if d.get("sensitivity") and d["sensitivity"].get("groups"):
         s = d["sensitivity"]
-        lines += ["", "## Sensitivity (static QDQ per-channel, Percentile ranges; one group kept in float at a time)", "",
+        lines += ["",
+                  "## Sensitivity (static QDQ per-channel, Percentile ranges; one group kept in float at a time)", "",
                   f"All quantized: {s['metric_all_quantized']:.4f} ({s['evals']} evaluations)", "",
                   "| nodes kept in float | metric | gain |", "|---|---|---|"]
         lines += [f"| {g['nodes']} | {_fmt(g['metric'], '.4f')} | {g['gain']:+.4f} |" for g in s["groups"]]
@@ -66,7 +68,8 @@ def markdown(result: Any) -> str:
                   f"Floor {a['floor']:.4f}; chosen: {len(a['low_bit_nodes'])} layers at int4"
                   + (f", metric {a['metric']:.4f}" if a.get("metric") is not None else ""), "",
                   "| order | layers at int4 | bytes | metric | within budget |", "|---|---|---|---|---|"]
-        lines += [f"| {t.get('order', '')} | {t['k']} | {t['bytes']} | {t['metric']:.4f} | {'yes' if t['ok'] else 'no'} |"
+        lines += [f"| {t.get('order', '')} | {t['k']} | {t['bytes']} | {t['metric']:.4f} "
+                  f"| {'yes' if t['ok'] else 'no'} |"
                   for t in a["trials"]]
     energy_sources = {(c["energy"] or {}).get("source") for c in d["candidates"] if c["energy"]}
     if "estimate" in energy_sources:

@@ -4,8 +4,7 @@ cameras, WAV files, microphone and speaker.
 
 sounddevice (PortAudio) is imported only when a microphone or speaker is opened.
 """
-from sdk.pipeline.audio_io import (MicrophoneSource, SpeakerSink, import_sounddevice,
-                                   list_audio_devices)
+from sdk.pipeline.audio_io import MicrophoneSource, SpeakerSink, import_sounddevice, list_audio_devices
 from sdk.pipeline.items import AudioBlock, Frame
 from sdk.pipeline.pipeline import Pipeline
 from sdk.pipeline.sinks import JsonlSink, VideoWriterSink, WavSink

@@ -43,7 +43,7 @@ class StageTimer:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
-        from sdk.runtime import LatencyRecorder   # lazy: sdk.runtime imports onnxruntime
+        from sdk.runtime import LatencyRecorder  # lazy: sdk.runtime imports onnxruntime
 
         self._rec = LatencyRecorder(self.capacity)
 

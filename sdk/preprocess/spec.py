@@ -16,9 +16,7 @@ import cv2
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sdk.errors import PreprocessError
-from sdk.preprocess import audio as _audio
-from sdk.preprocess import image as _image
-from sdk.preprocess import medical as _medical
+from sdk.preprocess import audio as _audio, image as _image, medical as _medical
 from sdk.preprocess._checks import check_image
 
 __all__ = [

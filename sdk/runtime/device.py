@@ -47,7 +47,8 @@ class DeviceInfo(BaseModel):
                  ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "neon", "dotprod", "i8mm", "sve")]
         mem = f", {self.memory_total_bytes / 2**30:.1f} GiB" if self.memory_total_bytes else ""
         cores = f"{self.physical_cores or '?'}C/{self.logical_cores or '?'}T"
-        return f"{self.cpu_model or self.machine or 'unknown CPU'} ({cores}{mem}; {' '.join(feats) or 'no SIMD flags read'})"
+        cpu = self.cpu_model or self.machine or "unknown CPU"
+        return f"{cpu} ({cores}{mem}; {' '.join(feats) or 'no SIMD flags read'})"
 
 
 def _read(path: str) -> str | None:

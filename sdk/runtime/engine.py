@@ -156,7 +156,7 @@ class Engine:
         """Run once. ``feeds`` maps input names to arrays; a single-input model also takes a
         bare array. Returns ``{output name: array}``."""
         names = list(output_names) if output_names is not None else self._output_names
-        return dict(zip(names, self.run_list(feeds, output_names)))
+        return dict(zip(names, self.run_list(feeds, output_names), strict=True))
 
     def run_list(self, feeds: Mapping[str, Any] | Sequence[Any] | np.ndarray,
                  output_names: Sequence[str] | None = None) -> list[np.ndarray]:
@@ -201,7 +201,7 @@ class Engine:
     __call__ = run
 
     def _check_outputs(self, outs: Sequence[Any], names: Sequence[str]) -> None:
-        for name, y in zip(names, outs):
+        for name, y in zip(names, outs, strict=True):
             if isinstance(y, np.ndarray) and y.dtype.kind in "fc" and not np.isfinite(y).all():
                 bad = int(y.size - np.count_nonzero(np.isfinite(y)))
                 raise InferenceError(f"output '{name}' of {self._label} has {bad} NaN/Inf value(s) "

@@ -13,11 +13,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from pydantic import ValidationError
 
 from sdk.compress.base import PASSES, PassContext
 from sdk.compress.graph_channels import analyze_channels
-from sdk.compress.prune_channels import (PruneChannels, PruneChannelsConfig, count_params,
-                                         prune_channels)
+from sdk.compress.prune_channels import PruneChannels, PruneChannelsConfig, count_params, prune_channels
 from sdk.errors import CompressionError
 
 RNG = np.random.default_rng(0)
@@ -299,9 +299,9 @@ def test_pass_registered_and_writes_file(tmp_path):
     out = PruneChannels(ratio=0.5, round_to=1).run(src, tmp_path / "out.onnx", ctx)
     assert shapes(onnx.load(str(out)))["conv1.weight"][0] == 8
     assert ctx.extra["prune_channels"]["groups_pruned"] == 2
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         PruneChannels(ratio=1.5)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         PruneChannels(ratoi=0.5)
 
 

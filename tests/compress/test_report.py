@@ -10,7 +10,8 @@ from sdk.compress import CalibrationData, Recipe, optimize, write_report
 
 
 def test_report_files_match_result(tiny_cnn_path, calib_feeds, tmp_path):
-    cands = {"fp32_optimized": Recipe([{"pass": "optimize_graph"}]), "dynamic_int8": Recipe([{"pass": "quantize_dynamic"}])}
+    cands = {"fp32_optimized": Recipe([{"pass": "optimize_graph"}]),
+             "dynamic_int8": Recipe([{"pass": "quantize_dynamic"}])}
     lat = {"fp32": 8.0, "fp32_optimized": 8.0, "dynamic_int8": 4.0}
     res = optimize(tiny_cnn_path, CalibrationData(calib_feeds(tiny_cnn_path, 2)),
                    lambda p: {"dynamic_int8": 0.97}.get(Path(p).stem, 1.0), max_drop=0.05,

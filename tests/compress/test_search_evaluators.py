@@ -7,8 +7,17 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from sdk.compress import (AUC, DetectionAgreement, Detections, OutputFidelity, PassContext, QuantizeDynamic,
-                          Top1Accuracy, YoloxDecoder, count_ops)
+from sdk.compress import (
+    AUC,
+    DetectionAgreement,
+    Detections,
+    OutputFidelity,
+    PassContext,
+    QuantizeDynamic,
+    Top1Accuracy,
+    YoloxDecoder,
+    count_ops,
+)
 from sdk.compress.detect_decode import match_counts
 from sdk.compress.evaluators import roc_auc
 from sdk.compress.graph_prep import SpecializeInputs
