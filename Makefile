@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo lint test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,16 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m apps.demo
 
-test: setup
+# ruff (pyflakes, bugbear, import order, line length) and mypy on sdk/, configured in pyproject.toml
+lint: setup
+	$(VENV)/bin/ruff check sdk apps tests benchmarks
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q
 
 bench: setup
 	for f in benchmarks/*.py; do $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -62,7 +62,7 @@ def site_for(node: onnx.NodeProto, weight_shape: tuple[int, ...]) -> LayerSite |
         if len(k) != 2 or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             return None
         group = int(attrs.get("group", 1))
-        kind = "conv" if group == 1 else "grouped"
+        kind: Literal["conv", "grouped"] = "conv" if group == 1 else "grouped"
         return LayerSite(node.name, node.input[0], kind, k, tuple(attrs.get("pads", [0, 0, 0, 0])),
                          tuple(attrs.get("strides", [1, 1])), tuple(attrs.get("dilations", [1, 1])))
     if node.op_type == "Gemm" and not attrs.get("transA", 0):
@@ -72,8 +72,8 @@ def site_for(node: onnx.NodeProto, weight_shape: tuple[int, ...]) -> LayerSite |
     return None
 
 
-def unfold(x: np.ndarray, kernel: tuple[int, int], pads: tuple[int, ...], strides: tuple[int, int],
-           dilations: tuple[int, int]) -> np.ndarray:
+def unfold(x: np.ndarray, kernel: tuple[int, ...], pads: tuple[int, ...], strides: tuple[int, ...],
+           dilations: tuple[int, ...]) -> np.ndarray:
     """NCHW input -> ``[N * Hout * Wout, C * kh * kw]`` patches (im2col), in the order of a
     Conv weight flattened as ``[out, C, kh, kw]``."""
     kh, kw = kernel

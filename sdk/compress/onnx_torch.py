@@ -63,7 +63,7 @@ def onnx_to_torch(model: onnx.ModelProto | str, batch_free_reshape: bool = True)
         raise CompressionError(f"cannot convert ONNX ops {bad} to torch for fine-tuning; "
                                f"supported: {sorted(SUPPORTED_OPS)}")
 
-    class OnnxModule(nn.Module):
+    class OnnxModule(nn.Module):  # type: ignore[name-defined]  # torch is imported at run time (extra `train`)
         """Runs the ONNX graph node by node with torch ops; see the module docstring."""
 
         def __init__(self) -> None:

@@ -130,6 +130,7 @@ class PruneMagnitude(Pass):
 
     name = "prune_magnitude"
     Config = PruneMagnitudeConfig
+    config: PruneMagnitudeConfig
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
         model_in, model_out = Path(model_in), Path(model_out)

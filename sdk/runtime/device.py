@@ -137,7 +137,9 @@ def discover_device() -> DeviceInfo:
     import onnxruntime as ort
 
     machine = platform.machine()
-    model, phys, flags = (None, None, set())
+    model: str | None = None
+    phys: int | None = None
+    flags: set[str] = set()
     text = _read("/proc/cpuinfo")
     if text:
         model, phys, flags = _parse_cpuinfo(text)
@@ -149,7 +151,7 @@ def discover_device() -> DeviceInfo:
     if not model:
         model = platform.processor() or None
     try:
-        usable = len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+        usable = len(os.sched_getaffinity(0))  # not on macOS: AttributeError
     except (AttributeError, OSError):
         usable = None
     total, avail = _meminfo()
