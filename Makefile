@@ -11,9 +11,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# PyTorch: pin the CPU build (an unpinned torch pulls a multi-GB CUDA build).
 	$(PIP) install -q torch==2.13.0 || $(PIP) install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-	$(PIP) install -q -e '.[dev,train,dicom,speech,cluster,signing]'
+	$(PIP) install -q -e '.[dev,compress,report,train,dicom,speech,cluster,signing]'
 	# silero-vad depends on torch; only its ONNX files are used, so skip its dependencies.
 	$(PIP) install -q --no-deps silero-vad
+	# rapidocr-onnxruntime: only its PP-OCRv4 ONNX file is used (demo, tests). Its dependencies would
+	# add the GUI opencv-python next to opencv-python-headless, two packages writing one cv2/ folder.
+	$(PIP) install -q --no-deps 'rapidocr-onnxruntime>=1.3,<2'
+	# a venv built before that rule may still hold the GUI build: remove it, then restore headless cv2/
+	if $(PIP) show -q opencv-python >/dev/null 2>&1; then $(PIP) uninstall -q -y opencv-python && \
+	  $(PIP) install -q --force-reinstall --no-deps 'opencv-python-headless>=4.8'; fi
 	touch $@
 
 setup: $(VENV)/.installed

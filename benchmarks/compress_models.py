@@ -237,10 +237,11 @@ def with_text(img: np.ndarray, seed: int) -> np.ndarray:
 
 
 def bench_ppocr(out: Path) -> dict:
-    import rapidocr_onnxruntime
     from skimage import data as skd
 
-    model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
+    from sdk.demo import ppocr_det_model_path
+
+    model = ppocr_det_model_path()   # located, not imported: installed without its dependencies
     stills, video = driving_frames(per_video=6)
     gray = [skd.text(), skd.page()]
     text_imgs = [np.repeat(g[..., None], 3, 2) for g in gray]

@@ -34,7 +34,8 @@ def ppocr_det_model_path() -> Path:
     spec = importlib.util.find_spec("rapidocr_onnxruntime")
     if spec is None or not spec.submodule_search_locations:
         raise DependencyMissingError("the demo model ships with rapidocr-onnxruntime, which is not "
-                                     "installed; run `pip install 'edgewise[dev]'` (or `make setup`)")
+                                     "installed; run `pip install --no-deps rapidocr-onnxruntime` (only its model file "
+                                     "is used; `make setup` does this)")
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / "ch_PP-OCRv4_det_infer.onnx"
     if not path.is_file():
         raise DependencyMissingError(f"rapidocr-onnxruntime is installed but {path} is missing")

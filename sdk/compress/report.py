@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sdk.errors import DependencyMissingError, require
+
 logger = logging.getLogger("edgewise")
 
 
@@ -127,12 +129,21 @@ def plot_pareto(result: Any, path: Path) -> Path:
 
 
 def write_report(result: Any, out_dir: str | Path) -> dict[str, Path]:
-    """Write report.json, report.md and pareto.png into ``out_dir``; returns their paths."""
+    """Write report.json, report.md and pareto.png into ``out_dir``; returns their paths.
+
+    The plot needs matplotlib (extra ``report``); without it the plot is skipped with a warning
+    that names the extra, and the returned dict has no ``"plot"``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "pareto.png"}
+    paths = {"json": out / "report.json", "markdown": out / "report.md"}
     paths["json"].write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown(result), encoding="utf-8")
-    plot_pareto(result, paths["plot"])
+    try:
+        require("matplotlib", "report", "the Pareto plot")
+    except DependencyMissingError as exc:
+        logger.warning("pareto.png not written: %s", exc)
+    else:
+        paths["plot"] = plot_pareto(result, out / "pareto.png")
     logger.info("report written to %s", out)
     return paths
