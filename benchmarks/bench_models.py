@@ -56,7 +56,7 @@ def main() -> int:
         if path is None:
             print(f"skipped {title}: model not found")
             continue
-        rep = benchmark_model(path, opts, iters=args.iters, warmup=args.warmup, progress=sys.stderr.isatty(), **kw)
+        rep = benchmark_model(path, opts, iters=args.iters, warmup=args.warmup, progress=True, **kw)
         flops = "n/a" if rep.flops is None else f"{rep.flops / 1e9:.3f}"
         rows.append((title, f"{rep.latency.p50_ms:.2f}", f"{rep.latency.p90_ms:.2f}", f"{rep.latency.p99_ms:.2f}",
                      f"{rep.throughput_per_s:.1f}", f"{rep.size_bytes / 2**20:.2f}", f"{rep.params / 1e6:.3f}",

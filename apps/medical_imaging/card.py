@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from apps.medical_imaging.evaluate import table
+from apps.medical_imaging.train_config import TrainConfig
 
 COMMAND = "nice -n 10 .venv/bin/python -m apps.medical_imaging.train --task {task} --out apps/medical_imaging/bundles"
 
@@ -17,7 +18,8 @@ def _cpu() -> str:
         return "CPU not identified"
 
 
-def model_card(name: str, r: dict, rows: list[dict], metrics: dict, args, task) -> str:
+def model_card(name: str, r: dict, rows: list[dict], metrics: dict, cfg: TrainConfig) -> str:
+    task = cfg.task_spec
     pol = r["policy"]
     ood = r["extra"]["ood"]
     aur = ", ".join(f"{k}: {v:.4f}" for k, v in ood["auroc"].items())
@@ -25,7 +27,7 @@ def model_card(name: str, r: dict, rows: list[dict], metrics: dict, args, task) 
     cand = "\n".join(f"| {c['name']} | {c['metric'] if c['metric'] is None else round(c['metric'], 4)} | "
                      f"{c['latency_ms'] if c['latency_ms'] is None else round(c['latency_ms'], 4)} | "
                      f"{c['size_bytes']} | {c['error'] or ''} |" for c in opt.get("candidates", []))
-    opt_text = (f"\n## Optimization search (sdk.compress.optimize, AUC budget {args.max_auc_drop})\n\n"
+    opt_text = (f"\n## Optimization search (sdk.compress.optimize, AUC budget {cfg.max_auc_drop})\n\n"
                 f"{opt.get('note', '')}\n\n| candidate | val AUC | latency ms | bytes | error |\n"
                 "|---|---|---|---|---|\n"
                 f"{cand}\n") if opt else ""
@@ -75,7 +77,7 @@ distribution only; the abstain band and OOD gate reduce but do not remove silent
 ```
 {COMMAND.format(task=task.name)}
 ```
-Seeds fixed (seed {args.seed}), torch on one thread, deterministic algorithms; teacher
-{args.teacher_epochs} epochs, student {args.student_epochs} epochs of distillation. The optimize step's
+Seeds fixed (seed {cfg.seed}), torch on one thread, deterministic algorithms; teacher
+{cfg.teacher_epochs} epochs, student {cfg.student_epochs} epochs of distillation. The optimize step's
 choice depends on latency measured on the host; the AUC of each candidate does not.
 """

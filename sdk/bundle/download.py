@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -34,10 +33,10 @@ def part_path(dest: Path) -> Path:
 
 
 def _bar(total: int | None, initial: int, name: str, progress: bool):
-    from tqdm import tqdm
+    from sdk.progress import progress_bar
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-                disable=not progress or not sys.stderr.isatty(), leave=False)
+    return progress_bar(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+                        enabled=progress, leave=False)
 
 
 def _copy_stream(src, part: Path, mode: str, total: int | None, offset: int, progress: bool,

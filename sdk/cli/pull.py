@@ -2,7 +2,7 @@
 
     edgewise pull yolox-nano                 # resumable download, SHA-256 checked, atomic rename
     edgewise pull whisper-tiny-en --trust-on-first-use
-    edgewise pull whisper-tiny-en --from ../shared/models/whisper-tiny.en --trust-on-first-use
+    edgewise pull whisper-tiny-en --from ./whisper-tiny.en --trust-on-first-use
                                              # offline: install from a local folder or archive, verified
     edgewise pull --list [--json]            # the catalog, and what is cached
 

@@ -15,13 +15,16 @@ renamed with :meth:`CalibrationData.for_model`.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from sdk.errors import CompressionError, DecodeError, ModelLoadError
+from sdk.progress import (
+    progress_bar,
+    progress_enabled as progress_enabled,  # re-exported: the search and timing modules use it
+)
 
 logger = logging.getLogger("edgewise")
 
@@ -30,11 +33,6 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
 
 Feeds = dict[str, np.ndarray]
-
-
-def progress_enabled(progress: bool) -> bool:
-    """Progress bars only when asked and when stderr is a terminal."""
-    return bool(progress) and sys.stderr.isatty()
 
 
 class CalibrationData:
@@ -175,10 +173,8 @@ class CalibrationData:
 
         recorded: list[Feeds] = []
         state = {k: zeros(k) for k in state_map}
-        from tqdm.auto import tqdm
-
-        for i, chunk in enumerate(tqdm(chunks, desc="stateful calibration", unit="chunk",
-                                       disable=not progress_enabled(progress))):
+        for i, chunk in enumerate(progress_bar(chunks, desc="stateful calibration", unit="chunk",
+                                               enabled=progress)):
             if limit is not None and len(recorded) >= limit:
                 break
             if reset_every and i % reset_every == 0:
@@ -283,10 +279,8 @@ class OrtCalibrationReader:
 
     def get_next(self) -> Feeds | None:
         if self._it is None:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=len(self._feeds), desc=self._desc, unit="sample",
-                             disable=not progress_enabled(self._progress))
+            self._bar = progress_bar(total=len(self._feeds), desc=self._desc, unit="sample",
+                                     enabled=self._progress)
             self._it = iter(self._feeds)
         item = next(self._it, None)
         if item is None:

@@ -21,8 +21,6 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from sdk.compress.calibration import progress_enabled
-
 logger = logging.getLogger("edgewise")
 
 __all__ = ["LayerSite", "LayerStats", "collect_layer_stats", "unfold"]
@@ -104,9 +102,9 @@ def collect_layer_stats(model: onnx.ModelProto, sites: Iterable[LayerSite],
                         ) -> dict[str, LayerStats]:
     """Mean and second moment of every site's input over ``feeds``; keyed by node name."""
     import onnxruntime as ort
-    from tqdm.auto import tqdm
 
     from sdk.compress.prune_reconstruct import with_outputs
+    from sdk.progress import progress_bar
 
     sites = list(sites)
     if not sites:
@@ -119,7 +117,7 @@ def collect_layer_stats(model: onnx.ModelProto, sites: Iterable[LayerSite],
     sums: dict[str, np.ndarray] = {}
     grams: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {s.node: 0 for s in sites}
-    for feed in tqdm(feeds, desc="layer statistics", unit="sample", disable=not progress_enabled(progress)):
+    for feed in progress_bar(feeds, desc="layer statistics", unit="sample", enabled=progress):
         got = dict(zip(names, sess.run(names, dict(feed)), strict=True))
         for s in sites:
             rows = _rows(np.asarray(got[s.tensor], np.float64), s, rng)

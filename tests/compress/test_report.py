@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sdk.compress import CalibrationData, Recipe, optimize, write_report
-from sdk.compress import report as report_mod
+from sdk.compress import CalibrationData, Recipe, optimize, report as report_mod, write_report
 from sdk.errors import DependencyMissingError
 
 
