@@ -91,14 +91,11 @@ def frame_input(frame: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, Any
 
 def detect(r: Runner, frames: list[np.ndarray]) -> list:
     """Detections in frame pixels, as FrameDetectionAgreement computes them for a model file."""
-    from sdk.compress import Detections
-
     decode = YoloxDecoder(r.hw, score_thr=0.3)
     out = []
     for f in frames:
         x, t = frame_input(f, r.hw)
-        d = decode(r.run(x))
-        out.append(Detections(t.to_original(d.boxes).astype(np.float32), d.scores, d.classes) if len(d) else d)
+        out.append(decode(r.run(x)).map_xyxy(t.to_original))
     return out
 
 

@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from sdk.compress.distill import FinetuneConfig, finetune_pruned_onnx  # noqa: E402
 from sdk.compress.prune_channels import PruneChannelsConfig, count_params, prune_channels  # noqa: E402
+from sdk.detect import Detections, YoloxDecoder, detection_f1  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 SIZE = 416
@@ -88,67 +89,18 @@ def load_data(n_train: int, crop: int, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 # --- YOLOX decode + agreement -------------------------------------------------------------------
-def _grids() -> tuple[np.ndarray, np.ndarray]:
-    gs, ss = [], []
-    for s in (8, 16, 32):
-        n = SIZE // s
-        yv, xv = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-        gs.append(np.stack([xv, yv], -1).reshape(-1, 2))
-        ss.append(np.full((n * n, 1), s))
-    return np.concatenate(gs).astype(np.float32), np.concatenate(ss).astype(np.float32)
+DECODE = YoloxDecoder((SIZE, SIZE), score_thr=0.3, nms_thr=0.45)   # sdk.detect: the evaluators' decoder
 
 
-GRID, STRIDE = _grids()
+def f1_vs_reference(ref: list[Detections], got: list[Detections], iou_thr: float = 0.5) -> float:
+    """sdk.detect's detection F1 (greedy, highest IoU first, same class), as the evaluators compute it."""
+    return detection_f1(ref, got, iou_thr)
 
 
-def decode(out: np.ndarray, thr: float = 0.3, iou: float = 0.45) -> list[tuple[np.ndarray, int, float]]:
-    """Raw (3549, 85) -> [(xyxy, class, score)] after per-class NMS."""
-    xy = (out[:, :2] + GRID) * STRIDE
-    wh = np.exp(np.clip(out[:, 2:4], -10, 10)) * STRIDE
-    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], 1)
-    scores = out[:, 4:5] * out[:, 5:]
-    cls = scores.argmax(1)
-    sc = scores[np.arange(len(cls)), cls]
-    keep = sc >= thr
-    dets = []
-    for c in np.unique(cls[keep]):
-        idx = np.where(keep & (cls == c))[0]
-        b = boxes[idx].tolist()
-        nms = cv2.dnn.NMSBoxes([[x0, y0, x1 - x0, y1 - y0] for x0, y0, x1, y1 in b], sc[idx].tolist(), thr, iou)
-        for k in np.asarray(nms).ravel():
-            dets.append((boxes[idx[k]], int(c), float(sc[idx[k]])))
-    return dets
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    return inter / max(1e-9, (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def f1_vs_reference(ref: list[list], got: list[list], iou_thr: float = 0.5) -> float:
-    tp = fp = fn = 0
-    for r, g in zip(ref, got, strict=True):
-        used = set()
-        for box, c, _ in sorted(g, key=lambda d: -d[2]):
-            best, bj = iou_thr, None
-            for j, (rb, rc, _) in enumerate(r):
-                if j not in used and rc == c and _iou(box, rb) >= best:
-                    best, bj = _iou(box, rb), j
-            if bj is None:
-                fp += 1
-            else:
-                tp += 1
-                used.add(bj)
-        fn += len(r) - len(used)
-    return 2 * tp / max(1, 2 * tp + fp + fn)
-
-
-def detect(path_or_model, X: np.ndarray) -> list[list]:
+def detect(path_or_model, X: np.ndarray) -> list[Detections]:
     src = path_or_model.SerializeToString() if isinstance(path_or_model, onnx.ModelProto) else str(path_or_model)
     sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
-    return [decode(sess.run(None, {"images": x[None]})[0][0]) for x in X]
+    return [DECODE(sess.run(None, {"images": x[None]})) for x in X]
 
 
 def yolox_kd_loss(s, t):

@@ -70,7 +70,7 @@ def run_engine(label: str, beams: int) -> dict:
     import jiwer
     from whisper_normalizer.english import EnglishTextNormalizer
 
-    from apps.mobile_translation.engines import EngineConfig, Engines
+    from apps.mobile_translation.engines import EngineConfig, SpeechStack
     from apps.mobile_translation.filemode import translate_file
     from apps.mobile_translation.vad import SileroVAD
     from sdk.bench import peak_memory_bytes
@@ -78,7 +78,7 @@ def run_engine(label: str, beams: int) -> dict:
     logging.getLogger("edgewise").setLevel(logging.ERROR)
     norm = EnglishTextNormalizer()
     t0 = time.perf_counter()
-    eng = Engines(EngineConfig(src="en", tgt="en", num_beams=beams, **ENGINES[label]))
+    eng = SpeechStack(EngineConfig(src="en", tgt="en", num_beams=beams, **ENGINES[label]))
     vad = SileroVAD()
     load_s = time.perf_counter() - t0
     refs, hyps, audio_s, proc_s, cpu_s = [], [], 0.0, 0.0, 0.0
@@ -106,7 +106,7 @@ def run_long(beams: int) -> dict:
     import numpy as np
 
     from apps.mobile_translation.audio_io import read_audio_16k, write_audio
-    from apps.mobile_translation.engines import EngineConfig, Engines
+    from apps.mobile_translation.engines import EngineConfig, SpeechStack
     from apps.mobile_translation.filemode import translate_file
     from sdk.bench import peak_memory_bytes
 
@@ -118,7 +118,7 @@ def run_long(beams: int) -> dict:
         pos += len(a) + 16000
     with tempfile.TemporaryDirectory() as tmp:
         wav = write_audio(Path(tmp) / "long.wav", np.concatenate(pieces), 16000)
-        with Engines(EngineConfig(src="en", tgt="es", num_beams=beams)) as eng:
+        with SpeechStack(EngineConfig(src="en", tgt="es", num_beams=beams)) as eng:
             res = translate_file(wav, Path(tmp) / "out", eng)
     covered = sum(any(u.start < b and u.end > a and u.text and u.translation for u in res.utterances)
                   for a, b in spans)

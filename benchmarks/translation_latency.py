@@ -106,12 +106,12 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        from apps.mobile_translation.engines import EngineConfig, Engines
+        from apps.mobile_translation.engines import EngineConfig, SpeechStack
 
         path, speech_s = make_input(args.real, Path(tmp))
         # one engine set for all runs, as in a conversation: run 0 is the session's first
         # utterance (PocketSphinx decodes it whole), later ones are recognised while spoken
-        with Engines(EngineConfig(asr=args.asr, mt=args.mt, num_beams=args.beams, quantized=args.int8)) as engines:
+        with SpeechStack(EngineConfig(asr=args.asr, mt=args.mt, num_beams=args.beams, quantized=args.int8)) as engines:
             runs = [run_once(path, args, engines) for _ in range(args.runs)]
     warm = runs[1:] or runs
     lt = [r["latency_text_s"] for r in warm if r["latency_text_s"] is not None]

@@ -13,7 +13,8 @@ same sink (the microphone is gated meanwhile). Reported, from the app's own even
 Needs ``apt install pulseaudio pulseaudio-utils libasound2-plugins libportaudio2``. Whisper
 tiny.en is installed into a temporary store from ../shared with ``edgewise pull --from``.
 
-    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--json]
+    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--decode-on-pause]
+                                                [--trace] [--json]
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import argparse
 import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import shutil
@@ -77,6 +79,47 @@ def pick(n: int) -> list[tuple[str, str, np.ndarray]]:
     return out[:n]
 
 
+class CallbackTrace:
+    """``--trace``: the PortAudio callbacks' own times, a check that does not trust the app's stamps.
+
+    Microphone: (time, loudest sample, samples waiting in the ring); speakers: (time, samples
+    queued, which sink). End of speech = the last loud microphone callback of a clip; first
+    sample = when the app's speaker queue stops being empty after it.
+    """
+
+    def __init__(self):
+        import sdk.pipeline.sound_devices as sd_mod
+
+        self.mic: list[tuple[float, float, int]] = []
+        self.spk: list[tuple[float, int, int]] = []
+        mic_cb, spk_cb = sd_mod.MicrophoneSource._callback, sd_mod.SpeakerSink._callback
+
+        def mic(src, indata, frames, time_info, status):
+            mic_cb(src, indata, frames, time_info, status)
+            self.mic.append((time.monotonic(), float(np.abs(indata).max()) if frames else 0.0, src.ring.available))
+
+        def spk(sink, outdata, frames, time_info, status):
+            spk_cb(sink, outdata, frames, time_info, status)
+            self.spk.append((time.monotonic(), sink.ring.available, id(sink)))
+
+        sd_mod.MicrophoneSource._callback, sd_mod.SpeakerSink._callback = mic, spk
+
+    def check(self, player_writes: list[float], loud: float = 0.02) -> dict:
+        mic = np.array(self.mic) if self.mic else np.zeros((0, 3))
+        ids = list(dict.fromkeys(s[2] for s in self.spk))
+        app = [s for s in self.spk if len(ids) > 1 and s[2] == ids[1]]
+        starts = [b[0] for a, b in itertools.pairwise(app) if a[1] == 0 and b[1] > 0] + ([app[0][0]] if app else [])
+        out = []
+        for k, p in enumerate(player_writes):
+            nxt = player_writes[k + 1] if k + 1 < len(player_writes) else float("inf")
+            w = min((x for x in starts if x > p + 0.3), default=None)
+            sel = (mic[:, 1] > loud) & (mic[:, 0] > p) & (mic[:, 0] < (w or nxt)) if len(mic) else np.zeros(0, bool)
+            if w is not None and w < nxt and sel.any():
+                out.append(round(w - float(mic[sel, 0][-1]), 3))
+        return {"speech_end_to_first_sample_s": out, "median_s": pct(out, 50), "p90_s": pct(out, 90),
+                "mic_ring_max_ms": round(float(mic[:, 2].max()) / 16.0, 1) if len(mic) else None}
+
+
 def pct(xs, q):
     return round(float(np.percentile(xs, q)), 3) if xs else None
 
@@ -87,7 +130,13 @@ def main() -> int:
     ap.add_argument("--asr", default="auto", choices=["auto", "pocketsphinx"])
     ap.add_argument("--to", default="es")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--decode-on-pause", action="store_true", help="Whisper also decodes as soon as the speaker "
+                    "pauses (LiveConfig.decode_on_pause)")
+    ap.add_argument("--trace", action="store_true", help="also check the latency from the PortAudio callbacks' "
+                    "own times (see CallbackTrace)")
     args = ap.parse_args()
+    trace = CallbackTrace() if args.trace else None
+    player_writes: list[float] = []
     import logging
 
     logging.getLogger("edgewise").setLevel(logging.ERROR)
@@ -109,10 +158,11 @@ def main() -> int:
 
         events: list[dict] = []
         cfg = LiveConfig(engines=EngineConfig(src="en", tgt=args.to, asr=args.asr, num_beams=1),
-                         input_device=device, output_device=device, speak=True, max_reopen_attempts=1)
+                         input_device=device, output_device=device, speak=True, max_reopen_attempts=1,
+                         decode_on_pause=args.decode_on_pause)
         with LiveTranslator(cfg, on_event=events.append) as lt:
             plan = lt.engines.plan.describe()
-            warm_s = lt.stage_s.get("warm_up", 0.0)
+            warm_s = lt.warm_up_s
             lt.start()
             end = time.monotonic() + 20
             while time.monotonic() < end and not lt.counters["streams_opened"]:
@@ -120,13 +170,17 @@ def main() -> int:
             time.sleep(2.0)  # the ALSA-pulse input needs a moment before audio flows
             player = SpeakerSink(sample_rate=16000, device=device, buffer_s=30.0).open()   # a whole clip
             for _rid, _, audio in clips:
-                before = lt.counters["translated"] + lt.counters["empty_transcripts"]
+                c = lt.counters
+                empty0, played0 = c["empty_transcripts"], c["played"] + c["output_errors"]
+                player_writes.append(time.monotonic())
                 player.write(np.concatenate([audio, np.zeros(8000, np.float32)]))
                 deadline = time.monotonic() + len(audio) / 16000 + 20
-                while time.monotonic() < deadline and \
-                        lt.counters["translated"] + lt.counters["empty_transcripts"] <= before:
+                while time.monotonic() < deadline:   # until its translation plays (or nothing was heard)
+                    c = lt.counters
+                    if c["empty_transcripts"] > empty0 or c["played"] + c["output_errors"] > played0:
+                        break
                     time.sleep(0.02)
-                while time.monotonic() < lt._gate_until + 0.3:   # let the translation play out
+                while time.monotonic() < lt.gate.open_at + 0.3:   # let the translation play out
                     time.sleep(0.05)
                 time.sleep(0.5)
             player.close()
@@ -151,10 +205,15 @@ def main() -> int:
            "peak_rss_mib": round((peak_memory_bytes() or 0) / 2**20, 1), "rtf": stats["rtf"],
            "examples": [{"text": u["text"], "translation": u["translation"]} for u in utts[:2]],
            "heard": [u["text"] for u in utts],
-           "breakdown": [{k: u.get(k) for k in ("latency_text_s", "endpoint_s", "queued_s", "asr_mt_s")}
-                         for u in utts],
+           "breakdown": [{k: u.get(k) for k in ("latency_text_s", "latency_audio_s", "endpoint_s", "queued_s", "asr_s",
+                                                "mt_s", "tts_s")} for u in utts],
+           "stage_age_p50_s": {k: round(v["age"]["p50_ms"] / 1e3, 3) for k, v in stats["stages"].items()
+                               if v["age"]["count"]},
+           "all": {"text_median_s": pct(lat_t, 50), "text_p90_s": pct(lat_t, 90),
+                   "first_audio_median_s": pct(lat_a, 50), "first_audio_p90_s": pct(lat_a, 90)},
            "played": [t for _, t, _ in clips],
-           "load_average_1min": round(os.getloadavg()[0], 2), "stats": stats}
+           "load_average_1min": round(os.getloadavg()[0], 2), "stats": stats,
+           "trace_check": trace.check(player_writes) if trace is not None else None}
     if args.json:
         print(json.dumps(res, indent=2, ensure_ascii=False))
         return 0
@@ -163,12 +222,19 @@ def main() -> int:
     print(f"{len(utts)}/{len(clips)} LJ Speech utterances translated through the PulseAudio null sink; "
           f"WER {res['wer']}; "
           f"{res['partials_per_utterance']} partial updates per utterance")
+    a = res["all"]
+    print(f"all utterances: text median {a['text_median_s']} s (p90 {a['text_p90_s']}), first sample median "
+          f"{a['first_audio_median_s']} s (p90 {a['first_audio_p90_s']})")
     print(f"first utterance: end of speech -> text {res['first']['text_s']} s, "
           f"-> first sample {res['first']['first_audio_s']} s")
     r = res["rest"]
     print(f"the others: text median {r['text_median_s']} s (p90 {r['text_p90_s']}), first sample median "
           f"{r['first_audio_median_s']} s (p90 {r['first_audio_p90_s']}); end-pointing silence "
           f"{res['end_pointing_silence_s']} s included; peak RSS {res['peak_rss_mib']} MiB")
+    if trace is not None:
+        tc = res["trace_check"]
+        print(f"callback trace: end of speech -> first sample median {tc['median_s']} s (p90 {tc['p90_s']}); "
+              f"microphone ring at most {tc['mic_ring_max_ms']} ms")
     for ex in res["examples"]:
         print(f"  {ex['text']!r} -> {ex['translation']!r}")
     return 0

@@ -6,6 +6,7 @@ Subpackages (import them directly; ``import sdk`` stays light):
 - :mod:`sdk.bundle`     model bundles (ONNX + manifest + hashes) and the model store
 - :mod:`sdk.preprocess` image, medical and audio preprocessing as serialisable specs
 - :mod:`sdk.pipeline`   stages, streaming pipelines, sources and sinks
+- :mod:`sdk.detect`     detections (the one result type), output adapters, NMS, IoU, matching, F1
 - :mod:`sdk.bench`      latency, memory, size and energy measurements
 - :mod:`sdk.compress`   quantization, pruning, distillation and the accuracy-budgeted search
 - :mod:`sdk.errors`     the error hierarchy

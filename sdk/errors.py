@@ -14,6 +14,7 @@ __all__ = [
     "InferenceError", "BundleError", "IntegrityError", "UnsafePathError", "StoreError",
     "OfflineError", "PreprocessError", "DecodeError", "PipelineError", "AudioDeviceError",
     "DependencyMissingError", "CompressionError", "SignatureError", "require",
+    "OutputLayoutError",
 ]
 
 
@@ -36,6 +37,10 @@ class InputValidationError(EdgewiseError, ValueError):
 
 class InferenceError(EdgewiseError):
     """onnxruntime failed while running the model, or produced non-finite output when checked."""
+
+
+class OutputLayoutError(InferenceError, ValueError):
+    """A model's outputs do not have the layout its decoder expects (count, shape, anchors)."""
 
 
 # --- bundles and the model store ------------------------------------------------------

@@ -7,30 +7,30 @@ Built only on the public ``sdk`` API. Entry points::
     with DrivePipeline(choice.detector()) as pipe:
         pipe.run(open_source("clip.mp4"), "out/")
 
-or ``edgewise drive run clip.mp4 --out out/``. Modules: ``detections`` (the one result
-type), ``detect`` (adapters, detector), ``track`` (ByteTrack), ``lanes`` (calibration, road
-geometry from the vanishing point, lane finding), ``warnings`` (TTC, FCW, LDW), ``health`` (monitor),
-``annotate``, ``pipeline``,
-``sources``, ``model`` (model resolution, optimized variant), ``cli``, ``demo``.
+or ``edgewise drive run clip.mp4 --out out/``. Results are ``sdk.detect.Detections``.
+Modules: ``detections`` (the road-user classes), ``detect`` (the detector), ``track`` (ByteTrack),
+``lanes`` (calibration, road geometry from the vanishing point, lane finding), ``warnings`` (TTC,
+FCW, LDW), ``health`` (monitor), ``annotate``, ``pipeline``, ``sources``, ``model`` (model
+resolution, optimized variant), ``cli``, ``demo``.
 """
 from .annotate import Annotator
-from .detect import ADAPTERS, Detector, DetectorOptions, make_adapter, nms
-from .detections import ROAD_USER_CLASSES, VEHICLE_CLASSES, Detections, box_iou, class_name
+from .detect import Detector, DetectorOptions
+from .detections import ROAD_USER_CLASSES, VEHICLE_CLASSES, class_name, with_class_names
 from .health import HealthMonitor, HealthOptions, HealthState
 from .lanes import (
-    LANE_PRESETS,
-    CameraCalibration,
-    CameraFile,
-    GeometryOptions,
-    GeometryTracker,
-    LaneDetector,
-    LaneOptions,
-    LaneResult,
-    RoadGeometry,
-    Undistorter,
-    VanishingPointEstimator,
-    calibrate_camera,
-    load_camera_file,
+                    LANE_PRESETS,
+                    CameraCalibration,
+                    CameraFile,
+                    GeometryOptions,
+                    GeometryTracker,
+                    LaneDetector,
+                    LaneOptions,
+                    LaneResult,
+                    RoadGeometry,
+                    Undistorter,
+                    VanishingPointEstimator,
+                    calibrate_camera,
+                    load_camera_file,
 )
 from .model import ModelChoice, build_optimized, detection_agreement, optimized_choice, resolve_model
 from .pipeline import DriveOptions, DrivePipeline, FrameResult, RunSummary
@@ -39,8 +39,8 @@ from .track import ByteTrack, TrackerOptions, TrackState
 from .warnings import WarningEngine, WarningOptions, WarningState
 
 __all__ = [
-    "Detections", "ROAD_USER_CLASSES", "VEHICLE_CLASSES", "box_iou", "class_name",
-    "ADAPTERS", "make_adapter", "Detector", "DetectorOptions", "nms",
+    "ROAD_USER_CLASSES", "VEHICLE_CLASSES", "class_name", "with_class_names",
+    "Detector", "DetectorOptions",
     "ByteTrack", "TrackerOptions", "TrackState",
     "CameraCalibration", "calibrate_camera", "Undistorter", "LaneDetector", "LaneOptions", "LaneResult", "LANE_PRESETS",
     "RoadGeometry", "CameraFile", "load_camera_file", "GeometryOptions", "GeometryTracker", "VanishingPointEstimator",

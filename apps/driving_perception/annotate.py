@@ -8,7 +8,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .detections import Detections, class_name
+from sdk.detect import Detections
+
+from .detections import class_name
 
 HEALTH_COLOURS = {"OK": (60, 170, 60), "DEGRADED": (0, 140, 255), "FAILED": (0, 0, 220)}
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -70,8 +72,8 @@ class Annotator:
 
     def draw_tracks(self, img: np.ndarray, tracks: Detections, lead_id: int | None = None) -> None:
         scale = max(0.4, img.shape[1] / 1800)
-        for box, cid, tid, score in zip(tracks.xyxy.astype(int), tracks.class_ids, tracks.tracker_ids, tracks.scores,
-                                        strict=True):
+        tids = tracks.tracker_id if tracks.tracker_id is not None else np.full(len(tracks), -1)
+        for box, cid, tid, score in zip(tracks.xyxy.astype(int), tracks.class_id, tids, tracks.confidence, strict=True):
             col = (0, 0, 255) if lead_id is not None and tid == lead_id else _colour(int(tid))
             cv2.rectangle(img, (box[0], box[1]), (box[2], box[3]), col, 2)
             label = f"#{tid} {class_name(cid)} {score:.2f}" if tid >= 0 else f"{class_name(cid)} {score:.2f}"

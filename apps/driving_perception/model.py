@@ -21,10 +21,10 @@ from typing import Sequence
 import numpy as np
 
 from sdk import logger
+from sdk.detect import MatchCounts, match_counts
 from sdk.errors import BundleError, IntegrityError, StoreError
 
 from .detect.detector import Detector, DetectorOptions
-from .detections import f1_score, match_f1
 
 YOLOX_NANO = "yolox-nano"
 YOLOX_NANO_SHA256 = "e8af074932d4ed7e232278e3055cefcdea3edf178874a3694ae292649fb464dd"
@@ -109,9 +109,9 @@ def detection_agreement(reference: Detector, candidate: Detector, frames: Sequen
     n_ref = 0
     for f in frames:
         ref = reference(f)
-        a, b, c = match_f1(ref, candidate(f), iou)
+        a, b, c = match_counts(ref, candidate(f), iou)
         tp, fp, fn, n_ref = tp + a, fp + b, fn + c, n_ref + len(ref)
-    return {"detection_agreement_f1": f1_score(tp, fp, fn), "agreement_frames": float(len(frames)),
+    return {"detection_agreement_f1": MatchCounts(tp, fp, fn).f1, "agreement_frames": float(len(frames)),
             "agreement_reference_boxes": float(n_ref), "agreement_tp": float(tp), "agreement_fp": float(fp),
             "agreement_fn": float(fn)}
 

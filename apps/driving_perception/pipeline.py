@@ -28,19 +28,19 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from sdk import logger
+from sdk.detect import Detections
 from sdk.errors import InferenceError
 from sdk.runtime import LatencyRecorder
 
 from .annotate import Annotator
 from .detect.detector import Detector
-from .detections import Detections
 from .health import HealthMonitor, HealthOptions, HealthState
 from .lanes.calibration import CameraCalibration
 from .lanes.detector import LaneDetector, LaneOptions, LaneResult
 from .lanes.geometry import CameraFile, RoadGeometry
 from .track.bytetrack import ByteTrack, TrackerOptions
+from .stages import DriveSinks, FrameJob, decoded_frames, live_frames
 from .warnings import WarningEngine, WarningOptions, WarningState
-from .writer import TimedWriter
 
 STAGES = ("decode", "queue", "pre", "model", "post", "track", "geometry", "lanes", "warn", "annotate", "encode")
 
@@ -149,57 +149,93 @@ class DrivePipeline:
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drive-lanes")
 
-    # -- one frame ---------------------------------------------------------------------
+    # -- the stages, one frame each ------------------------------------------------------
     def _time(self, stage: str, seconds: float) -> None:
         self.recorders[stage].record_ms(seconds * 1e3)
 
+    def stages(self) -> list:
+        """detect -> track -> lanes -> warnings -> annotate, as ``sdk.pipeline.Stage`` objects."""
+        from sdk.pipeline import Stage
+
+        return [Stage("detect", self._detect), Stage("track", self._track), Stage("lanes", self._lanes_stage),
+                Stage("warnings", self._warnings), Stage("annotate", self._annotate)]
+
     def process(self, image: np.ndarray, t: float, index: int) -> FrameResult:
         """Run every stage on one frame captured at ``t`` (seconds on the monitor's clock)."""
-        self.health.frame_arrived(image, t=t)
-        lanes_job = self._pool.submit(self._find_lanes, image) if self._pool is not None else None
-        valid = True
+        job = FrameJob(index, image, t, time.monotonic(), t=t)
+        for stage in self.stages()[:-1]:
+            job = stage.fn(job)
+        return job.result
+
+    def _detect(self, job: FrameJob) -> FrameJob:
+        if self.options.mode == "live":
+            job.t = job.t or self.clock()
+            self._time("queue", max(0.0, time.monotonic() - job.t_capture))
+        else:
+            job.t = job.t or job.t_media
+        job.started = time.perf_counter()
+        image = job.image
+        job.lanes_job = self._pool.submit(self._find_lanes, image) if self._pool is not None else None
         if self.detector is not None:
             try:
-                dets = self.detector(image)
+                job.dets = self.detector(image)
             except InferenceError as exc:
-                logger.warning("frame %d: %s", index, exc)
-                dets, valid = Detections.empty(), False
+                logger.warning("frame %d: %s", job.index, exc)
+                job.dets, job.valid = Detections.empty(), False
             for k in ("pre", "model", "post"):
                 self._time(k, self.detector.timings[k])
-            self.health.model_result(self.detector.timings["model"], valid)
+            job.model_s = self.detector.timings["model"]
         else:
-            dets = Detections.empty()
+            job.dets = Detections.empty()
+        return job
 
+    def _track(self, job: FrameJob) -> FrameJob:
         t0 = time.perf_counter()
-        tracks = self.tracker.update(dets) if valid else Detections.empty()
+        job.tracks = self.tracker.update(job.dets) if job.valid else Detections.empty()
         self._time("track", time.perf_counter() - t0)
-        if lanes_job is not None:
-            lanes = lanes_job.result()
-        else:
-            lanes = self._find_lanes(image) if self.lanes is not None else None
+        return job
+
+    def _lanes_stage(self, job: FrameJob) -> FrameJob:
+        if job.lanes_job is not None:
+            job.lanes, job.lanes_job = job.lanes_job.result(), None
+        elif self.lanes is not None:
+            job.lanes = self._find_lanes(job.image)
+        return job
+
+    def _warnings(self, job: FrameJob) -> FrameJob:
+        """Health (every input of this frame, in order), lane events, then FCW / LDW."""
         t2 = time.perf_counter()
+        index, t, lanes, tracks = job.index, job.t, job.lanes, job.tracks
+        self.health.frame_arrived(job.image, t=t)
+        if job.model_s is not None:
+            self.health.model_result(job.model_s, job.valid)
         lane_events = self._lane_events(lanes, index, t) if lanes is not None else []
         if lanes is not None:
             self.health.lanes_seen(lanes.available, t)
             self.lanes_found += lanes.state == "ok"
         state = self.health.check(t)
         available = self.health.available
-        events = lane_events + [dict(e, frame=index) for e in self.health.transitions[self._n_transitions():]]
+        events = lane_events + [dict(e, frame=index) for e in self.health.transitions[self._seen_transitions:]]
         self._seen_transitions = len(self.health.transitions)
         if available:
-            wst = self.warnings.update(index, t, tracks, image.shape[1], lanes)
+            wst = self.warnings.update(index, t, tracks, job.image.shape[1], lanes)
             events += wst.events
         else:  # never present stale tracks or warnings as current
             self.warnings.reset()
             wst, tracks, lanes = None, Detections.empty(), None
-        t3 = time.perf_counter()
-        self._time("warn", t3 - t2)
+        self._time("warn", time.perf_counter() - t2)
         self._fps_times.append(time.perf_counter())
         self._fps_times = self._fps_times[-30:]
         span = self._fps_times[-1] - self._fps_times[0]
         fps = (len(self._fps_times) - 1) / span if span > 0 else None
-        return FrameResult(index, t, tracks, lanes, wst, state.value, list(self.health.reasons), available,
-                           fps, events)
+        job.result = FrameResult(index, t, tracks, lanes, wst, state.value, list(self.health.reasons), available,
+                                 fps, events)
+        return job
+
+    def _annotate(self, job: FrameJob) -> FrameJob:
+        if self.options.annotate:
+            job.frame = self.annotate(job.image, job.result)
+        return job
 
     def _lane_events(self, lanes: LaneResult, index: int, t: float) -> list[dict]:
         """Geometry events of this frame, and a ``lanes`` event when they are found or lost."""
@@ -218,9 +254,6 @@ class DrivePipeline:
         if self.lanes.tracker is not None:
             self._time("geometry", self.lanes.geometry_s)
         return lanes
-
-    def _n_transitions(self) -> int:
-        return self._seen_transitions
 
     def annotate(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
         t0 = time.perf_counter()
@@ -242,14 +275,16 @@ class DrivePipeline:
             fps: float | None = None, progress: bool = False) -> RunSummary:
         """Process a source (an iterable of frames) and write the outputs into ``out_dir``.
 
-        Offline: every frame, in order. Live: ``sdk.pipeline.StreamingPipeline`` with a
-        one-frame queue that drops the oldest frame, so the pipeline always works on the
-        freshest one; a ``VideoSource`` is switched to ``realtime`` pacing (as a camera
-        would deliver it), and a watchdog keeps checking health while no frame comes.
+        Both modes run ``sdk.pipeline.StreamingPipeline``: decode (the source) -> detect ->
+        track -> lanes -> warnings -> annotate -> sinks, one worker per stage. Offline: every
+        frame, in order (blocking queues). Live: a one-frame queue in front of the detector
+        that drops the oldest frame, so it always works on the freshest one (each drop is
+        told to the health monitor); a ``VideoSource`` is switched to ``realtime`` pacing (as
+        a camera would deliver it), and a watchdog keeps checking health while no frame comes.
         """
-        from sdk.pipeline import JsonlSink, Stage, StreamingPipeline, VideoWriterSink
+        from sdk.pipeline import StreamingPipeline
 
-        from .sources import frame_fields, is_camera, offline_frames, source_problems
+        from .sources import is_camera, source_problems
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -258,93 +293,58 @@ class DrivePipeline:
         if live and self.health.options.deadline_s is None:  # per-frame deadline: one frame period
             self.health.options = self.health.options.model_copy(update={"deadline_s": 1.0 / fps})
         paths = {"video": out / "annotated.mp4", "events": out / "events.jsonl", "frames": out / "frames.jsonl"}
-        state = {"writer": None, "events": 0, "last": -1, "processed": 0, "dropped_seen": 0, "t_last": 0.0}
         source_errors: list[str] = []
-        tqdm = _progress(progress, max_frames)
-        events_sink = JsonlSink(paths["events"], append=False)
-        frames_sink = JsonlSink(paths["frames"], append=False)
-        stream: list = []
-
-        def handle(index: int, image: np.ndarray, t_media: float) -> None:
-            if stream:  # live: tell the monitor about frames the queue dropped since the last one
-                dropped = stream[0].stats.dropped
-                if dropped > state["dropped_seen"]:
-                    self.health.frame_dropped(dropped - state["dropped_seen"])
-                    state["dropped_seen"] = dropped
-            started = time.perf_counter()
-            result = self.process(image, self.clock() if live else t_media, index)
-            for ev in result.events:
-                events_sink.write(ev)
-                state["events"] += 1
-            frames_sink.write(result.to_record())
-            if self.options.annotate:
-                frame = self.annotate(image, result)
-                if state["writer"] is None:
-                    state["writer"] = TimedWriter(VideoWriterSink(paths["video"], fps=fps),
-                                                   self.recorders["encode"], self.options.parallel_encode)
-                state["writer"].write(frame)
-            self.health.frame_done(time.perf_counter() - started)
-            state["last"], state["t_last"] = index, t_media
-            state["processed"] += 1
-            if tqdm is not None:
-                tqdm.update(1)
-
+        sinks = DriveSinks(paths, fps, self.recorders["encode"], self.options.parallel_encode,
+                           self.options.annotate, self.health, _progress(progress, max_frames))
         stop_watchdog = threading.Event()
         t_start = time.perf_counter()
         try:
             if live:
                 if hasattr(source, "realtime"):
                     source.realtime = True
-                items = itertools.islice(source, max_frames) if max_frames else source
-
-                def live_stage(item):
-                    index, image, t_media = frame_fields(item, state["processed"], fps)
-                    t_capture = getattr(item, "t_capture", None)
-                    if isinstance(t_capture, (int, float)):
-                        self._time("queue", max(0.0, time.monotonic() - t_capture))
-                    handle(index, image, t_media)
+                items = live_frames(itertools.islice(source, max_frames) if max_frames else source, fps)
 
                 def watchdog():  # no frame for a while must still turn the monitor FAILED
                     while not stop_watchdog.wait(self.health.options.frame_timeout_s / 4):
                         self.health.check()
 
                 threading.Thread(target=watchdog, name="drive-health-watchdog", daemon=True).start()
-                stream.append(StreamingPipeline(items, [Stage("drive", live_stage)], None, queue_size=1,
-                                                drop="oldest", on_error="raise"))
-                stats = stream[0].run()
-                dropped = stats.dropped
-                if stats.source_error:
-                    source_errors.append(stats.source_error)
             else:
-                for index, image, t_media, decode_s in offline_frames(source, fps, max_frames, source_errors):
-                    self._time("decode", decode_s)
-                    handle(index, image, t_media)
-                dropped = 0
+                items = decoded_frames(source, fps, max_frames, source_errors,
+                                       lambda s: self._time("decode", s))
+
+            def on_event(ev) -> None:   # live: the monitor counts the frames the first queue dropped
+                if ev.kind == "drop" and ev.stage == "detect":
+                    self.health.frame_dropped(1)
+
+            stats = StreamingPipeline(items, self.stages(), sinks, queue_size=1 if live else 2,
+                                      drop="oldest" if live else "block", on_error="raise",
+                                      close_sink=False, on_event=on_event).run()
+            dropped = stats.dropped
+            if stats.source_error:
+                source_errors.append(stats.source_error)
             stop_watchdog.set()
-            for level, reason in source_problems(source, source_errors, state["processed"] + dropped, max_frames):
+            for level, reason in source_problems(source, source_errors, stats.processed + dropped, max_frames):
                 self.health.source_problem(HealthState(level), reason)
-            self.health.check(self.clock() if live else state["t_last"])
-            for ev in self.health.transitions[self._n_transitions():]:  # changes after the last frame
-                events_sink.write(dict(ev, frame=state["last"]))
-                state["events"] += 1
+            self.health.check(self.clock() if live else sinks.t_last)
+            for ev in self.health.transitions[self._seen_transitions:]:  # changes after the last frame
+                sinks.event(dict(ev, frame=sinks.last))
             self._seen_transitions = len(self.health.transitions)
         finally:
             stop_watchdog.set()
-            for closable in (state["writer"], events_sink, frames_sink, tqdm):
-                if closable is not None:
-                    closable.close()
+            sinks.finish()
         wall = time.perf_counter() - t_start
         files = {"events": str(paths["events"]), "frames": str(paths["frames"]), "latency": str(out / "latency.json")}
-        if state["writer"] is not None:
+        if sinks.writer is not None:
             files["video"] = str(paths["video"])
         geometry = self.lanes.road_geometry(self.lanes.frame_size) if self.lanes is not None and \
             self.lanes.frame_size is not None else None
         if geometry is not None and geometry.source == "estimated":   # for `--calibration` next time
             CameraFile(lens=self.calibration, road=geometry).save(out / "camera.json")
             files["camera"] = str(out / "camera.json")
-        n = state["processed"]
+        n = stats.processed
         summary = RunSummary(out, n, dropped, wall, n / wall if wall > 0 else 0.0, self.stage_summary(),
-                             self.health.state.value, state["events"], files, list(self.health.reasons),
+                             self.health.state.value, sinks.events, files, list(self.health.reasons),
                              None if geometry is None else geometry.to_event(), self.lanes_found,
                              "; ".join(source_errors) or None, is_camera(source))
         (out / "latency.json").write_text(json.dumps({"mode": self.options.mode, **summary.to_dict()}, indent=2))

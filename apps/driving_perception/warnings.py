@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .detections import VEHICLE_CLASSES, Detections
+from sdk.detect import Detections
+
+from .detections import VEHICLE_CLASSES
+
+
+def _tracked(tracks: Detections) -> np.ndarray:
+    """(N,) rows a tracker has given an id (none when nothing tracked them)."""
+    return tracks.tracker_id >= 0 if tracks.tracker_id is not None else np.zeros(len(tracks), bool)
 
 
 class WarningOptions(BaseModel):
@@ -68,7 +75,7 @@ class WarningEngine:
         """Row index of the lead vehicle among ``tracks``, or None."""
         if len(tracks) == 0:
             return None
-        vehicles = np.isin(tracks.class_ids, list(VEHICLE_CLASSES)) & (tracks.tracker_ids >= 0)
+        vehicles = np.isin(tracks.class_id, list(VEHICLE_CLASSES)) & _tracked(tracks)
         feet = tracks.bottom_centers
         source = self.corridor_source(lanes)
         if source == "lanes":
@@ -95,7 +102,7 @@ class WarningEngine:
         if row is None:
             self._lead, self._prev_scale, self._rate, self._lead_frames = None, None, None, 0
             return None
-        tid = int(tracks.tracker_ids[row])
+        tid = int(tracks.tracker_id[row])
         scale = float(np.sqrt(max(tracks.area[row], 1e-6)))
         if tid != self._lead or self._prev_scale is None:
             self._lead, self._prev_scale, self._prev_t, self._rate, self._lead_frames = tid, scale, t, None, 1

@@ -54,12 +54,12 @@ def _describe(plan) -> str:
 def _cmd_file(args) -> int:
     from pathlib import Path
 
-    from apps.mobile_translation.engines import Engines
+    from apps.mobile_translation.engines import SpeechStack
     from apps.mobile_translation.filemode import translate_file
 
     if not Path(args.input).is_file():
         raise FileNotFoundError(f"input WAV {args.input} not found")
-    with Engines(_config(args)) as engines:
+    with SpeechStack(_config(args)) as engines:
         if not args.json:
             print(_describe(engines.plan), file=sys.stderr, flush=True)
             for note in engines.plan.notes:

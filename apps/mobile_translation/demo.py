@@ -42,7 +42,7 @@ def provision_whisper(store=None) -> str | None:
 
 def demo(out_dir: str | Path | None = None, sentence: str = SENTENCE) -> dict:
     from apps.mobile_translation.audio_io import write_audio
-    from apps.mobile_translation.engines import EngineConfig, Engines
+    from apps.mobile_translation.engines import EngineConfig, SpeechStack
     from apps.mobile_translation.filemode import translate_file
     from apps.mobile_translation.tts.espeak_engine import EspeakSynthesizer
 
@@ -51,7 +51,7 @@ def demo(out_dir: str | Path | None = None, sentence: str = SENTENCE) -> dict:
     done = provision_whisper()
     if done:
         print(done)
-    with Engines(EngineConfig(src="en", tgt="es", num_beams=5)) as engines:   # file mode's default
+    with SpeechStack(EngineConfig(src="en", tgt="es", num_beams=5)) as engines:   # file mode's default
         plan = engines.plan
         speech = EspeakSynthesizer(VOICES[plan.asr], rate_wpm=150).synthesize(sentence)
         pause = np.zeros(int(0.5 * speech.sample_rate), np.float32)

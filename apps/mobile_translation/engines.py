@@ -161,8 +161,10 @@ def make_synthesizer(cfg: EngineConfig):
     return EspeakSynthesizer(cfg.tgt, rate_wpm=cfg.tts_rate_wpm)
 
 
-class Engines:
-    """The engines of one configuration (``mt`` is None when there is no MT stage); ``close()`` closes them."""
+class SpeechStack:
+    """The recogniser, translator and synthesizer of one configuration (``asr``, ``mt``, ``tts``;
+    ``mt`` is None when there is no MT stage); ``close()`` closes them. Not to be confused with
+    ``sdk.runtime.Engine``, one onnxruntime session (a Whisper recogniser holds several)."""
 
     def __init__(self, cfg: EngineConfig, store=None):
         self.cfg = cfg
@@ -193,3 +195,6 @@ class Engines:
 
     def __exit__(self, *exc):
         self.close()
+
+
+Engines = SpeechStack   # the old name, kept for existing callers; new code says SpeechStack

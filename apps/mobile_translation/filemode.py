@@ -174,7 +174,7 @@ def _pieces(audio, engines, vad, endpoint, use_vad):
 
 def translate_file(in_wav: str | Path, out_dir: str | Path, engines, vad: SileroVAD | None = None,
                    endpoint: EndpointConfig | None = None, use_vad: bool = True) -> FileResult:
-    """Run the whole chain on ``in_wav``; ``engines`` is an :class:`~apps.mobile_translation.engines.Engines`."""
+    """Run the whole chain on ``in_wav``; ``engines`` is an :class:`~apps.mobile_translation.engines.SpeechStack`."""
     in_wav, out_dir = Path(in_wav), Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} exists and is not a folder; give a folder for the outputs")

@@ -26,6 +26,9 @@ class LiveConfig(BaseModel):
                                 "supports it (PocketSphinx; Whisper re-decodes with LocalAgreement-2 partials), "
                                 "so little is left to do at the end of speech")
     warm_up: bool = Field(True, description="run the recogniser once on silence at start")
+    decode_on_pause: bool = Field(False, description="Whisper: also decode as soon as the speaker pauses, so the "
+                                  "text may be ready when the end-pointer's silence has passed (not shown to help on "
+                                  "the loaded 2-core build machine, hence off)")
 
 
 def _default_source(sample_rate: int, block_size: int, device, buffer_s: float):

@@ -8,7 +8,7 @@ from sdk.bench.latency import measure_latency
 from sdk.bench.memory import RssTracker, current_rss_bytes, peak_memory_bytes
 from sdk.bench.report import BenchReport, benchmark_model, default_shape, synthetic_feeds
 from sdk.bench.stats import ModelStats, model_stats
-from sdk.runtime.latency import LatencyStats
+from sdk.runtime.latency_stats import LatencyStats
 
 __all__ = [
     "measure_latency", "LatencyStats",

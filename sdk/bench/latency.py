@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sdk.runtime.latency import LatencyStats
+from sdk.runtime.latency_stats import LatencyStats
 
 
 def progress_bar(total: int, desc: str, enabled: bool) -> Any:

@@ -30,9 +30,9 @@ from sdk import errors
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 # SDK commands, in the order `edgewise --help` lists them.
-SDK_COMMANDS = ["devices", "inspect", "bench", "pull", "optimize", "bundle", "batch"]
+SDK_COMMANDS = ["devices", "inspect", "bench", "pull", "optimize", "bundle", "batch", "new"]
 # Leaf commands that never load a bundle: no --trusted-key.
-NO_BUNDLE_COMMANDS = {"devices", "keygen", "sign", "verify-audit"}
+NO_BUNDLE_COMMANDS = {"devices", "keygen", "sign", "verify-audit", "new"}
 
 
 def exit_code_for(exc: BaseException) -> int:

@@ -6,7 +6,6 @@ the accuracy-budgeted search :func:`optimize` and its report.
 """
 from sdk.compress.base import PASSES, Pass, PassConfig, PassContext, register_pass
 from sdk.compress.calibration import CalibrationData
-from sdk.compress.detect_decode import Detections, YoloxDecoder
 from sdk.compress.distill import Distill, DistillConfig, DistillResult, distill
 from sdk.compress.evaluators import (
     AUC,
@@ -33,6 +32,7 @@ from sdk.compress.recipe import Recipe
 from sdk.compress.report import write_report
 from sdk.compress.search import Budget, Candidate, OptimizeResult, optimize
 from sdk.compress.sensitivity import SensitivityResult, analyze_sensitivity
+from sdk.detect import Detections, YoloxDecoder  # re-exported: the detection evaluators speak them
 
 __all__ = [
     # passes

@@ -2,8 +2,8 @@
 
 * :class:`Top1Accuracy` / :class:`AUC`: labelled classifiers over ``(X, y)``.
 * :class:`DetectionAgreement`: F1 at IoU 0.5 of a candidate's detections against the
-  reference (FP32) model's, per class, greedy matching; ``decode_fn`` turns raw outputs
-  into :class:`~sdk.compress.detect_decode.Detections` (see ``YoloxDecoder``).
+  reference (FP32) model's (``sdk.detect.detection_f1``: same class, greedy matching);
+  ``decode_fn`` turns raw outputs into :class:`sdk.detect.Detections` (see ``YoloxDecoder``).
 * :class:`OutputFidelity`: label-free agreement with the reference model's outputs,
   cosine similarity (1.0 = identical) or the negated max absolute error (0.0 = identical).
 """
@@ -17,13 +17,13 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import numpy as np
 
 from sdk.compress.calibration import UNNAMED, CalibrationData
-from sdk.compress.detect_decode import Detections, YoloxDecoder, match_counts
+from sdk.detect import Detections, YoloxDecoder, detection_f1
 from sdk.errors import InferenceError, ModelLoadError
 
 logger = logging.getLogger("edgewise")
 
 __all__ = ["Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "FrameDetectionAgreement", "OutputFidelity", "YoloxDecoder",
-           "Detections", "open_session", "roc_auc"]
+           "Detections", "detection_f1", "open_session", "roc_auc"]
 
 
 def open_session(model_path: str | Path, threads: int | None = None):
@@ -220,15 +220,6 @@ class OutputFidelity(Evaluator):
         return float(np.mean(sims))
 
 
-def detection_f1(reference: Sequence[Detections], candidate: Sequence[Detections], iou: float) -> float:
-    """F1 over all images of ``candidate`` against ``reference`` (1.0 when both find nothing)."""
-    tp = fp = fn = 0
-    for ref, cand in zip(reference, candidate):
-        a, b, c = match_counts(ref, cand, iou)
-        tp, fp, fn = tp + a, fp + b, fn + c
-    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
-
-
 def detection_resolution(reference: Sequence[Detections]) -> float:
     """F1 lost when one of ``n`` matched reference boxes is missed and replaced by a false one:
     ``1 - 2(n-1) / (2(n-1) + 2) = 1/n`` (1.0 with no reference boxes: nothing to resolve)."""
@@ -313,9 +304,7 @@ class FrameDetectionAgreement(Evaluator):
         for frame in self.frames:
             img, t = letterbox(frame, hw, pad_value=self.pad_value)
             x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32)
-            d = decode(_run(sess, {inp.name: x}))
-            out.append(Detections(t.to_original(d.boxes).astype(np.float32), d.scores, d.classes)
-                       if len(d) else d)
+            out.append(decode(_run(sess, {inp.name: x})).map_xyxy(t.to_original))
         return out
 
     def evaluate(self, model_path: str | Path) -> float:

@@ -6,7 +6,7 @@
 """
 from sdk.runtime.device import DeviceInfo, discover_device
 from sdk.runtime.engine import Engine
-from sdk.runtime.latency import LatencyRecorder, LatencyStats
+from sdk.runtime.latency_stats import LatencyRecorder, LatencyStats
 from sdk.runtime.options import EngineOptions, SessionOptions
 from sdk.runtime.providers import PRESETS, available_providers, resolve_providers
 from sdk.runtime.signature import TensorSpec, read_signature

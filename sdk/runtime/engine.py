@@ -9,7 +9,7 @@ import numpy as np
 
 from sdk._log import logger
 from sdk.errors import InferenceError, InputValidationError, ModelLoadError
-from sdk.runtime.latency import LatencyRecorder, LatencyStats
+from sdk.runtime.latency_stats import LatencyRecorder, LatencyStats
 from sdk.runtime.options import EngineOptions
 from sdk.runtime.providers import resolve_providers, session_args
 from sdk.runtime.signature import InputValidator, TensorSpec, check_finite_inputs

@@ -18,9 +18,9 @@ from sdk.compress import (
     YoloxDecoder,
     count_ops,
 )
-from sdk.compress.detect_decode import match_counts
 from sdk.compress.evaluators import roc_auc
 from sdk.compress.graph_prep import SpecializeInputs
+from sdk.detect import match_counts
 from sdk.errors import CompressionError
 
 
@@ -95,9 +95,9 @@ def test_yolox_decoder_and_detection_agreement(tmp_path):
     raw[0, 17, 5 + 0] = 0.9
     dec = YoloxDecoder((32, 32), score_thr=0.3)
     d = dec({"output": raw})
-    assert len(d) == 2 and set(d.classes.tolist()) == {0, 2}
-    i = int(np.flatnonzero(d.classes == 2)[0])
-    assert np.allclose(d.boxes[i], [4, 4, 20, 20]) and d.scores[i] == pytest.approx(0.9 * 0.95)
+    assert len(d) == 2 and set(d.class_id.tolist()) == {0, 2}
+    i = int(np.flatnonzero(d.class_id == 2)[0])
+    assert np.allclose(d.xyxy[i], [4, 4, 20, 20]) and d.confidence[i] == pytest.approx(0.9 * 0.95)
     ref = _yolox_like_model(tmp_path / "ref.onnx", raw)
     worse = raw.copy()
     worse[0, 17, 4] = 0.1                                         # the second object is lost

@@ -2,9 +2,9 @@
 import numpy as np
 
 from apps.driving_perception.annotate import Annotator
-from apps.driving_perception.detections import Detections
 from apps.driving_perception.pipeline import FrameResult
 from apps.driving_perception.warnings import WarningState
+from sdk.detect import Detections
 
 
 def _result(available: bool, health: str) -> FrameResult:

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from apps.driving_perception.detections import box_iou
+from sdk.detect import box_iou
 
 # frame -> [(class_id, score, xyxy)], recorded from a FP32 run of this detector
 GOLDEN = {
@@ -24,13 +24,13 @@ def test_cars_found_where_fp32_finds_them(rel, driving_dir, fp32_detector):
     dets = fp32_detector(img)
     for cid, score, box in GOLDEN[rel]:
         iou = box_iou(np.array([box]), dets.xyxy)[0]
-        iou[dets.class_ids != cid] = 0
+        iou[dets.class_id != cid] = 0
         j = int(np.argmax(iou)) if len(iou) else -1
         assert j >= 0 and iou[j] >= 0.9, f"{rel}: no class-{cid} box with IoU >= 0.9 near {box}"
-        assert dets.scores[j] == pytest.approx(score, abs=0.03)
+        assert dets.confidence[j] == pytest.approx(score, abs=0.03)
     if not GOLDEN[rel]:
-        assert not (dets.scores > 0.5).any()
-    assert set(dets.class_ids.tolist()) <= {0, 1, 2, 3, 5, 7, 9, 11}
+        assert not (dets.confidence > 0.5).any()
+    assert set(dets.class_id.tolist()) <= {0, 1, 2, 3, 5, 7, 9, 11}
     assert (dets.xyxy[:, 2] <= img.shape[1]).all() and (dets.xyxy[:, 3] <= img.shape[0]).all()
 
 
@@ -43,7 +43,7 @@ def test_tracks_on_the_real_clip_keep_ids(driving_dir, fp32_detector):
     for _ in range(20):
         ok, frame = cap.read()
         assert ok
-        ids_per_frame.append(set(tr.update(fp32_detector(frame)).tracker_ids.tolist()))
+        ids_per_frame.append(set(tr.update(fp32_detector(frame)).tracker_id.tolist()))
     cap.release()
     # the two cars ahead are tracked throughout under the same two IDs
     steady = set.intersection(*ids_per_frame[2:])

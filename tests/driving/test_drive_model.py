@@ -38,7 +38,7 @@ def test_bundle_manifest_picks_the_adapter(tmp_path):
     assert choice.detector_options.adapter == "yolov8" and choice.bundle is not None
     with choice.detector() as det:
         dets = det(np.zeros((720, 1280, 3), np.uint8))   # scale 416/1280: box maps back x3.077
-    assert dets.class_ids.tolist() == [2]
+    assert dets.class_id.tolist() == [2]
     s = 1280 / 416
     assert np.allclose(dets.xyxy[0], np.array([158, 183, 258, 233]) * s, atol=0.05)
 
@@ -81,8 +81,8 @@ def test_rect_specialized_yolox_finds_the_same_cars(yolox_path, driving_dir, fp3
     import cv2
 
     from apps.driving_perception.detect import Detector, DetectorOptions
-    from apps.driving_perception.detections import match_f1
     from apps.driving_perception.model import YOLOX_DETECTOR, specialize_input
+    from sdk.detect import match_counts
 
     rect = specialize_input(yolox_path, tmp_path / "rect.onnx", (256, 416))
     opts = DetectorOptions(**dict(YOLOX_DETECTOR, input_size=[256, 416]))
@@ -91,6 +91,6 @@ def test_rect_specialized_yolox_finds_the_same_cars(yolox_path, driving_dir, fp3
         for name in ("test1.jpg", "test5.jpg"):
             img = cv2.imread(str(driving_dir / "advanced_lane_lines" / "test_images" / name))
             ref, got = fp32_detector(img), det(img)
-            ref, got = ref[ref.scores > 0.5], got[got.scores > 0.5]
-            tp, fp, fn = match_f1(ref, got, 0.9)
+            ref, got = ref[ref.confidence > 0.5], got[got.confidence > 0.5]
+            tp, fp, fn = match_counts(ref, got, 0.9)
             assert len(ref) >= 2 and (fp, fn) == (0, 0), name

@@ -1,8 +1,8 @@
 """ByteTrack on generated box sequences: crossing paths, occlusion, new objects, states."""
 import numpy as np
 
-from apps.driving_perception.detections import Detections
 from apps.driving_perception.track import ByteTrack, TrackerOptions, TrackState
+from sdk.detect import Detections
 
 
 def dets(boxes, scores=None, classes=None) -> Detections:
@@ -18,7 +18,7 @@ def box(cx, cy, w=60, h=40):
 
 def ids_by_nearest(out: Detections, centres) -> list[int]:
     c = (out.xyxy[:, :2] + out.xyxy[:, 2:]) / 2
-    return [int(out.tracker_ids[np.argmin(np.linalg.norm(c - np.asarray(p), axis=1))]) for p in centres]
+    return [int(out.tracker_id[np.argmin(np.linalg.norm(c - np.asarray(p), axis=1))]) for p in centres]
 
 
 def test_two_objects_crossing_keep_their_ids():
@@ -46,7 +46,7 @@ def test_short_occlusion_keeps_id_and_long_one_does_not():
         if hidden:
             assert len(out) == 0, "a track not seen now must not be reported as current"
         elif f >= 1:
-            ids.append(int(out.tracker_ids[0]))
+            ids.append(int(out.tracker_id[0]))
     assert len(set(ids)) == 1
     # now hide it longer than max_age: it comes back under a new ID
     for _ in range(30, 45):
@@ -54,18 +54,18 @@ def test_short_occlusion_keeps_id_and_long_one_does_not():
     assert all(t.state != TrackState.CONFIRMED for t in tr.tracks)
     out1 = tr.update(dets([box(100 + 8 * 45, 300)]))
     out2 = tr.update(dets([box(100 + 8 * 46, 300)]))
-    assert len(out1) == 0 and len(out2) == 1 and int(out2.tracker_ids[0]) not in ids
+    assert len(out1) == 0 and len(out2) == 1 and int(out2.tracker_id[0]) not in ids
 
 
 def test_new_object_gets_new_id_and_spurious_one_is_never_confirmed():
     tr = ByteTrack()
     for f in range(5):
         out = tr.update(dets([box(100 + 5 * f, 100)]))
-    first = int(out.tracker_ids[0])
+    first = int(out.tracker_id[0])
     out = tr.update(dets([box(125, 100), box(400, 300, 80, 60)]))   # a newcomer: tentative
-    assert out.tracker_ids.tolist() == [first]
+    assert out.tracker_id.tolist() == [first]
     out = tr.update(dets([box(130, 100), box(402, 301, 80, 60)]))
-    assert len(out) == 2 and len(set(out.tracker_ids.tolist())) == 2 and first in out.tracker_ids
+    assert len(out) == 2 and len(set(out.tracker_id.tolist())) == 2 and first in out.tracker_id
     # a one-frame blip never shows up, and leaves no track behind
     out = tr.update(dets([box(135, 100), box(404, 302, 80, 60), box(600, 50, 30, 30)]))
     assert len(out) == 2
@@ -81,6 +81,6 @@ def test_low_score_detections_continue_a_track():
         out = tr.update(dets([box(200 + 6 * f, 150)], [score]))
         if f >= 1:
             assert len(out) == 1
-            ids.append(int(out.tracker_ids[0]))
+            ids.append(int(out.tracker_id[0]))
     assert len(set(ids)) == 1
-    assert tr.update(dets([box(330, 150)], [0.05])).tracker_ids.tolist() == []   # below low threshold
+    assert tr.update(dets([box(330, 150)], [0.05])).tracker_id.tolist() == []   # below low threshold

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from apps.driving_perception.detections import Detections
 from apps.driving_perception.warnings import WarningEngine, WarningOptions
+from sdk.detect import Detections
 
 FPS = 25.0
 

@@ -184,7 +184,7 @@ def test_plain_items_without_timestamps_and_validation():
     st = StreamingPipeline(range(5), [lambda x: x], drop="block", deadline_s=60).run()
     assert st.processed == 5 and st.late == 0
     assert st.to_dict()["per_stage"]["<lambda>"]["count"] == 5
-    for bad in (dict(drop="newest"), dict(queue_size=0), dict(deadline_s=0), dict(on_late="x")):
+    for bad in (dict(drop="newer"), dict(queue_size=0), dict(deadline_s=0), dict(on_late="x")):
         with pytest.raises(ValueError):
             StreamingPipeline(range(3), [abs], **bad)
     sp = StreamingPipeline(range(3), [abs])

@@ -1,6 +1,4 @@
-"""Detection: output adapters and the detector."""
-from .adapters import ADAPTERS, Adapter, BoxesScoresAdapter, Yolov5Adapter, Yolov8Adapter, YoloxAdapter, make_adapter
-from .detector import Detector, DetectorOptions, nms
+"""Detection: the detector (letterbox, engine, the SDK's decoder, source-pixel boxes)."""
+from .detector import Detector, DetectorOptions
 
-__all__ = ["ADAPTERS", "Adapter", "YoloxAdapter", "Yolov5Adapter", "Yolov8Adapter", "BoxesScoresAdapter",
-           "make_adapter", "Detector", "DetectorOptions", "nms"]
+__all__ = ["Detector", "DetectorOptions"]

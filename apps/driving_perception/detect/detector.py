@@ -1,55 +1,36 @@
-"""Object detector: letterbox -> ONNX model (sdk.runtime.Engine) -> adapter -> NMS -> Detections.
+"""Object detector: letterbox -> ONNX model (sdk.runtime.Engine) -> sdk.detect.Decoder -> Detections.
 
-Boxes come back in source-image pixels through the letterbox's exact inverse
-(``LetterboxTransform.to_original``), only for the road-user classes, after class-aware NMS
-(``cv2.dnn.NMSBoxesBatched``). Per-call timings of the three steps are kept in ``timings``.
+The decoder is the SDK's (adapter by name, score threshold, class-aware NMS, cap); this
+module adds the app's part: BGR frames in, boxes back in source-image pixels through the
+letterbox's exact inverse (``LetterboxTransform.to_original``), only the road-user classes,
+class names attached. Per-call timings of the three steps are kept in ``timings``.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from sdk.detect import DecodeOptions, Decoder, Detections
 from sdk.errors import InferenceError, InputValidationError
 from sdk.preprocess import letterbox
 from sdk.runtime import Engine, EngineOptions
 
-from ..detections import ROAD_USER_CLASSES, Detections
-from .adapters import Adapter, make_adapter
+from ..detections import ROAD_USER_CLASSES, with_class_names
 
 
-class DetectorOptions(BaseModel):
-    """How to feed the model and filter its output; a bundle's ``extra["detector"]`` holds these."""
+class DetectorOptions(DecodeOptions):
+    """How to feed the model and filter its output; a bundle's ``extra["detector"]`` holds these
+    (the decode fields of :class:`sdk.detect.DecodeOptions` plus the input size and padding)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    adapter: str = Field("yolox", description="output adapter name (see detect.adapters)")
-    adapter_options: dict[str, Any] = Field(default_factory=dict, description="options of the adapter")
     input_size: tuple[int, int] = Field((416, 416), description="network input (height, width)")
     pad_value: int = Field(114, ge=0, le=255, description="letterbox padding value")
-    score_threshold: float = Field(0.3, ge=0.0, le=1.0, description="minimum score kept")
-    nms_threshold: float = Field(0.45, gt=0.0, le=1.0, description="IoU above which NMS suppresses")
     classes: tuple[int, ...] | None = Field(tuple(ROAD_USER_CLASSES), description="class ids kept; None keeps all")
-    class_agnostic_nms: bool = Field(False, description="one NMS over all classes instead of per class")
     max_detections: int = Field(100, gt=0, description="cap on boxes per frame, best first")
-
-
-def nms(xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray | None,
-        score_threshold: float, iou_threshold: float) -> np.ndarray:
-    """Indices kept by OpenCV's NMS (per class when ``class_ids`` is given), best score first."""
-    if len(xyxy) == 0:
-        return np.zeros(0, np.int64)
-    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1).astype(np.float64)
-    scores = scores.astype(np.float32)
-    if class_ids is None:
-        keep = cv2.dnn.NMSBoxes(xywh, scores, score_threshold, iou_threshold)
-    else:
-        keep = cv2.dnn.NMSBoxesBatched(xywh, scores, class_ids.astype(np.int32), score_threshold, iou_threshold)
-    keep = np.asarray(keep, np.int64).reshape(-1)
-    return keep[np.argsort(-scores[keep], kind="stable")]
 
 
 class Detector:
@@ -58,7 +39,8 @@ class Detector:
     def __init__(self, engine: Engine, options: DetectorOptions | None = None, check_finite: bool = True):
         self.engine = engine
         self.options = options or DetectorOptions()
-        self.adapter: Adapter = make_adapter(self.options.adapter, self.options.adapter_options)
+        self.decoder = Decoder(self.options.input_size, self.options)
+        self.adapter = self.decoder.adapter
         self.check_finite = check_finite
         self.input_name = engine.inputs[0].name
         self.timings: dict[str, float] = {"pre": 0.0, "model": 0.0, "post": 0.0}
@@ -95,16 +77,12 @@ class Detector:
         return outputs
 
     def postprocess(self, outputs: Sequence[np.ndarray], transform) -> Detections:
-        o = self.options
-        boxes, scores, cids = self.adapter.decode(outputs, tuple(o.input_size), o.classes, o.score_threshold)
-        keep = nms(boxes, scores, None if o.class_agnostic_nms else cids, o.score_threshold, o.nms_threshold)
-        keep = keep[: o.max_detections]
-        if len(keep) == 0:
-            return Detections.empty()
-        xyxy = np.asarray(transform.to_original(boxes[keep]), np.float32)
-        dets = Detections(xyxy, scores[keep], cids[keep])
+        dets = self.decoder(outputs)
+        if len(dets) == 0:
+            return dets
+        dets = dets.map_xyxy(transform.to_original)
         wh = dets.xyxy[:, 2:] - dets.xyxy[:, :2]
-        return dets[(wh > 1.0).all(axis=1)]  # boxes entirely in the padding collapse when clipped
+        return with_class_names(dets[(wh > 1.0).all(axis=1)])  # boxes entirely in the padding collapse when clipped
 
     def __call__(self, image: np.ndarray) -> Detections:
         t0 = time.perf_counter()

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import linear_sum_assignment
 
-from ..detections import Detections, box_iou
+from sdk.detect import Detections, box_iou
 
 
 class TrackState(str, enum.Enum):
@@ -118,7 +118,7 @@ def _assign(cost: np.ndarray, max_cost: float) -> tuple[list[tuple[int, int]], s
 
 
 class ByteTrack:
-    """``tracker.update(detections) -> Detections`` with ``tracker_ids`` set."""
+    """``tracker.update(detections) -> Detections`` with ``tracker_id`` set."""
 
     def __init__(self, options: TrackerOptions | None = None):
         self.options = options or TrackerOptions()
@@ -136,12 +136,12 @@ class ByteTrack:
         pred = np.stack([t.predicted_xyxy for t in tracks])
         iou = box_iou(pred, dets.xyxy[idx])
         if fuse:
-            iou = iou * dets.scores[idx][None, :]
+            iou = iou * dets.confidence[idx][None, :]
         return 1.0 - iou
 
     def _hit(self, t: Track, dets: Detections, j: int) -> None:
         t.mean, t.cov = self.kf.update(t.mean, t.cov, xyxy_to_cxcyah(dets.xyxy[j]))
-        t.score, t.class_id = float(dets.scores[j]), int(dets.class_ids[j])
+        t.score, t.class_id = float(dets.confidence[j]), int(dets.class_id[j])
         t.hits += 1
         t.last_frame = self.frame_id
         t.last_box = dets.xyxy[j].astype(np.float64)
@@ -159,7 +159,7 @@ class ByteTrack:
             t.mean, t.cov = self.kf.predict(t.mean, t.cov)
             t.age += 1
 
-        scores = detections.scores
+        scores = detections.confidence
         high = [int(i) for i in np.flatnonzero(scores >= o.high_threshold)]
         low = [int(i) for i in np.flatnonzero((scores >= o.low_threshold) & (scores < o.high_threshold))]
         det_track = np.full(len(detections), -1, np.int64)
@@ -193,7 +193,7 @@ class ByteTrack:
             if scores[j] < o.new_track_threshold:
                 continue
             mean, cov = self.kf.initiate(xyxy_to_cxcyah(detections.xyxy[j]))
-            t = Track(self._next_id, mean, cov, float(scores[j]), int(detections.class_ids[j]),
+            t = Track(self._next_id, mean, cov, float(scores[j]), int(detections.class_id[j]),
                       last_frame=self.frame_id, last_box=detections.xyxy[j].astype(np.float64))
             if o.min_hits <= 1:
                 t.state = TrackState.CONFIRMED
@@ -209,8 +209,6 @@ class ByteTrack:
         current = {t.track_id for t in self.tracks
                    if t.state == TrackState.CONFIRMED and t.last_frame == self.frame_id}
         keep = np.array([tid in current for tid in det_track], bool)
-        out = detections[keep]
-        out.tracker_ids = det_track[keep]
-        return out
+        return detections[keep].replace(tracker_id=det_track[keep])
 
     update_with_detections = update

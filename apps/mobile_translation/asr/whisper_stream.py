@@ -63,6 +63,7 @@ class WhisperStream:
         self.partial_compute_s = 0.0
         self._cv = threading.Condition()
         self._busy = False
+        self._urgent = False         # decode now (the speaker paused), whatever the step
         self._closed = False
         self._cancelled = False
         self._thread = threading.Thread(target=self._loop, name="ew-whisper-partials", daemon=True)
@@ -75,17 +76,28 @@ class WhisperStream:
             if self._n >= self.min_audio and self._n - self._scheduled_n >= self.step:
                 self._cv.notify()
 
+    def pause_hint(self) -> None:
+        """The speaker seems to have stopped: decode everything fed so far now, so that when the
+        end-pointer's silence has passed the last partial already covers all of the speech."""
+        with self._cv:
+            if self._n >= self.min_audio and self._n > self._scheduled_n:
+                self._urgent = True
+                self._cv.notify()
+
+    def _ready(self) -> bool:
+        return self._n >= self.min_audio and (self._urgent or self._n - self._scheduled_n >= self.step)
+
     def _audio(self) -> np.ndarray:
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
 
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._closed and not (self._n >= self.min_audio and self._n - self._scheduled_n >= self.step):
+                while not self._closed and not self._ready():
                     self._cv.wait()
                 if self._closed:
                     return
-                audio, self._scheduled_n, self._busy = self._audio(), self._n, True
+                audio, self._scheduled_n, self._busy, self._urgent = self._audio(), self._n, True, False
             try:
                 t0 = time.perf_counter()
                 results: list = []

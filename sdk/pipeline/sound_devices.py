@@ -82,7 +82,9 @@ class MicrophoneSource:
     The PortAudio callback copies each buffer into a ring of ``buffer_s`` seconds; when the
     consumer falls that far behind, the oldest audio is dropped (``ring.dropped_samples``).
     PortAudio's status flags are counted in ``status_counts`` (``input_overflow``...).
-    ``t_capture`` of a block is the estimated capture time of its last sample. Iteration
+    ``t_capture`` of a block is the estimated capture time of its last sample (the time of the
+    latest callback, less PortAudio's reported input latency, less the audio still buffered
+    after the block). Iteration
     opens the stream (unless ``open()`` was called) and ends after ``close()`` or when the
     stream stops (device lost), after a last, possibly shorter, block.
     """
@@ -101,11 +103,19 @@ class MicrophoneSource:
         self.callbacks = 0
         self._stream = None
         self._closing = threading.Event()
+        self._t_newest: float | None = None
 
     def _callback(self, indata, frames, time_info, status) -> None:
         _count_status(self.status_counts, status)
         self.callbacks += 1
         self.ring.write(indata)
+        # when the newest sample was captured: now, less PortAudio's input latency for this buffer
+        lag = 0.0
+        try:
+            lag = float(time_info.currentTime - time_info.inputBufferAdcTime) - frames / self.sample_rate
+        except (AttributeError, TypeError):   # no timing from the host API (or a test's fake)
+            pass
+        self._t_newest = time.monotonic() - (lag if 0.0 < lag < 1.0 else 0.0)
 
     def open(self) -> "MicrophoneSource":
         if self._stream is not None:
@@ -159,7 +169,8 @@ class MicrophoneSource:
                     x = self.ring.read_available()   # the stream ended: flush the tail
                     if len(x) == 0:
                         break
-                t_last = time.monotonic() - self.ring.available / self.sample_rate
+                t_newest = self._t_newest if self._t_newest is not None else time.monotonic()
+                t_last = t_newest - self.ring.available / self.sample_rate
                 if self.mono and x.ndim == 2:
                     x = x.mean(axis=1, dtype=np.float32)
                 yield AudioBlock(index, t_last, x, self.sample_rate, {"device": self.device})
