@@ -56,7 +56,7 @@ def main() -> int:
         if path is None:
             print(f"skipped {title}: model not found")
             continue
-        rep = benchmark_model(path, opts, iters=args.iters, warmup=args.warmup, progress=sys.stderr.isatty(), **kw)
+        rep = benchmark_model(path, opts, iters=args.iters, warmup=args.warmup, progress=True, **kw)
         flops = "n/a" if rep.flops is None else f"{rep.flops / 1e9:.3f}"
         rows.append((title, f"{rep.latency.p50_ms:.2f}", f"{rep.latency.p90_ms:.2f}", f"{rep.latency.p99_ms:.2f}",
                      f"{rep.throughput_per_s:.1f}", f"{rep.size_bytes / 2**20:.2f}", f"{rep.params / 1e6:.3f}",
@@ -65,7 +65,8 @@ def main() -> int:
     head = ("model", "p50 ms", "p90 ms", "p99 ms", "inf/s", "MiB", "Mparams", "GFLOPs", "peak RSS MiB", "mJ/inf")
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
     for r in [head] + rows:
-        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        cells = enumerate(zip(r, widths, strict=True))
+        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in cells))
     print(f"(iters={args.iters}, warmup={args.warmup}, threads={args.threads or 'onnxruntime default'}; "
           f"energy marked 'estimate' is CPU time x an assumed power per core, not a measurement)")
     return 0

@@ -11,7 +11,8 @@ Metrics (no labels exist, so all are agreement with the FP32 model):
                 with printed text drawn on them, and skimage's scanned page
   silero VAD    1 - mean |p_candidate - p_fp32| of speech probabilities, each model run
                 sequentially on held-out utterances with its own recurrent state
-  YOLOX-nano    detection F1 at IoU 0.5 against FP32 detections (FrameDetectionAgreement: each model at its own input size);
+  YOLOX-nano    detection F1 at IoU 0.5 against FP32 detections (FrameDetectionAgreement: each model at its
+                own input size);
                 the search chooses on 14 stills + 32 clip frames, and every row is also scored on frames it
                 never saw (mirrored stills and clip frames: "held-out")
 
@@ -32,8 +33,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sdk.bench import compare_latency, model_file_size  # noqa: E402
-from sdk.compress import (CalibrationData, Evaluator, FrameDetectionAgreement, OptimizeOptions,  # noqa: E402
-                          OutputFidelity, Recipe, YoloxDecoder, choose, optimize)
+from sdk.compress import (  # noqa: E402
+    CalibrationData,
+    Evaluator,
+    FrameDetectionAgreement,
+    OptimizeOptions,
+    OutputFidelity,
+    Recipe,
+    YoloxDecoder,
+    choose,
+    optimize,
+)
 from sdk.compress.calibration import iter_images  # noqa: E402
 from sdk.compress.evaluators import open_session  # noqa: E402
 
@@ -159,7 +169,7 @@ def run_model(name: str, model: Path, calib: CalibrationData, evaluator: Evaluat
             paths[label] = p
     feeds = calib.for_model(model, 1)[0]
     lat = compare_latency(paths, feeds, "cpu", rounds=max(rounds, 9), iters=10, sessions=3).medians()
-    for label, p in same.items():  # the input model itself: one measurement, not two noisy ones
+    for label in same:  # the input model itself: one measurement, not two noisy ones
         lat.setdefault(label, lat["fp32"])
         paths.setdefault(label, model)
     base_metric = res.baseline.metric
@@ -179,7 +189,8 @@ def run_model(name: str, model: Path, calib: CalibrationData, evaluator: Evaluat
                 row["holdout"] = float(holdout(Path(paths[label])))
     rows["chosen"]["recipe"] = res.chosen.name
     rows["size_only"]["recipe"] = size_pick.name
-    return {"model": name, "metric": res.metric_name, "budget": max_drop, "rows": rows, "note": res.note, "size_note": size_note,
+    return {"model": name, "metric": res.metric_name, "budget": max_drop, "rows": rows, "note": res.note,
+            "size_note": size_note,
             "search_s": round(time.time() - t0, 1), "report": str(out / name / "report.md")}
 
 
@@ -229,10 +240,11 @@ def with_text(img: np.ndarray, seed: int) -> np.ndarray:
 
 
 def bench_ppocr(out: Path) -> dict:
-    import rapidocr_onnxruntime
     from skimage import data as skd
 
-    model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
+    from sdk.demo import ppocr_det_model_path
+
+    model = ppocr_det_model_path()   # located, not imported: installed without its dependencies
     stills, video = driving_frames(per_video=6)
     gray = [skd.text(), skd.page()]
     text_imgs = [np.repeat(g[..., None], 3, 2) for g in gray]
@@ -302,9 +314,11 @@ def print_table(results: list[dict]) -> None:
         if "error" in r:
             print(f"\n{r['model']}: FAILED: {r['error']}")
             continue
-        print(f"\n{r['model']}  (metric: {r['metric']}; budget: drop <= {r.get('budget', '1%')}; search {r['search_s']} s; report {r['report']})")
+        print(f"\n{r['model']}  (metric: {r['metric']}; budget: drop <= {r.get('budget', '1%')}; "
+              f"search {r['search_s']} s; report {r['report']})")
         held = any("holdout" in row for row in r["rows"].values())
-        print(f"  {'variant':<12} {'recipe':<26} {'latency ms':>10} {'speedup':>8} {'size':>7} {'metric':>8} {'delta':>8}"
+        print(f"  {'variant':<12} {'recipe':<26} {'latency ms':>10} {'speedup':>8} {'size':>7} {'metric':>8} "
+              f"{'delta':>8}"
               + (f" {'held-out':>9}" if held else ""))
         for label, row in r["rows"].items():
             if "error" in row:

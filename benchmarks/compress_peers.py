@@ -40,12 +40,10 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compress_models import (SHARED, driving_frames, ort_default_dynamic, ort_default_static,  # noqa: E402
-                             yolox_input)
+from compress_models import SHARED, driving_frames, ort_default_dynamic, ort_default_static, yolox_input  # noqa: E402
 
 from sdk.bench import model_file_size  # noqa: E402
-from sdk.compress import (CalibrationData, FrameDetectionAgreement, OptimizeOptions, Recipe, YoloxDecoder,  # noqa: E402
-                          optimize)
+from sdk.compress import CalibrationData, FrameDetectionAgreement, OptimizeOptions, Recipe, YoloxDecoder, optimize  # noqa: E402
 from sdk.compress.evaluators import detection_f1  # noqa: E402
 from sdk.preprocess import letterbox  # noqa: E402
 from sdk.runtime import Engine, EngineOptions, discover_device  # noqa: E402
@@ -145,7 +143,8 @@ def ort_static_tuned(model: Path, out: Path, feeds: list[dict]) -> Path:
         onnx.save(version_converter.convert_version(m, 13), str(upgraded))
         model = upgraded
     quantize_static(str(model), str(out), OrtCalibrationReader(feeds), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True, calibrate_method=CalibrationMethod.Percentile,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    calibrate_method=CalibrationMethod.Percentile,
                     extra_options={"CalibPercentile": 99.99})
     return out
 
@@ -230,7 +229,7 @@ def build_rows(out: Path, calib_feeds: list[dict], calib: CalibrationData, calib
     attempt("openvino_f32", "OpenVINO CPU, INFERENCE_PRECISION_HINT f32",
             lambda: openvino_fp32({"INFERENCE_PRECISION_HINT": "f32"}))
     for suffix, preset_name in [("", None), ("_mixed", "MIXED")]:
-        def preset():
+        def preset(preset_name=preset_name):
             import nncf
 
             return None if preset_name is None else getattr(nncf.QuantizationPreset, preset_name)
@@ -240,7 +239,8 @@ def build_rows(out: Path, calib_feeds: list[dict], calib: CalibrationData, calib
             return ov_runner(q), size
         attempt(f"nncf_ov{suffix}", f"nncf.quantize(openvino model{', ' + preset_name if preset_name else ''})",
                 nncf_ov_row)
-        attempt(f"nncf_onnx{suffix}", f"nncf.quantize(onnx model{', ' + preset_name if preset_name else ''}), onnxruntime",
+        attempt(f"nncf_onnx{suffix}",
+                f"nncf.quantize(onnx model{', ' + preset_name if preset_name else ''}), onnxruntime",
                 lambda suffix=suffix, preset=preset: onnx_row(nncf_onnx(MODEL, calib_feeds, preset(),
                                                                          out / f"nncf_onnx{suffix}.onnx")))
     ovep = _openvino_ep_missing()
@@ -299,13 +299,15 @@ def run(args: argparse.Namespace) -> dict:
     for name, cpu_name in [("ort_ovep_fp32", "fp32"), ("ort_ovep_qdq", "ort_static_tuned")]:
         if name in runners and cpu_name in runners:
             x = frame_input(held[0], runners[name].hw)[0]
-            rows[name]["max_abs_diff_vs_cpu_ep"] = float(np.abs(runners[name].run(x)[0] - runners[cpu_name].run(x)[0]).max())
+            diff = runners[name].run(x)[0] - runners[cpu_name].run(x)[0]
+            rows[name]["max_abs_diff_vs_cpu_ep"] = float(np.abs(diff).max())
     rows["openvino"]["max_abs_diff_vs_cpu_ep"] = float(np.abs(
-        runners["openvino"].run(frame_input(held[0], (416, 416))[0])[0] - ref_out).max()) if "openvino" in runners else None
+        runners["openvino"].run(frame_input(held[0], (416, 416))[0])[0] - ref_out).max()) \
+        if "openvino" in runners else None
     timing = time_interleaved(runners, held[0], rounds=args.rounds or (3 if args.quick else 30))
     base = timing["fp32"]["rounds_ms"]
     for name, t in timing.items():
-        ratios = [b / m for b, m in zip(base, t["rounds_ms"])]
+        ratios = [b / m for b, m in zip(base, t["rounds_ms"], strict=True)]
         rows[name].update(latency_ms=statistics.median(t["rounds_ms"]), cpu_ms=t["cpu_ms"],
                           speedup=statistics.median(ratios),
                           speedup_p10_p90=[float(np.percentile(ratios, 10)), float(np.percentile(ratios, 90))],

@@ -28,8 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from apps.driving_perception.lanes import LaneOptions  # noqa: E402
-from apps.driving_perception.model import DEFAULT_RECIPE, YOLOX_NANO_SHA256, build_optimized, detection_agreement, \
-    resolve_model, verify_sha256  # noqa: E402
+from apps.driving_perception.model import (
+    DEFAULT_RECIPE,
+    YOLOX_NANO_SHA256,
+    build_optimized,
+    detection_agreement,
+    resolve_model,  # noqa: E402
+    verify_sha256,
+)
 from apps.driving_perception.pipeline import DriveOptions, DrivePipeline  # noqa: E402
 from sdk.pipeline import VideoSource  # noqa: E402
 from sdk.runtime import EngineOptions, SessionOptions  # noqa: E402
@@ -117,7 +123,8 @@ def main() -> int:
     print(f"\nEnd to end, offline mode, mean ms per frame per stage (both clips); load average {load:.1f} on "
           f"{os.cpu_count()} CPUs. 'cpu ms' = process CPU time per frame (all threads), 'FPS/cpu' = 1000 / cpu ms,\n"
           f"the rate one dedicated core would sustain: wall-clock figures are inflated when other jobs share the CPU.")
-    head = (f"{'size':>9} {'detector':>9} {'FPS':>6} {'cpu ms':>7} {'FPS/cpu':>7} " + " ".join(f"{s:>8}" for s in STAGES)
+    head = (f"{'size':>9} {'detector':>9} {'FPS':>6} {'cpu ms':>7} {'FPS/cpu':>7} "
+            + " ".join(f"{s:>8}" for s in STAGES)
             + f" {'pre+post':>9}")
     print(head)
     table = {}

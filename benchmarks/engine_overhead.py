@@ -31,7 +31,8 @@ def build_mlp(width: int, depth: int = 4, seed: int = 0) -> onnx.ModelProto:
     nodes, inits, prev = [], [], "x"
     for i in range(depth):
         w = (rng.standard_normal((dims[i], dims[i + 1])) / np.sqrt(dims[i])).astype(np.float32)
-        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(dims[i + 1], np.float32), f"b{i}")]
+        inits += [numpy_helper.from_array(w, f"w{i}"),
+                  numpy_helper.from_array(np.zeros(dims[i + 1], np.float32), f"b{i}")]
         nodes += [helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]),
                   helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"]),
                   helper.make_node("Relu", [f"a{i}"], [f"h{i}"])]
@@ -134,7 +135,8 @@ def main() -> int:
     width = best[0]
     with Engine(build_mlp(width), opts) as eng:
         x = np.random.default_rng(0).standard_normal((1, 256)).astype(np.float32)
-        res = compare(f"MLP 256-{width}x3-256 (~1 ms model; threads={args.threads})", eng, x, args.rounds, args.per_round)
+        res = compare(f"MLP 256-{width}x3-256 (~1 ms model; threads={args.threads})", eng, x,
+                      args.rounds, args.per_round)
     verdict = "PASS" if res["Engine.run(dict)"] < 5.0 else "ABOVE TARGET (on a loaded machine compare 'own cost')"
     print(f"  target < 5% at p50 for Engine.run: {verdict}")
 

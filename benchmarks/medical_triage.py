@@ -34,7 +34,7 @@ def main() -> int:
     samples: dict[str, list[float]] = {label: [] for label, _ in models}
     for _ in range(5):
         for label, m in models:
-            samples[label].append(measure_latency(lambda: m.run(x), warmup=20, iters=args.iters // 5).p50_ms)
+            samples[label].append(measure_latency(lambda m=m: m.run(x), warmup=20, iters=args.iters // 5).p50_ms)
     base = np.median(samples[models[0][0]])
     print(f"{'model':22s} {'p50 ms':>8s} {'x teacher':>10s} {'bytes':>10s}")
     for label, m in models:

@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         sp = f"{row['speedup']:.2f}x/{row['speedup_min']:.2f}x"
         print(f"{row['name']:<14}{row['params']:>10}{row['latency_ms']:>9.2f}{row['latency_min_ms']:>9.2f}{sp:>17}"
               f"{row['f1']:>11.3f}{rec:>9}{kd:>9}")
-    print(f"(latency: {args.ort_threads} onnxruntime thread(s), {args.rounds} interleaved rounds; F1 against FP32 detections, IoU 0.5, "
+    print(f"(latency: {args.ort_threads} onnxruntime thread(s), {args.rounds} interleaved rounds; "
+          "F1 against FP32 detections, IoU 0.5, "
           f"same class, score >= 0.3; total {time.perf_counter() - t0:.0f}s)")
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     if args.json:

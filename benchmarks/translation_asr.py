@@ -93,7 +93,7 @@ def run_engine(label: str, beams: int) -> dict:
             proc_s += res.timings["total_s"]
     eng.close()
     vad.close()
-    worst = sorted(((jiwer.wer(r, h), r, h) for r, h in zip(refs, hyps)), reverse=True)[:2]
+    worst = sorted(((jiwer.wer(r, h), r, h) for r, h in zip(refs, hyps, strict=True)), reverse=True)[:2]
     return {"engine": label, "beams": beams if label.startswith("whisper") else None, "files": len(refs),
             "wer": round(jiwer.wer(refs, hyps), 4), "rtf": round(proc_s / audio_s, 3),
             "cpu_rtf": round(cpu_s / audio_s, 3), "audio_s": round(audio_s, 1), "load_s": round(load_s, 2),
@@ -174,8 +174,9 @@ def main() -> int:
         if "error" in r:
             print(f"  {r['engine']:24s} failed: {r['error']}")
         elif "recordings" in r:
-            print(f"  3-minute recording ({r['audio_s']:.0f} s, {r['engines']}): {r['recordings_transcribed_and_translated']}"
-                  f"/{r['recordings']} recordings transcribed and translated, {r['segments']} segments, WER {r['wer']:.3f}, "
+            print(f"  3-minute recording ({r['audio_s']:.0f} s, {r['engines']}): "
+                  f"{r['recordings_transcribed_and_translated']}/{r['recordings']} recordings transcribed and "
+                  f"translated, {r['segments']} segments, WER {r['wer']:.3f}, "
                   f"RTF {r['rtf']:.3f}, peak RSS {r['peak_rss_mib']} MiB")
         else:
             beams = f" beam {r['beams']}" if r["beams"] else ""

@@ -13,7 +13,8 @@ same sink (the microphone is gated meanwhile). Reported, from the app's own even
 Needs ``apt install pulseaudio pulseaudio-utils libasound2-plugins libportaudio2``. Whisper
 tiny.en is installed into a temporary store from ../shared with ``edgewise pull --from``.
 
-    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--decode-on-pause] [--trace] [--json]
+    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--decode-on-pause]
+                                                [--trace] [--json]
 """
 from __future__ import annotations
 
@@ -189,8 +190,8 @@ def main() -> int:
     partials = [e for e in events if e["event"] == "partial"]
     lat_t = [u["latency_text_s"] for u in utts]
     lat_a = [u["latency_audio_s"] for u in utts if "latency_audio_s" in u]
-    from whisper_normalizer.english import EnglishTextNormalizer
     import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
 
     norm = EnglishTextNormalizer()
     wer = jiwer.wer(norm(" ".join(t for _, t, _ in clips)), norm(" ".join(u["text"] for u in utts))) if utts else None
@@ -218,12 +219,14 @@ def main() -> int:
         return 0
     print(f"CPU {res['cpu']} (ISA {res['isa']}); load average {res['load_average_1min']}; engines {plan}; "
           f"warm-up {res['warm_up_s']} s")
-    print(f"{len(utts)}/{len(clips)} LJ Speech utterances translated through the PulseAudio null sink; WER {res['wer']}; "
+    print(f"{len(utts)}/{len(clips)} LJ Speech utterances translated through the PulseAudio null sink; "
+          f"WER {res['wer']}; "
           f"{res['partials_per_utterance']} partial updates per utterance")
     a = res["all"]
     print(f"all utterances: text median {a['text_median_s']} s (p90 {a['text_p90_s']}), first sample median "
           f"{a['first_audio_median_s']} s (p90 {a['first_audio_p90_s']})")
-    print(f"first utterance: end of speech -> text {res['first']['text_s']} s, -> first sample {res['first']['first_audio_s']} s")
+    print(f"first utterance: end of speech -> text {res['first']['text_s']} s, "
+          f"-> first sample {res['first']['first_audio_s']} s")
     r = res["rest"]
     print(f"the others: text median {r['text_median_s']} s (p90 {r['text_p90_s']}), first sample median "
           f"{r['first_audio_median_s']} s (p90 {r['first_audio_p90_s']}); end-pointing silence "

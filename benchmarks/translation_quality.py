@@ -35,10 +35,10 @@ def normalise(text: str) -> str:
 
 def asr_benchmark(cfg_kw: dict, progress: bool) -> dict:
     import jiwer
-    from tqdm import tqdm
 
     from apps.mobile_translation.audio_io import read_audio_16k
     from apps.mobile_translation.engines import EngineConfig, make_recognizer
+    from sdk.progress import progress_bar
 
     d = SHARED / "data" / "speech" / "ljspeech"
     rows = list(csv.reader((d / "transcripts.tsv").open(encoding="utf-8"), delimiter="\t"))
@@ -55,7 +55,7 @@ def asr_benchmark(cfg_kw: dict, progress: bool) -> dict:
             out[label] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
             continue
         refs, hyps, audio_s, compute_s, cpu_s = [], [], 0.0, 0.0, 0.0
-        for rid, text in tqdm(rows, desc=f"ASR {name}", disable=not progress):
+        for rid, text in progress_bar(rows, desc=f"ASR {name}", enabled=progress):
             audio, _ = read_audio_16k(d / f"{rid}.wav")
             c0 = time.process_time()
             tr = rec.transcribe(audio)
@@ -66,7 +66,8 @@ def asr_benchmark(cfg_kw: dict, progress: bool) -> dict:
             compute_s += tr.compute_s
         rec.close()
         out[label] = {"available": True, "files": len(rows), "wer": round(jiwer.wer(refs, hyps), 4),
-                     "rtf": round(compute_s / audio_s, 3), "cpu_rtf": round(cpu_s / audio_s, 3), "audio_s": round(audio_s, 1), "load_s": round(load_s, 2),
+                     "rtf": round(compute_s / audio_s, 3), "cpu_rtf": round(cpu_s / audio_s, 3),
+                     "audio_s": round(audio_s, 1), "load_s": round(load_s, 2),
                      "example": {"ref": refs[0], "hyp": hyps[0]}}
     return out
 
@@ -79,9 +80,9 @@ def _cpu() -> float:
 
 def mt_benchmark(cfg_kw: dict, n_pairs: int, progress: bool) -> dict:
     import sacrebleu
-    from tqdm import tqdm
 
     from apps.mobile_translation.engines import EngineConfig, make_translator
+    from sdk.progress import progress_bar
 
     path = SHARED / "data" / "translation" / "tico19_en_es.tsv"
     rows = list(csv.reader(path.open(encoding="utf-8"), delimiter="\t", quoting=csv.QUOTE_NONE))[1:n_pairs + 1]
@@ -105,7 +106,7 @@ def mt_benchmark(cfg_kw: dict, n_pairs: int, progress: bool) -> dict:
             per_sentence = (time.perf_counter() - t1) / 20
             cpu_per_sentence = (_cpu() - c1) / 20
         else:
-            hyp = [mt.translate(s).text for s in tqdm(src, desc=f"MT {name}", disable=not progress)]
+            hyp = [mt.translate(s).text for s in progress_bar(src, desc=f"MT {name}", enabled=progress)]
             batch_s = time.perf_counter() - t0
             per_sentence = batch_s / len(src)
             cpu_per_sentence = (_cpu() - c0) / len(src)
@@ -113,7 +114,8 @@ def mt_benchmark(cfg_kw: dict, n_pairs: int, progress: bool) -> dict:
         out[name] = {"available": True, "pairs": len(src),
                      "chrf": round(sacrebleu.corpus_chrf(hyp, [ref]).score, 2),
                      "bleu": round(sacrebleu.corpus_bleu(hyp, [ref]).score, 2),
-                     "s_per_sentence": round(per_sentence, 4), "cpu_s_per_sentence": round(cpu_per_sentence, 4), "total_s": round(batch_s, 2),
+                     "s_per_sentence": round(per_sentence, 4), "cpu_s_per_sentence": round(cpu_per_sentence, 4),
+                     "total_s": round(batch_s, 2),
                      "example": {"src": src[1][:120], "hyp": hyp[1][:120], "ref": ref[1][:120]}}
     return out
 
@@ -143,7 +145,7 @@ def main() -> int:
     if not (SHARED / "data").is_dir():
         print(f"shared data not found at {SHARED} (set EDGEWISE_SHARED)", file=sys.stderr)
         return 4
-    progress = sys.stderr.isatty() and not args.no_progress
+    progress = not args.no_progress   # sdk.progress shows bars on a terminal only
     kw = {"num_beams": args.beams, "quantized": args.int8}
     res = {"asr": asr_benchmark(kw, progress), "mt": mt_benchmark(kw, args.pairs, progress),
            "tts": tts_benchmark()}
@@ -152,11 +154,13 @@ def main() -> int:
         return 0
     print("speech recognition, LJSpeech (22 files)")
     for name, r in res["asr"].items():
-        print(f"  {name:24s} " + (f"WER {r['wer']:.3f}  RTF {r['rtf']:.3f} wall, {r['cpu_rtf']:.3f} CPU  (load {r['load_s']} s)"
+        print(f"  {name:24s} " + (f"WER {r['wer']:.3f}  RTF {r['rtf']:.3f} wall, {r['cpu_rtf']:.3f} CPU  "
+                                  f"(load {r['load_s']} s)"
                                   if r["available"] else f"not available: {r['reason']}"))
     print(f"translation, TICO-19 en->es (first {args.pairs} pairs)")
     for name, r in res["mt"].items():
-        print(f"  {name:14s} " + (f"chrF {r['chrf']:.2f}  BLEU {r['bleu']:.2f}  {r['s_per_sentence'] * 1000:.0f} ms/sentence wall, "
+        print(f"  {name:14s} " + (f"chrF {r['chrf']:.2f}  BLEU {r['bleu']:.2f}  "
+                                  f"{r['s_per_sentence'] * 1000:.0f} ms/sentence wall, "
                                   f"{r['cpu_s_per_sentence'] * 1000:.0f} ms CPU"
                                   if r["available"] else f"not available: {r['reason']}"))
     for name, r in res["tts"].items():

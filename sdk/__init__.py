@@ -10,6 +10,7 @@ Subpackages (import them directly; ``import sdk`` stays light):
 - :mod:`sdk.bench`      latency, memory, size and energy measurements
 - :mod:`sdk.compress`   quantization, pruning, distillation and the accuracy-budgeted search
 - :mod:`sdk.errors`     the error hierarchy
+- :mod:`sdk.progress`   progress bars shown only when asked for and on a terminal
 """
 from sdk import errors
 from sdk._log import logger

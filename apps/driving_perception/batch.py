@@ -40,9 +40,8 @@ class DriveProcessor:
 
     def __init__(self, model: str | None = None, max_frames: int | None = None, lanes: bool = True,
                  lane_preset: str | None = None, threads: int = 1):
-        from sdk.runtime import EngineOptions, SessionOptions
-
         from apps.driving_perception.model import resolve_model
+        from sdk.runtime import EngineOptions, SessionOptions
 
         self.max_frames, self.lanes, self.lane_preset = max_frames, lanes, lane_preset
         self.detector = resolve_model(model).detector(EngineOptions(session=SessionOptions(intra_op_threads=threads)))

@@ -76,9 +76,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def calibration_frames(source_spec: str, n: int = 24, stride: int = 5) -> list:
     """Up to ``n`` frames (every ``stride``-th) from the start of a file/folder source."""
-    from .sources import open_source
-
     from sdk.errors import PipelineError
+
+    from .sources import open_source
 
     src = open_source(source_spec)
     if type(src).__name__ == "CameraSource":
@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.optimized and choice.bundle is None:
         frames = calibration_frames(args.source)
         if frames:
-            choice = optimized_choice(choice, frames, args.recipe or DEFAULT_RECIPE, progress=sys.stderr.isatty())
+            choice = optimized_choice(choice, frames, args.recipe or DEFAULT_RECIPE, progress=True)
     engine_opts = EngineOptions(session=SessionOptions(intra_op_threads=args.threads))
     source = open_source(args.source)
     with DrivePipeline(choice.detector(engine_opts), options, calibration, geometry=geometry) as pipe:

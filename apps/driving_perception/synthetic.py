@@ -49,7 +49,7 @@ def road_frame(offset_m: float = 0.0, radius_m: float | None = None, size: tuple
         if dashed:
             period = int(6 / ym)                               # 3 m dash, 3 m gap
             on = ((ys + dash_phase / ym) % period) < period / 2
-            for a, b in zip(pts[:-1][on[:-1]], pts[1:][on[:-1]]):
+            for a, b in zip(pts[:-1][on[:-1]], pts[1:][on[:-1]], strict=True):
                 cv2.line(bev, tuple(map(int, a)), tuple(map(int, b)), colour, thick)
         else:
             cv2.polylines(bev, [pts], False, colour, thick)

@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from sdk.detect import Detections, f1_score, match_counts
+
 from .yolo_data import LabelledImage, load_yolo_folder
 
 log = logging.getLogger("edgewise")
@@ -89,7 +90,7 @@ def _targets(boxes, size: tuple[int, int], num_classes: int) -> tuple[np.ndarray
     obj = np.zeros((len(boxes), gh * gw), np.float32)
     tgt = np.zeros((len(boxes), gh * gw, 4 + num_classes), np.float32)
     for n, (xyxy, cls) in enumerate(boxes):
-        for b, c in zip(xyxy, cls):
+        for b, c in zip(xyxy, cls, strict=True):
             cx, cy = (b[0] + b[2]) / 2 / STRIDE, (b[1] + b[3]) / 2 / STRIDE
             bw, bh = max(b[2] - b[0], 1.0) / STRIDE, max(b[3] - b[1], 1.0) / STRIDE
             for gy in range(int(cy) - 1, int(cy) + 2):

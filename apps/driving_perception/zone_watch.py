@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sdk.detect import Detections
+
 from .sources import frame_fields, open_source
 from .track import ByteTrack, TrackerOptions
 from .zones import Alert, ZoneMonitor, ZoneRule, track_ids
@@ -52,7 +53,8 @@ class ZoneWatch:
         tracks = self.tracker.update(self.detector(image))
         return tracks, self.monitor.update(frame, t, tracks, image.shape[:2])
 
-    def run(self, source: str | Path, out: str | Path, fps: float = 10.0, max_frames: int | None = None) -> WatchSummary:
+    def run(self, source: str | Path, out: str | Path, fps: float = 10.0,
+            max_frames: int | None = None) -> WatchSummary:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         summary = WatchSummary()

@@ -33,7 +33,8 @@ class ZoneRule(BaseModel):
     @classmethod
     def _box(cls, b):
         if not (0 <= b[0] < b[2] <= 1 and 0 <= b[1] < b[3] <= 1):
-            raise ValueError(f"box must be [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {list(b)}")
+            raise ValueError("box must be [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, "
+                             f"got {list(b)}")
         return b
 
 

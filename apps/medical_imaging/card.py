@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from apps.medical_imaging.evaluate import table
+from apps.medical_imaging.train_config import TrainConfig
 
 COMMAND = "nice -n 10 .venv/bin/python -m apps.medical_imaging.train --task {task} --out apps/medical_imaging/bundles"
 
@@ -17,7 +18,8 @@ def _cpu() -> str:
         return "CPU not identified"
 
 
-def model_card(name: str, r: dict, rows: list[dict], metrics: dict, args, task) -> str:
+def model_card(name: str, r: dict, rows: list[dict], metrics: dict, cfg: TrainConfig) -> str:
+    task = cfg.task_spec
     pol = r["policy"]
     ood = r["extra"]["ood"]
     aur = ", ".join(f"{k}: {v:.4f}" for k, v in ood["auroc"].items())
@@ -25,8 +27,9 @@ def model_card(name: str, r: dict, rows: list[dict], metrics: dict, args, task) 
     cand = "\n".join(f"| {c['name']} | {c['metric'] if c['metric'] is None else round(c['metric'], 4)} | "
                      f"{c['latency_ms'] if c['latency_ms'] is None else round(c['latency_ms'], 4)} | "
                      f"{c['size_bytes']} | {c['error'] or ''} |" for c in opt.get("candidates", []))
-    opt_text = (f"\n## Optimization search (sdk.compress.optimize, AUC budget {args.max_auc_drop})\n\n"
-                f"{opt.get('note', '')}\n\n| candidate | val AUC | latency ms | bytes | error |\n|---|---|---|---|---|\n"
+    opt_text = (f"\n## Optimization search (sdk.compress.optimize, AUC budget {cfg.max_auc_drop})\n\n"
+                f"{opt.get('note', '')}\n\n| candidate | val AUC | latency ms | bytes | error |\n"
+                "|---|---|---|---|---|\n"
                 f"{cand}\n") if opt else ""
     return f"""# {name} — model card
 
@@ -56,8 +59,8 @@ Abstain band [{pol['abstain_low']:.4f}, {pol['abstain_high']:.4f}) covers
 {metrics['val_abstain_rate']:.1%} of val; on the rest sensitivity {metrics['val_sensitivity_decided']:.4f},
 specificity {metrics['val_specificity_decided']:.4f}. Urgent at p >= {pol['urgent']:.4f}
 ({metrics['val_urgent_rate']:.1%} of val). Public reference (MedMNIST v2, test split):
-{task.reference} — our figures are on the validation split, which is also used for calibration, so they are optimistic; the held-out
-test split is the fair comparison. Latency: batch 1, one onnxruntime thread, on
+{task.reference} — our figures are on the validation split, which is also used for calibration, so they are
+optimistic; the held-out test split is the fair comparison. Latency: batch 1, one onnxruntime thread, on
 the training host ({_cpu()}), p50.
 
 ## Out-of-distribution gate
@@ -74,7 +77,7 @@ distribution only; the abstain band and OOD gate reduce but do not remove silent
 ```
 {COMMAND.format(task=task.name)}
 ```
-Seeds fixed (seed {args.seed}), torch on one thread, deterministic algorithms; teacher
-{args.teacher_epochs} epochs, student {args.student_epochs} epochs of distillation. The optimize step's
+Seeds fixed (seed {cfg.seed}), torch on one thread, deterministic algorithms; teacher
+{cfg.teacher_epochs} epochs, student {cfg.student_epochs} epochs of distillation. The optimize step's
 choice depends on latency measured on the host; the AUC of each candidate does not.
 """

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     t.set_defaults(func=_triage)
 
     e = sub.add_parser("evaluate", help="teacher vs student vs optimized student on a .npz split")
-    e.add_argument("data", help="MedMNIST-style .npz (e.g. ../shared/data/medical/pneumoniamnist_28.npz)")
+    e.add_argument("data", help="MedMNIST-style .npz (e.g. pneumoniamnist_28.npz from MedMNIST v2)")
     e.add_argument("--split", default=None, help="val, test or train (default: val, else test)")
     e.add_argument("--iters", type=int, default=200, help="latency iterations per model")
     e.add_argument("--task", default="pneumonia", help="pneumonia (default) or breast")

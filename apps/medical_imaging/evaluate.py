@@ -16,7 +16,6 @@ from apps.medical_imaging.metrics import accuracy, binary_margin, ece, roc_auc, 
 from apps.medical_imaging.model import BUNDLES_DIR, TriageModel
 
 
-
 def default_set(bundles_dir: str | Path = BUNDLES_DIR, task: str = "pneumonia") -> list[tuple[Path, str, str]]:
     """(bundle, role, label) of teacher, FP32 student and optimized student of ``task``."""
     from apps.medical_imaging.tasks import TASKS
@@ -86,8 +85,8 @@ def table(rows: list[dict]) -> str:
     head = ["model", "AUC", "acc", "sens", "spec", "ECE", "ECE(raw)", "ms/img", "bytes"]
     cells = [[fmt.format(r[k]) for k, fmt in cols] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(cell, widths)) for cell in cells]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)) for cell in cells]
     n = rows[0]["n"] if rows else 0
     lines.append(f"split {rows[0]['split'] if rows else '?'}: {n} images; sens/spec at each model's operating point; "
                  "latency: batch 1, one thread, p50")

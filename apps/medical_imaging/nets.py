@@ -11,6 +11,8 @@ torch = require("torch", "train", "training the medical imaging models")
 nn = torch.nn
 F = torch.nn.functional
 
+TEACHER_WIDTH, STUDENT_WIDTH = 24, 16   # channels of the first stage of each network
+
 
 class _Block(nn.Module):
     """ResNet basic block (two 3x3 convs, batch norm, identity or 1x1 projection)."""

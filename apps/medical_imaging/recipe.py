@@ -13,6 +13,7 @@ from apps.medical_imaging.data import load_split, to_input
 from apps.medical_imaging.metrics import binary_margin, roc_auc, sigmoid
 from apps.medical_imaging.ood import OODModel, fit_stats
 from apps.medical_imaging.policy import fit_policy
+from apps.medical_imaging.train_config import TrainConfig
 
 log = logging.getLogger("edgewise")
 
@@ -68,25 +69,23 @@ def preprocess_spec(norm: tuple[float, float]):
                                CastDtype(dtype="float32")])
 
 
-def build_bundles(teacher, xt, yt, xv, yv, *, work: Path, out: Path, args, history: dict, task) -> dict:
-
-    from apps.medical_imaging.nets import Student, StudentExport, TeacherExport
-    from apps.medical_imaging.train import STUDENT_WIDTH, augmented_copies
-    from apps.medical_imaging.train_torch import seed_everything
+def build_bundles(teacher, xt, yt, xv, yv, *, work: Path, cfg: TrainConfig, history: dict) -> dict:
+    from apps.medical_imaging.nets import STUDENT_WIDTH, Student, StudentExport, TeacherExport
+    from apps.medical_imaging.train_torch import augmented_copies, seed_everything
     from sdk.compress import AUC, CalibrationData, DistillConfig, OptimizeOptions, distill, export_onnx, optimize
 
-    Xt, Xv = to_input(xt, *args.norm), to_input(xv, *args.norm)
-    progress = not args.no_progress
+    task, norm, progress = cfg.task_spec, cfg.normalization, cfg.progress
+    Xt, Xv = to_input(xt, *norm), to_input(xv, *norm)
     t_path = export_onnx(TeacherExport(teacher), Xv[:4], work / "teacher.onnx",
                          input_names=["input"], output_names=["logits", "features"])
 
-    seed_everything(args.seed)
-    Xa, ya = augmented_copies(Xt, yt, copies=task.copies, seed=args.seed)
-    seed_everything(args.seed)
+    seed_everything(cfg.seed)
+    Xa, ya = augmented_copies(Xt, yt, copies=task.copies, seed=cfg.seed)
+    seed_everything(cfg.seed)
     student = Student(width=STUDENT_WIDTH)
-    cfg = DistillConfig(temperature=4.0, alpha=0.7, epochs=args.student_epochs, lr=3e-3, batch_size=128,
-                        seed=args.seed, progress=progress)
-    res = distill(teacher, student, train=(Xa, ya), val=(Xv, yv), config=cfg)
+    kd = DistillConfig(temperature=4.0, alpha=0.7, epochs=cfg.student_epochs, lr=3e-3, batch_size=128,
+                       seed=cfg.seed, progress=progress)
+    res = distill(teacher, student, train=(Xa, ya), val=(Xv, yv), config=kd)
     history["student"] = res.history
     student = res.student.eval()
     s_path = export_onnx(StudentExport(student), Xv[:4], work / "student_fp32.onnx",
@@ -94,13 +93,13 @@ def build_bundles(teacher, xt, yt, xv, yv, *, work: Path, out: Path, args, histo
 
     calib = CalibrationData.from_arrays({"input": Xt[:: max(1, len(Xt) // 256)]})
     opt = optimize(s_path, calib, AUC(Xv, yv, output_index=0),
-                   OptimizeOptions(budget={"max_drop": args.max_auc_drop}, out_dir=work / "optimize",
+                   OptimizeOptions(budget={"max_drop": cfg.max_auc_drop}, out_dir=work / "optimize",
                                    progress=progress))
     chosen = Path(opt.chosen.path)
     log.info("optimize: %s", opt.note)
 
-    probes = load_probes(args.ood, args.norm)
-    out.mkdir(parents=True, exist_ok=True)
+    probes = load_probes(list(cfg.ood), norm)
+    cfg.out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name, role_files, desc in [
         (task.teacher_bundle, {"model": t_path}, "ResNet-ish teacher (FP32), for side-by-side evaluation"),
@@ -116,8 +115,8 @@ def build_bundles(teacher, xt, yt, xv, yv, *, work: Path, out: Path, args, histo
         results[name] = {"metrics": metrics, "policy": policy.model_dump(), "ood_auroc": ood.auroc}
         extra = {"accepts": task.accepts, "quality": {}, "input_size": [28, 28], "task": task.name,
                  "policy": policy.model_dump(), "ood": ood.model_dump(),
-                 "training": {"seed": args.seed, "teacher_epochs": args.teacher_epochs,
-                              "student_epochs": args.student_epochs,
+                 "training": {"seed": cfg.seed, "teacher_epochs": cfg.teacher_epochs,
+                              "student_epochs": cfg.student_epochs,
                               "optimize": {"chosen": opt.chosen.name, "note": opt.note,
                                            "candidates": [{k: c.to_dict()[k] for k in
                                                            ("name", "metric", "latency_ms", "size_bytes", "error")}
@@ -133,17 +132,19 @@ def build_bundles(teacher, xt, yt, xv, yv, *, work: Path, out: Path, args, histo
     return results
 
 
-def write_bundles(results: dict, out: Path, args, val_data: str, task) -> list[dict]:
+def write_bundles(results: dict, cfg: TrainConfig) -> list[dict]:
     """Save both bundles, evaluate them side by side on val, then add the model cards."""
     from apps.medical_imaging.card import model_card
     from apps.medical_imaging.evaluate import default_set, evaluate
     from sdk.bundle import Manifest, ModelEntry, Provenance, save_bundle
 
+    task, out = cfg.task_spec, cfg.out
+
     def manifest(name: str, r: dict, metrics: dict) -> Manifest:
         return Manifest(
             name=name, version="1.0.0", task="classification", description=r["description"],
             models={role: ModelEntry(file=f"{role}.onnx") for role in r["files"]},
-            labels=list(task.labels), preprocess=preprocess_spec(args.norm), metrics=metrics,
+            labels=list(task.labels), preprocess=preprocess_spec(cfg.normalization), metrics=metrics,
             provenance=Provenance(dataset=task.dataset,
                                   dataset_licence="CC BY 4.0", recipe="apps/medical_imaging/train.py",
                                   licence="Apache-2.0",
@@ -158,7 +159,7 @@ def write_bundles(results: dict, out: Path, args, val_data: str, task) -> list[d
 
     for name, r in results.items():
         save_bundle(out / name, manifest(name, r, r["metrics"]), files(r, None), overwrite=True)
-    rows = evaluate(val_data, "val", models=default_set(out, task.name), latency_iters=300, task=task.name)
+    rows = evaluate(cfg.data, "val", models=default_set(out, task.name), latency_iters=300, task=task.name)
     by_label = {row["model"]: row for row in rows}
     for name, r in results.items():
         metrics = dict(r["metrics"])
@@ -171,7 +172,7 @@ def write_bundles(results: dict, out: Path, args, val_data: str, task) -> list[d
                                 f"{tag}size_bytes": float(row["size_bytes"]), f"{tag}val_auc": row["auc"]})
         for k, v in r["extra"]["ood"]["auroc"].items():
             metrics[f"ood_{k}" if "detected" in k else f"ood_auroc_{k}"] = v
-        card = model_card(name, r, rows, metrics, args, task)
+        card = model_card(name, r, rows, metrics, cfg)
         save_bundle(out / name, manifest(name, r, metrics), files(r, card), overwrite=True)
     log.info("bundles written to %s: %s", out, ", ".join(by_label))
     return rows

@@ -1,7 +1,6 @@
 """Training recipe of the pneumonia triage bundle (reproducible, CPU, about 10 minutes).
 
-    nice python -m apps.medical_imaging.train --data ../shared/data/medical/pneumoniamnist_28.npz \
-        --out apps/medical_imaging/bundles
+    nice python -m apps.medical_imaging.train --task pneumonia --out apps/medical_imaging/bundles
 
 1. teacher: small ResNet (torch) with augmentation (small rotations/shifts/zoom and
    brightness/contrast; no flips, see :func:`train_torch.augment`);
@@ -28,14 +27,13 @@ import numpy as np
 
 from apps.medical_imaging.data import load_split, to_input
 from apps.medical_imaging.tasks import TASKS
+from apps.medical_imaging.train_config import TrainConfig
 
 log = logging.getLogger("edgewise")
 
-TEACHER_WIDTH, STUDENT_WIDTH = 24, 16
-
 
 def train_teacher(xt, yt, xv, yv, *, seed: int, epochs: int, progress: bool, norm: tuple[float, float]):
-    from apps.medical_imaging.nets import Teacher
+    from apps.medical_imaging.nets import TEACHER_WIDTH, Teacher
     from apps.medical_imaging.train_torch import seed_everything, train_classifier
 
     seed_everything(seed)
@@ -46,20 +44,6 @@ def train_teacher(xt, yt, xv, yv, *, seed: int, epochs: int, progress: bool, nor
     return teacher, hist
 
 
-def augmented_copies(x: np.ndarray, y: np.ndarray, copies: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training inputs plus ``copies`` augmented versions (fixed seed) for distillation."""
-    from apps.medical_imaging.train_torch import augment, seed_everything
-
-    torch = seed_everything(seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    xs, ys = [x], [y]
-    for _ in range(copies):
-        with torch.no_grad():
-            xs.append(augment(torch.from_numpy(x), gen).numpy())
-        ys.append(y)
-    return np.concatenate(xs).astype(np.float32), np.concatenate(ys)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(ap)
@@ -68,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--task", choices=sorted(TASKS), default="pneumonia")
-    ap.add_argument("--data", default=None, help="the task's .npz (default: its file in ../shared)")
+    ap.add_argument("--data", default=None, help="the task's .npz (default: the task's own)")
     ap.add_argument("--out", default="apps/medical_imaging/bundles", help="folder receiving the bundles")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--seed", type=int, default=0)
@@ -81,51 +65,50 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--no-progress", action="store_true")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
+    """``edgewise medical train`` / ``python -m apps.medical_imaging.train``: the command-line options
+    become a :class:`TrainConfig`, which is what the recipe reads."""
+    return train(TrainConfig.from_args(args))
+
+
+def train(cfg: TrainConfig) -> int:
     from apps.medical_imaging.train_torch import seed_everything
 
-    torch = seed_everything(args.seed)
-    task = TASKS[args.task]
-    args.data = args.data or task.data
-    args.ood = task.ood_probes if args.ood is None else args.ood
-    args.teacher_epochs = args.teacher_epochs or task.teacher_epochs
-    args.student_epochs = args.student_epochs or task.student_epochs
-    work = Path(args.work or tempfile.mkdtemp(prefix="edgewise_med_"))
+    torch = seed_everything(cfg.seed)
+    task = cfg.task_spec
+    work = cfg.work or Path(tempfile.mkdtemp(prefix="edgewise_med_"))
     work.mkdir(parents=True, exist_ok=True)
-    xt, yt = load_split(args.data, "train")
-    xv, yv = load_split(args.data, "val")
+    xt, yt = load_split(cfg.data, "train")
+    xv, yv = load_split(cfg.data, "val")
     yt = (yt == task.positive_label).astype(np.int64)
     yv = (yv == task.positive_label).astype(np.int64)
     norm = (round(float(xt.mean()) / 255, 4), round(float(xt.std()) / 255, 4))
-    args.norm = norm
+    cfg = cfg.model_copy(update={"norm": norm, "work": work})
     log.info("train %s (%s positive), val %s", len(xt), int(yt.sum()), len(xv))
-    progress = not args.no_progress
 
     ckpt = work / f"teacher_{task.name}.pt"
     history: dict = {}
-    if args.reuse_teacher and ckpt.is_file():
-        from apps.medical_imaging.nets import Teacher
+    if cfg.reuse_teacher and ckpt.is_file():
+        from apps.medical_imaging.nets import TEACHER_WIDTH, Teacher
         teacher = Teacher(width=TEACHER_WIDTH)
         teacher.load_state_dict(torch.load(ckpt, weights_only=True))
         teacher.eval()
     else:
-        teacher, history["teacher"] = train_teacher(xt, yt, xv, yv, seed=args.seed, norm=norm,
-                                                    epochs=args.teacher_epochs, progress=progress)
+        teacher, history["teacher"] = train_teacher(xt, yt, xv, yv, seed=cfg.seed, norm=norm,
+                                                    epochs=cfg.teacher_epochs, progress=cfg.progress)
         torch.save(teacher.state_dict(), ckpt)
-    if args.stop_after == "teacher":
+    if cfg.stop_after == "teacher":
         print(json.dumps(history, indent=1))
         return 0
 
     from apps.medical_imaging.evaluate import table
     from apps.medical_imaging.recipe import build_bundles, write_bundles
-    results = build_bundles(teacher, xt, yt, xv, yv, work=work, out=Path(args.out), args=args, history=history,
-                            task=task)
-    rows = write_bundles(results, Path(args.out), args, args.data, task)
+    results = build_bundles(teacher, xt, yt, xv, yv, work=work, cfg=cfg, history=history)
+    rows = write_bundles(results, cfg)
     print(table(rows))
     for name, r in results.items():
         print(name, json.dumps({k: round(v, 4) for k, v in r["extra"]["ood"]["auroc"].items()}))
     return 0
-
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import sys
 
 import numpy as np
 
@@ -48,12 +47,23 @@ def augment(x, gen, max_rot_deg: float = 10.0, max_shift: float = 2.0 / 28, scal
     return y * c + b
 
 
+def augmented_copies(x: np.ndarray, y: np.ndarray, copies: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training inputs plus ``copies`` augmented versions (fixed seed) for distillation."""
+    torch = seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    xs, ys = [x], [y]
+    for _ in range(copies):
+        with torch.no_grad():
+            xs.append(augment(torch.from_numpy(x), gen).numpy())
+        ys.append(y)
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys)
+
+
 def train_classifier(model, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
                      *, epochs: int, lr: float, batch_size: int, seed: int, weight_decay: float = 5e-4,
                      label_smoothing: float = 0.05, progress: bool = True):
     """Train ``model`` with AdamW + one-cycle schedule and augmentation; return per-epoch history."""
     torch = require("torch", "train", "training")
-    tqdm = require("tqdm", "train").tqdm
     gen = torch.Generator().manual_seed(seed)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -61,7 +71,9 @@ def train_classifier(model, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     history = []
-    bar = tqdm(range(epochs), desc="teacher", disable=not (progress and sys.stderr.isatty()))
+    from sdk.progress import progress_bar
+
+    bar = progress_bar(range(epochs), desc="teacher", enabled=progress)
     for epoch in bar:
         model.train()
         perm = torch.randperm(len(xt), generator=gen)

@@ -221,13 +221,13 @@ class Triage:
 
     # --- batches ------------------------------------------------------------------------
     def run(self, paths: Iterable[Path], progress: bool = False) -> list[Study]:
-        from tqdm import tqdm
-        import sys
+
+        from sdk.progress import progress_bar
 
         paths = list(paths)
         new: list[Study] = []
         try:
-            for p in tqdm(paths, desc="triage", disable=not (progress and sys.stderr.isatty())):
+            for p in progress_bar(paths, desc="triage", enabled=progress):
                 new.append(self.process(p))
                 if len(new) % VIEW_EVERY == 0 and len(new) < len(paths):
                     self.write_outputs()

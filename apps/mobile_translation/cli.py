@@ -1,6 +1,7 @@
 """``edgewise translate``: live speech-to-speech translation, file mode, audio devices.
 
-    edgewise translate live --from en --to es [--asr auto|pocketsphinx|whisper-onnx] [--mt auto|apertium|marian-onnx|none]
+    edgewise translate live --from en --to es [--asr auto|pocketsphinx|whisper-onnx]
+                            [--mt auto|apertium|marian-onnx|none]
     edgewise translate file IN.wav --from en --to es --out DIR
     edgewise translate file IN.wav --from es --to en --out DIR   # Whisper base translates into English itself
     edgewise translate file IN.wav --from en --to en --out DIR   # transcription only
@@ -32,7 +33,8 @@ def _engine_args(p: argparse.ArgumentParser, asr_preset: str, beams: int) -> Non
     p.add_argument("--asr-model", default=None,
                    help="whisper-onnx: catalog name (whisper-tiny-en, whisper-base) or export folder")
     p.add_argument("--mt-model", default=None, help="marian-onnx: catalog name or export folder")
-    p.add_argument("--beams", type=int, default=beams, help=f"beam width of the neural decoders (default {beams}; 1 = greedy)")
+    p.add_argument("--beams", type=int, default=beams,
+                   help=f"beam width of the neural decoders (default {beams}; 1 = greedy)")
     p.add_argument("--int8", action="store_true", default=None,
                    help="use the INT8 files made by `translate quantize` (INT8-only folders are used as shipped)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
@@ -67,7 +69,8 @@ def _cmd_file(args) -> int:
         print(json.dumps(res.to_dict(), indent=2, ensure_ascii=False))
     else:
         for u in res.utterances:
-            print(f"[{u.start:7.2f} - {u.end:7.2f}] {u.text}" + (f"\n{'':19}{u.translation}" if res.tgt != res.src else ""))
+            line = f"[{u.start:7.2f} - {u.end:7.2f}] {u.text}"
+            print(line + (f"\n{'':19}{u.translation}" if res.tgt != res.src else ""))
         print(f"outputs: {', '.join(res.outputs.values())}")
         print(f"audio {res.audio_s:.1f} s, processed in {res.timings['total_s']:.2f} s (RTF {res.timings['rtf']:.2f})")
     return 0

@@ -23,7 +23,7 @@ def chrf(hypotheses: list[str], references: list[str]) -> float:
     precisions, recalls = [], []
     for n in range(1, CHAR_ORDER + 1):
         match = hyp_total = ref_total = 0
-        for h, r in zip(hypotheses, references):
+        for h, r in zip(hypotheses, references, strict=True):
             hc, rc = _ngrams(h, n), _ngrams(r, n)
             match += sum((hc & rc).values())
             hyp_total += sum(hc.values())

@@ -57,7 +57,8 @@ class KVDecoder:
     def __init__(self, merged=None, decoder=None, decoder_with_past=None,
                  num_heads: int | None = None, head_dim: int | None = None):
         if merged is None and decoder is None:
-            raise ValueError("give either merged=Engine(decoder_model_merged.onnx) or decoder=Engine(decoder_model.onnx)")
+            raise ValueError("give either merged=Engine(decoder_model_merged.onnx) "
+                             "or decoder=Engine(decoder_model.onnx)")
         self.merged, self.decoder, self.decoder_with_past = merged, decoder, decoder_with_past
         first = merged or decoder
         self.first_inputs = {t.name: t for t in first.inputs}
@@ -115,7 +116,7 @@ class KVDecoder:
         else:
             outs = self.decoder.run_list(feed, self._first_out)
         self.calls["no_past"] += 1
-        res = dict(zip(self._first_out, outs))
+        res = dict(zip(self._first_out, outs, strict=True))
         cache = {"past_key_values" + n[len("present"):]: v for n, v in res.items() if n.startswith("present.")}
         return res["logits"], cache
 
@@ -129,7 +130,7 @@ class KVDecoder:
             feed["use_cache_branch"] = np.array([True])
         outs = eng.run_list(feed, self._past_out)
         self.calls["with_past"] += 1
-        res = dict(zip(self._past_out, outs))
+        res = dict(zip(self._past_out, outs, strict=True))
         new = dict(cache)
         for n, v in res.items():
             m = _PRESENT.match(n)
@@ -225,7 +226,7 @@ class KVDecoder:
                 ids = np.array([list(prompt) + b for b in beams], np.int64)
                 logits, _ = self.first_step(ids, enc_k[:n], None if mask_k is None else mask_k[:n])
             all_logp = self._mask_logits(_log_softmax(logits[:, -1]), step + 1, cfg)
-        for s, b in zip(scores, beams):
+        for s, b in zip(scores, beams, strict=True):
             finished.append((float(s) / max(1, len(b)) ** cfg.length_penalty, b))
         if not finished:
             return []

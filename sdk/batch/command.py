@@ -17,7 +17,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="worker actors, one model each (default: as many as the Ray cluster's CPUs allow)")
     parser.add_argument("--address", default=None,
-                        help="Ray cluster to join: HEAD:6379, or auto on a cluster node (default: start Ray on this machine)")
+                        help="Ray cluster to join: HEAD:6379, or auto on a cluster node "
+                             "(default: start Ray on this machine)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="items per call of a worker (default: the job's, 16 for images, 1 for clips)")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")

@@ -79,7 +79,7 @@ class ResultStore:
                 logger.warning("batch: ignoring unreadable result part %s (%s); its items will be redone", p, exc)
                 continue
             idx.rows += t.num_rows
-            for src, size, mtime, sha, mh in zip(*(t.column(c).to_pylist() for c in cols)):
+            for src, size, mtime, sha, mh in zip(*(t.column(c).to_pylist() for c in cols), strict=True):
                 if sha is None or mh != model_hash:
                     continue
                 idx.keys.add(sha)

@@ -19,7 +19,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from sdk.batch.items import Item, content_sha256, list_items
 from sdk.batch.job import JobSpec
@@ -58,14 +58,16 @@ def plan(items: list[Item], store: ResultStore, model_hash: str, threads: int = 
     todo, need_hash = [], []
     skipped = 0
     for it in items:
-        sha = idx.by_stat.get((it.source, it.size_bytes, it.mtime_ns)) if it.size_bytes is not None else None
+        sha = None
+        if it.size_bytes is not None and it.mtime_ns is not None:
+            sha = idx.by_stat.get((it.source, it.size_bytes, it.mtime_ns))
         if sha is not None:
             skipped += 1
         else:
             need_hash.append(it)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         hashes = list(pool.map(lambda it: content_sha256(it.source), need_hash))
-    for it, sha in zip(need_hash, hashes):
+    for it, sha in zip(need_hash, hashes, strict=True):
         if sha is not None and sha in idx.keys:
             skipped += 1
         else:
@@ -208,7 +210,7 @@ def _execute(ray, spec, todo, store, pool, batch_size, flush_rows, flush_seconds
 
 
 def _crash_row(spec: JobSpec, item: dict, tries: int) -> dict:
-    row = {c: None for c in ("hash_ms", "process_ms", "worker", *spec.scores, *spec.fields)}
+    row: dict[str, Any] = {c: None for c in ("hash_ms", "process_ms", "worker", *spec.scores, *spec.fields)}
     row.update(source=item["source"], content_sha256=None, size_bytes=item.get("size_bytes"),
                mtime_ns=item.get("mtime_ns"), job=spec.name, status="error", error=True,
                reasons=[f"no result: the worker process died on every try ({tries}) of the batch holding "

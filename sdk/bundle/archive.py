@@ -25,6 +25,7 @@ from sdk.bundle.hashing import CHUNK
 from sdk.bundle.manifest import MANIFEST_NAME
 from sdk.bundle.paths import relpath_problem
 from sdk.bundle.signing import MAX_SIGNATURE_BYTES, SIGNATURE_NAME
+from sdk.bundle.verify import verify_bundle_dir
 from sdk.errors import BundleError, UnsafePathError
 
 ARCHIVE_SUFFIX = ".ewb"
@@ -40,18 +41,17 @@ def pack_bundle(bundle_dir: str | os.PathLike, archive_path: str | os.PathLike) 
     """Verify the bundle folder, then zip ``manifest.json`` and every listed file into one archive.
 
     The archive is deterministic (sorted members, fixed timestamps and modes), so packing
-    the same bundle twice gives the same bytes. Unlisted files are left out.
+    the same bundle twice gives the same bytes. Unlisted files are left out. A signature
+    (``bundle.sig``) travels along unchecked: whoever loads the archive checks it.
     """
-    from sdk.bundle.bundle import load_bundle
-
     src = Path(bundle_dir)
     if not src.is_dir():
         raise FileNotFoundError(f"no bundle folder at {src}")
-    bundle = load_bundle(src)
+    manifest, _ = verify_bundle_dir(src)
     dst = Path(archive_path)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp-{secrets.token_hex(4)}")
-    names = [MANIFEST_NAME] + sorted(bundle.manifest.files)
+    names = [MANIFEST_NAME] + sorted(manifest.files)
     if (src / "bundle.sig").is_file():  # the signature travels with the bundle (sdk.bundle.signing)
         names.append("bundle.sig")
     try:
@@ -151,7 +151,8 @@ def unpack_bundle(archive: str | os.PathLike, dest: str | os.PathLike, *,
                                   "refusing to unpack files the bundle does not declare")
             if info.file_size > RATIO_FLOOR and info.file_size > max_ratio * max(1, info.compress_size):
                 raise BundleError(f"archive {src.name}: member {info.filename!r} declares {info.file_size} bytes from "
-                                  f"{info.compress_size} compressed (more than {max_ratio:g}:1); refusing a likely zip bomb")
+                                  f"{info.compress_size} compressed (more than {max_ratio:g}:1); "
+                                  "refusing a likely zip bomb")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
         tmp.mkdir()

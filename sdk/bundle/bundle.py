@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sdk._log import logger
+from sdk.bundle.archive import unpack_bundle
 from sdk.bundle.hashing import CHUNK, bytes_sha256, file_sha256
 from sdk.bundle.home import edgewise_home, sdk_version
 from sdk.bundle.manifest import MANIFEST_NAME, Manifest, ModelEntry
@@ -120,8 +121,6 @@ def _policy_possible() -> bool:
 
 
 def _load_archive(archive: Path, trusted_keys=None) -> Bundle:
-    from sdk.bundle.archive import unpack_bundle
-
     digest = file_sha256(archive)
     dest = edgewise_home() / "unpacked" / digest
     if dest.is_dir():

@@ -134,7 +134,8 @@ class CatalogEntry(BaseModel):
     @property
     def total_size(self) -> int | None:
         sizes = [f.size for f in self.file_list()]
-        return None if any(s is None for s in sizes) else sum(sizes)
+        known = [s for s in sizes if s is not None]
+        return sum(known) if len(known) == len(sizes) else None
 
 
 def parse_catalog(data: Any, source: str) -> dict[str, CatalogEntry]:

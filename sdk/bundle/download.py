@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -34,10 +33,10 @@ def part_path(dest: Path) -> Path:
 
 
 def _bar(total: int | None, initial: int, name: str, progress: bool):
-    from tqdm import tqdm
+    from sdk.progress import progress_bar
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-                disable=not progress or not sys.stderr.isatty(), leave=False)
+    return progress_bar(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+                        enabled=progress, leave=False)
 
 
 def _copy_stream(src, part: Path, mode: str, total: int | None, offset: int, progress: bool,
@@ -86,7 +85,8 @@ def copy_verified(src, dest: Path, *, expected_sha256: str | None, expected_size
             raise IntegrityError(f"{what} has the wrong size: expected {expected_size} bytes, got {n}; not installed")
         got = h.hexdigest()
         if expected_sha256 is not None and got != expected_sha256:
-            raise IntegrityError(f"{what} failed its SHA-256 check: expected {expected_sha256}, got {got}; not installed")
+            raise IntegrityError(f"{what} failed its SHA-256 check: expected {expected_sha256}, got {got}; "
+                                 "not installed")
         os.replace(part, dest)
         return got
     finally:

@@ -94,7 +94,8 @@ def check_external_data(root: Path, rel: str, model, files: dict[str, str]) -> l
         size = os.path.getsize(path)
         offset, length = int(info.get("offset", 0) or 0), info.get("length")
         if offset > size or (length is not None and offset + int(length) > size):
-            raise BundleError(f"{where}: offset {offset} + length {length} is past the end of {target!r} ({size} bytes)")
+            raise BundleError(f"{where}: offset {offset} + length {length} is past the end of {target!r} "
+                              f"({size} bytes)")
         if target not in used:
             used.append(target)
     return used

@@ -80,8 +80,10 @@ class LocalSource:
             raise StoreError(f"{self.path} has no {relpath!r}")
         if self.kind in ("file", "folder"):
             return open(where, "rb")
-        if self.kind == "zip":
+        if self._zip is not None:
             return self._zip.open(where)
+        if self._tar is None:
+            raise StoreError(f"{self.path} is closed")
         fo = self._tar.extractfile(where)
         if fo is None:
             raise StoreError(f"{self.path}: member {where!r} is not a regular file")

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -15,7 +15,7 @@ from sdk.bundle.paths import check_relpath
 from sdk.preprocess import PreprocessSpec
 from sdk.runtime import TensorSpec
 
-SCHEMA_VERSION = "edgewise.bundle/1"
+SCHEMA_VERSION: Final = "edgewise.bundle/1"
 MANIFEST_NAME = "manifest.json"
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from sdk._log import logger
-from sdk.bundle.catalog import (BUILTIN_CATALOG, CatalogEntry, CatalogFile, merge_catalogs, parse_catalog,
-                                read_catalog)
+from sdk.bundle.catalog import BUILTIN_CATALOG, CatalogEntry, CatalogFile, merge_catalogs, parse_catalog, read_catalog
 from sdk.bundle.download import download, part_path
 from sdk.bundle.hashing import file_sha256
 from sdk.bundle.home import edgewise_home, offline_from_env, sdk_version
@@ -111,7 +110,8 @@ class ModelStore:
         got = file_sha256(path)
         if got != expected:
             raise IntegrityError(f"cached file {path} of model {entry.name!r} failed its SHA-256 check: expected "
-                                 f"{expected}, got {got}; run `edgewise pull {entry.name} --force` to download it again")
+                                 f"{expected}, got {got}; run `edgewise pull {entry.name} --force` "
+                                 "to download it again")
         rec = self._lock.get(entry.name, cf.relpath)
         if not rec or rec.get("sha256") != got:
             self._record(entry, cf, path, got, tofu=not cf.sha256)

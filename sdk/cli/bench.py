@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from sdk.cli._common import add_json_flag, emit, parse_shape_args, resolve_model_arg
 
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                          session=SessionOptions(intra_op_threads=args.threads))
     feeds = _load_feeds(args.inputs) if args.inputs else None
     report = benchmark_model(bundle if bundle is not None else path, opts, iters=args.iters,
-                             warmup=args.warmup, progress=not args.no_progress and sys.stderr.isatty(),
+                             warmup=args.warmup, progress=not args.no_progress,
                              input_shapes=parse_shape_args(args.shape) or None, feeds=feeds)
     emit(args, report, report.table())
     return 0

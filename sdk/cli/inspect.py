@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sdk.cli._common import (add_json_flag, emit, fmt_bytes, fmt_count, parse_shape_args,
-                             resolve_model_arg, table)
+from pydantic import BaseModel
+
+from sdk.cli._common import add_json_flag, emit, fmt_bytes, fmt_count, parse_shape_args, resolve_model_arg, table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _bundle_summary(bundle: Any) -> dict[str, Any]:
     m = bundle.manifest
     prov = getattr(m, "provenance", None)
+    pre = getattr(m, "preprocess", None)
     return {
         "path": str(bundle.path),
         "name": m.name, "version": m.version, "task": getattr(m, "task", None),
@@ -29,9 +31,8 @@ def _bundle_summary(bundle: Any) -> dict[str, Any]:
         "models": {role: getattr(e, "file", str(e)) for role, e in (getattr(m, "models", {}) or {}).items()},
         "labels": list(getattr(m, "labels", None) or []),
         "metrics": dict(getattr(m, "metrics", None) or {}),
-        "provenance": prov.model_dump(mode="json") if hasattr(prov, "model_dump") else prov,
-        "preprocess": (m.preprocess.model_dump(mode="json") if getattr(m, "preprocess", None) is not None
-                       and hasattr(m.preprocess, "model_dump") else None),
+        "provenance": prov.model_dump(mode="json") if isinstance(prov, BaseModel) else prov,
+        "preprocess": pre.model_dump(mode="json") if isinstance(pre, BaseModel) else None,
         "files": len(getattr(m, "files", {}) or {}),
     }
 

@@ -2,7 +2,7 @@
 
     edgewise pull yolox-nano                 # resumable download, SHA-256 checked, atomic rename
     edgewise pull whisper-tiny-en --trust-on-first-use
-    edgewise pull whisper-tiny-en --from ../shared/models/whisper-tiny.en --trust-on-first-use
+    edgewise pull whisper-tiny-en --from ./whisper-tiny.en --trust-on-first-use
                                              # offline: install from a local folder or archive, verified
     edgewise pull --list [--json]            # the catalog, and what is cached
 
@@ -38,11 +38,12 @@ def register(subparsers) -> None:
 def _human(n: int | None) -> str:
     if n is None:
         return "?"
+    x = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if x < 1024 or unit == "GiB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    return str(x)
 
 
 def run(args: argparse.Namespace) -> int:

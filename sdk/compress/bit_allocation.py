@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sdk.compress.calibration import CalibrationData, progress_enabled
+from sdk.compress.calibration import CalibrationData
 from sdk.compress.evaluators import open_session
 from sdk.compress.quantize_weights import WeightQuantizer
 from sdk.compress.workspace import Workspace
@@ -51,8 +51,8 @@ class BitAllocation:
 
 def _normalized_error(ref: list[list[np.ndarray]], got: list[list[np.ndarray]], var: list[np.ndarray]) -> float:
     errs = []
-    for r_outs, g_outs in zip(ref, got):
-        for r, g, v in zip(r_outs, g_outs, var):
+    for r_outs, g_outs in zip(ref, got, strict=True):
+        for r, g, v in zip(r_outs, g_outs, var, strict=True):
             d = (np.asarray(g, np.float64) - r) ** 2
             errs.append((d.reshape(-1, d.shape[-1]) / v).mean())
     return float(np.mean(errs))
@@ -66,7 +66,7 @@ def _outputs(path: Path, feeds: list[dict]) -> list[list[np.ndarray]]:
 def layer_sensitivity(wq: WeightQuantizer, nodes: list[str], feeds: list[dict], work: Path,
                       progress: bool = False) -> dict[str, float]:
     """Extra normalized output error of putting each node alone at 4 bits (the rest at 8)."""
-    from tqdm.auto import tqdm
+    from sdk.progress import progress_bar
 
     ref = _outputs(wq.path, feeds)
     var = [np.maximum(np.concatenate([r[i].reshape(-1, r[i].shape[-1]) for r in ref]).var(0), 1e-12)
@@ -75,7 +75,7 @@ def layer_sensitivity(wq: WeightQuantizer, nodes: list[str], feeds: list[dict], 
     wq.write(base_path)
     base = _normalized_error(ref, _outputs(base_path, feeds), var)
     out = {}
-    for node in tqdm(nodes, desc="int4 sensitivity", unit="layer", disable=not progress_enabled(progress)):
+    for node in progress_bar(nodes, desc="int4 sensitivity", unit="layer", enabled=progress):
         p = work / "one_int4.onnx"
         wq.write(p, {node: 4})
         out[node] = max(_normalized_error(ref, _outputs(p, feeds), var) - base, 0.0)

@@ -15,13 +15,16 @@ renamed with :meth:`CalibrationData.for_model`.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from sdk.errors import CompressionError, DecodeError, ModelLoadError
+from sdk.progress import (
+    progress_bar,
+    progress_enabled as progress_enabled,  # re-exported: the search and timing modules use it
+)
 
 logger = logging.getLogger("edgewise")
 
@@ -30,11 +33,6 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
 
 Feeds = dict[str, np.ndarray]
-
-
-def progress_enabled(progress: bool) -> bool:
-    """Progress bars only when asked and when stderr is a terminal."""
-    return bool(progress) and sys.stderr.isatty()
 
 
 class CalibrationData:
@@ -108,7 +106,8 @@ class CalibrationData:
             raise FileNotFoundError(f"calibration folder not found: {folder}")
         fn = preprocess.build() if hasattr(preprocess, "build") else preprocess
         if not callable(fn):
-            raise TypeError(f"preprocess must be a PreprocessSpec, a Preprocessor or a callable, got {type(preprocess)}")
+            raise TypeError("preprocess must be a PreprocessSpec, a Preprocessor or a callable, "
+                            f"got {type(preprocess)}")
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS)
         if not files:
             raise ValueError(f"{folder}: expected image files ({', '.join(IMAGE_EXTS)}) or videos, found none")
@@ -174,10 +173,8 @@ class CalibrationData:
 
         recorded: list[Feeds] = []
         state = {k: zeros(k) for k in state_map}
-        from tqdm.auto import tqdm
-
-        for i, chunk in enumerate(tqdm(chunks, desc="stateful calibration", unit="chunk",
-                                       disable=not progress_enabled(progress))):
+        for i, chunk in enumerate(progress_bar(chunks, desc="stateful calibration", unit="chunk",
+                                               enabled=progress)):
             if limit is not None and len(recorded) >= limit:
                 break
             if reset_every and i % reset_every == 0:
@@ -187,7 +184,7 @@ class CalibrationData:
                 chunk = chunk[None]
             feeds = {input_name: chunk, **{k: v.copy() for k, v in state.items()}, **constants}
             recorded.append(feeds)
-            result = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+            result = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
             state = {k: np.asarray(result[v]) for k, v in state_map.items()}
         if not recorded:
             raise ValueError("stateful calibration got no chunks")
@@ -282,10 +279,8 @@ class OrtCalibrationReader:
 
     def get_next(self) -> Feeds | None:
         if self._it is None:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=len(self._feeds), desc=self._desc, unit="sample",
-                             disable=not progress_enabled(self._progress))
+            self._bar = progress_bar(total=len(self._feeds), desc=self._desc, unit="sample",
+                                     enabled=self._progress)
             self._it = iter(self._feeds)
         item = next(self._it, None)
         if item is None:

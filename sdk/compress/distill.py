@@ -23,7 +23,6 @@ Everything is seeded (``seed``): same data and config give the same student.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +77,8 @@ def teacher_outputs(teacher: Any, X: np.ndarray, hint_names: Iterable[str] = (),
                     progress: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Run ``teacher`` on every row of ``X``; return (first output, {hint name: tensor})."""
     hint_names = list(hint_names)
-    show = progress and sys.stderr.isatty()
     if _is_onnx(teacher):
-        from tqdm import tqdm
-
+        from ..progress import progress_bar
         from ..runtime import Engine, EngineOptions
 
         if isinstance(teacher, (str, Path)):
@@ -108,12 +105,12 @@ def teacher_outputs(teacher: Any, X: np.ndarray, hint_names: Iterable[str] = (),
             bs = batch_size if not isinstance(dim0, int) else dim0
             names = [first_out] + hint_names
             chunks: list[list[np.ndarray]] = [[] for _ in names]
-            for i in tqdm(range(0, len(X), bs), desc="teacher", disable=not show, leave=False):
+            for i in progress_bar(range(0, len(X), bs), desc="teacher", enabled=progress, leave=False):
                 outs = eng.run_list([np.ascontiguousarray(X[i:i + bs])], names)
-                for c, o in zip(chunks, outs):
+                for c, o in zip(chunks, outs, strict=True):
                     c.append(o)
         res = [np.concatenate(c) for c in chunks]
-        return res[0], dict(zip(hint_names, res[1:]))
+        return res[0], dict(zip(hint_names, res[1:], strict=True))
     torch = require("torch", "train", "distillation")
     mods = dict(teacher.named_modules())
     feats: dict[str, list] = {h: [] for h in hint_names}
@@ -167,7 +164,7 @@ def distill(teacher: Any, student: Any, train: tuple, val: tuple | None = None,
     with the teacher's top-1 for ``loss="kl"``; MSE to the teacher for ``loss="mse"``.
     """
     torch = require("torch", "train", "distillation")
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     F = torch.nn.functional
     cfg = config or DistillConfig()
@@ -220,7 +217,7 @@ def distill(teacher: Any, student: Any, train: tuple, val: tuple | None = None,
     Yt = torch.from_numpy(y) if y is not None else None
     T = cfg.temperature
     history: list[dict] = []
-    bar = tqdm(range(cfg.epochs), desc="distill", disable=not (cfg.progress and sys.stderr.isatty()))
+    bar = progress_bar(range(cfg.epochs), desc="distill", enabled=cfg.progress)
 
     def first(o):
         return o[0] if isinstance(o, (tuple, list)) else o

@@ -58,7 +58,7 @@ def export_onnx(module, example_input: np.ndarray, path: str | Path, opset: int 
         refs = [ref] if isinstance(ref, torch.Tensor) else list(ref)
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         outs = sess.run(None, {sess.get_inputs()[0].name: x})
-        for name, r, o in zip(output_names, refs, outs):
+        for name, r, o in zip(output_names, refs, outs, strict=False):
             r = r.detach().cpu().numpy()
             err = float(np.abs(r - o).max()) if r.size else 0.0
             if r.shape != o.shape or err > atol * max(1.0, float(np.abs(r).max())):

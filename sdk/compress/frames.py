@@ -63,10 +63,10 @@ def load_frames(paths: Iterable[str | Path], video_frames: int = 24) -> list[Fra
             if not got:
                 raise DecodeError(f"{f.name}: no frame could be decoded from this video")
             continue
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
+        still = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if still is None:
             raise DecodeError(f"{f.name}: not a readable image")
-        out.append(Frame(img, str(f), 0))
+        out.append(Frame(still, str(f), 0))
     if not out:
         raise ValueError(f"no images or videos found in {', '.join(map(str, paths))}")
     return out
@@ -136,7 +136,8 @@ class FrameCalibration(CalibrationData):
         self.images = [f.image if isinstance(f, Frame) else np.asarray(f) for f in frames]
         if not self.images:
             raise ValueError("FrameCalibration needs at least one frame, got 0")
-        self.default_hw, self.pad_value, self.scale = tuple(default_hw), int(pad_value), float(scale)
+        self.default_hw = (int(default_hw[0]), int(default_hw[1]))
+        self.pad_value, self.scale = int(pad_value), float(scale)
         self.input_name = input_name
         self._by_hw: dict[tuple[int, int], list[np.ndarray]] = {}
         super().__init__(lambda: ({self._key(): x} for x in self._tensors(self.default_hw)), limit=limit,

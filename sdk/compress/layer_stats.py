@@ -21,8 +21,6 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from sdk.compress.calibration import progress_enabled
-
 logger = logging.getLogger("edgewise")
 
 __all__ = ["LayerSite", "LayerStats", "collect_layer_stats", "unfold"]
@@ -62,7 +60,7 @@ def site_for(node: onnx.NodeProto, weight_shape: tuple[int, ...]) -> LayerSite |
         if len(k) != 2 or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             return None
         group = int(attrs.get("group", 1))
-        kind = "conv" if group == 1 else "grouped"
+        kind: Literal["conv", "grouped"] = "conv" if group == 1 else "grouped"
         return LayerSite(node.name, node.input[0], kind, k, tuple(attrs.get("pads", [0, 0, 0, 0])),
                          tuple(attrs.get("strides", [1, 1])), tuple(attrs.get("dilations", [1, 1])))
     if node.op_type == "Gemm" and not attrs.get("transA", 0):
@@ -72,8 +70,8 @@ def site_for(node: onnx.NodeProto, weight_shape: tuple[int, ...]) -> LayerSite |
     return None
 
 
-def unfold(x: np.ndarray, kernel: tuple[int, int], pads: tuple[int, ...], strides: tuple[int, int],
-           dilations: tuple[int, int]) -> np.ndarray:
+def unfold(x: np.ndarray, kernel: tuple[int, ...], pads: tuple[int, ...], strides: tuple[int, ...],
+           dilations: tuple[int, ...]) -> np.ndarray:
     """NCHW input -> ``[N * Hout * Wout, C * kh * kw]`` patches (im2col), in the order of a
     Conv weight flattened as ``[out, C, kh, kw]``."""
     kh, kw = kernel
@@ -104,9 +102,9 @@ def collect_layer_stats(model: onnx.ModelProto, sites: Iterable[LayerSite],
                         ) -> dict[str, LayerStats]:
     """Mean and second moment of every site's input over ``feeds``; keyed by node name."""
     import onnxruntime as ort
-    from tqdm.auto import tqdm
 
     from sdk.compress.prune_reconstruct import with_outputs
+    from sdk.progress import progress_bar
 
     sites = list(sites)
     if not sites:
@@ -119,8 +117,8 @@ def collect_layer_stats(model: onnx.ModelProto, sites: Iterable[LayerSite],
     sums: dict[str, np.ndarray] = {}
     grams: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {s.node: 0 for s in sites}
-    for feed in tqdm(feeds, desc="layer statistics", unit="sample", disable=not progress_enabled(progress)):
-        got = dict(zip(names, sess.run(names, dict(feed))))
+    for feed in progress_bar(feeds, desc="layer statistics", unit="sample", enabled=progress):
+        got = dict(zip(names, sess.run(names, dict(feed)), strict=True))
         for s in sites:
             rows = _rows(np.asarray(got[s.tensor], np.float64), s, rng)
             sums[s.node] = sums.get(s.node, 0) + rows.sum(0)

@@ -63,7 +63,7 @@ def onnx_to_torch(model: onnx.ModelProto | str, batch_free_reshape: bool = True)
         raise CompressionError(f"cannot convert ONNX ops {bad} to torch for fine-tuning; "
                                f"supported: {sorted(SUPPORTED_OPS)}")
 
-    class OnnxModule(nn.Module):
+    class OnnxModule(nn.Module):  # type: ignore[name-defined]  # torch is imported at run time (extra `train`)
         """Runs the ONNX graph node by node with torch ops; see the module docstring."""
 
         def __init__(self) -> None:
@@ -115,14 +115,14 @@ def onnx_to_torch(model: onnx.ModelProto | str, batch_free_reshape: bool = True)
             return [int(v) for v in np.asarray(self.consts[name]).ravel()]
 
         def forward(self, *xs):
-            env = dict(zip(self.input_names, xs))
+            env = dict(zip(self.input_names, xs, strict=True))
             hook = self.tensor_hook
             if hook is not None:
                 env = {k: hook(k, v) for k, v in env.items()}
             for node, at in self.nodes:
                 ins = [self._t(env, i) if i else None for i in node.input]
                 outs = self._op(node, at, ins)
-                for name, val in zip(node.output, outs):
+                for name, val in zip(node.output, outs, strict=False):
                     env[name] = hook(name, val) if hook is not None else val
             res = [env[o] for o in self.output_names]
             return res[0] if len(res) == 1 else tuple(res)
@@ -220,7 +220,7 @@ def onnx_to_torch(model: onnx.ModelProto | str, batch_free_reshape: bool = True)
                 steps = self._ints(node.input[4]) if len(node.input) > 4 and node.input[4] \
                     else [1] * len(starts)
                 idx = [slice(None)] * x.dim()
-                for s, e, a, st in zip(starts, ends, axes, steps):
+                for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
                     if st < 1:
                         raise CompressionError(f"{node.name}: negative Slice steps not supported")
                     n = x.shape[a]

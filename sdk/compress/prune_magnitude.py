@@ -129,6 +129,7 @@ class PruneMagnitude(ModelPass):
 
     name = "prune_magnitude"
     Config = PruneMagnitudeConfig
+    config: PruneMagnitudeConfig
 
     def transform(self, model: onnx.ModelProto, ctx: PassContext) -> tuple[onnx.ModelProto, dict]:
         return prune_magnitude(model, self.config)

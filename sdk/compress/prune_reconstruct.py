@@ -20,6 +20,7 @@ correct the error of earlier ones: slower, better.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping
@@ -108,7 +109,7 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, consumers: l
 
     ``original`` and ``pruned`` must share node names (as :func:`prune_channels` keeps them).
     """
-    feeds = [dict(f) for _, f in zip(range(max_samples), feeds)]
+    feeds = [dict(f) for f in itertools.islice(feeds, max_samples)]
     if not feeds:
         raise CompressionError("reconstruction needs calibration inputs, got none")
     out = onnx.ModelProto()
@@ -172,7 +173,7 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, consumers: l
         names = sorted({c.tensor for c in consumers})
         acc: dict[str, np.ndarray] = {}
         for f in feeds:
-            for n, x in zip(names, sess.run(names, f)):
+            for n, x in zip(names, sess.run(names, f), strict=True):
                 xa = _aug(_flat(x))
                 acc[n] = acc.get(n, 0) + xa @ xa.T
         for c in consumers:
@@ -192,7 +193,7 @@ def reconstruct(original: onnx.ModelProto, pruned: onnx.ModelProto, consumers: l
             for f in feeds:
                 xos = osess.run(names, f)
                 xps = psess.run(names, f)
-                for n, xo, xp in zip(names, xos, xps):
+                for n, xo, xp in zip(names, xos, xps, strict=True):
                     xpa, xoa = _aug(_flat(xp)), _aug(_flat(xo))
                     spp[n] = spp.get(n, 0) + xpa @ xpa.T
                     spo[n] = spo.get(n, 0) + xpa @ xoa.T

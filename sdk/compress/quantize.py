@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import io
 import hashlib
+import io
 import logging
 import tempfile
 from pathlib import Path
@@ -79,8 +79,12 @@ class _WorkDir:
     """``ctx.work_dir`` if given, else a temporary folder removed on exit."""
 
     def __init__(self, ctx: PassContext):
-        self._tmp = None if ctx.work_dir else tempfile.TemporaryDirectory(prefix="edgewise-q-")
-        self.path = Path(ctx.work_dir) if ctx.work_dir else Path(self._tmp.name)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if ctx.work_dir:
+            self.path = Path(ctx.work_dir)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="edgewise-q-")
+            self.path = Path(self._tmp.name)
         self.path.mkdir(parents=True, exist_ok=True)
 
     def __enter__(self) -> Path:
@@ -130,6 +134,8 @@ class QuantizeDynamic(Pass):
     class Config(_CommonConfig):
         weight_type: Literal["int8", "uint8"] = Field("int8", description="integer type of the weights")
 
+    config: Config  # the validated config (narrows Pass.config for the type checker)
+
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -165,6 +171,8 @@ class QuantizeStatic(Pass):
         types: Literal["U8U8", "U8S8", "S8S8"] = Field("U8S8", description="activation/weight integer types "
                                                        "(U8S8 is onnxruntime's fast CPU path)")
         calibration_samples: int = Field(64, ge=1, description="at most this many calibration feeds are used")
+
+    config: Config  # the validated config (narrows Pass.config for the type checker)
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         with _WorkDir(ctx) as work:
@@ -241,6 +249,8 @@ class QuantizeInt8(QuantizeStatic):
                                             "(float input and weights), unlike nodes_to_exclude, which onnxruntime "
                                             "turns back into integer convs when their neighbours are quantized")
 
+    config: Config  # the validated config (narrows Pass.config for the type checker)
+
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         import onnx
 
@@ -248,14 +258,14 @@ class QuantizeInt8(QuantizeStatic):
         from sdk.compress.qdq_refine import refine_qdq
 
         cfg = self.config
-        kw = dict(ranges=cfg.ranges == "mse", weights=cfg.weight_rounding == "gptq",
-                  bias_correction=cfg.bias_correction, weight_bits=7 if cfg.reduce_range else 8, progress=ctx.progress)
         kept: list[str] = []
         with _WorkDir(ctx) as work:
             src, feeds = self._quantize(Path(model_in), Path(model_out), ctx, work)
             qdq = onnx.load(str(model_out))
             float_model = load_model(src, check=False)
-            rep = refine_qdq(float_model, qdq, feeds, **kw)
+            rep = refine_qdq(float_model, qdq, list(feeds), ranges=cfg.ranges == "mse",
+                             weights=cfg.weight_rounding == "gptq", bias_correction=cfg.bias_correction,
+                             weight_bits=7 if cfg.reduce_range else 8, progress=ctx.progress)
             wanted = list(cfg.keep_float_nodes) + [n for n, _ in rep.noise[:cfg.keep_float_noisy]]
             if wanted:
                 from sdk.compress.qdq_refine import keep_float

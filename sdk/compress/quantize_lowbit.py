@@ -59,6 +59,8 @@ class QuantizeInt4(Pass):
         nodes_to_exclude: list[str] = Field(default_factory=list, description="MatMul node names kept in float")
         min_k: int = Field(32, ge=1, description="skip MatMuls whose K (input features) is smaller than this")
 
+    config: Config  # the validated config (narrows Pass.config for the type checker)
+
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         cfg = self.config
         bs = cfg.block_size
@@ -126,6 +128,8 @@ class ConvertFP16(Pass):
                                                 "onnxruntime's default list of fp16-unsafe ops)")
         node_block_list: list[str] = Field(default_factory=list, description="node names kept in float32")
         keep_io_types: bool = Field(True, description="keep float32 graph inputs and outputs (casts at the edges)")
+
+    config: Config  # the validated config (narrows Pass.config for the type checker)
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         from onnxruntime.transformers.float16 import convert_float_to_float16

@@ -167,6 +167,7 @@ class WeightQuantizer:
             shape = tuple(int(d) for d in init.dims)
             if int(np.prod(shape)) < min_elements or len(shape) < 2:
                 continue
+            axis: int | None
             if node.op_type == "Conv":
                 axis = 0
             elif node.op_type == "ConvTranspose":
@@ -200,7 +201,7 @@ class WeightQuantizer:
         rows = _to_rows(w, spec.axis) if spec.axis is not None else w.reshape(1, -1)
         st = self.stats.get(spec.node) if not spec.shared else None
         h = st.hessian if st is not None and spec.axis is not None and spec.op_type != "ConvTranspose" else None
-        if h is not None and (h.shape[0] != rows.shape[1] or st.rows < 2 * h.shape[0]):
+        if st is not None and h is not None and (h.shape[0] != rows.shape[1] or st.rows < 2 * h.shape[0]):
             h = None      # too few positions for a full-rank H: GPTQ would fit the calibration noise
         scales = choose_scales(rows, bits, h, search=bits < 8 or h is not None)
         codes = gptq(rows, h, scales, bits, self.damp) if (self.gptq and h is not None) else \
@@ -247,8 +248,9 @@ class WeightQuantizer:
             bshape = [1] * len(spec.shape)
             if spec.axis is not None:
                 bshape[spec.axis] = -1
+            scales = q.scales.reshape(bshape).astype(np.float32)
             model.graph.initializer.extend([numpy_helper.from_array(codes, qname),
-                                            numpy_helper.from_array(q.scales.reshape(bshape).astype(np.float32), sname)])
+                                            numpy_helper.from_array(scales, sname)])
             prologue += [helper.make_node("Cast", [qname], [fname], name=f"{base}_Cast", to=TensorProto.FLOAT),
                          helper.make_node("Mul", [fname, sname], [dname], name=f"{base}_Scale")]
             replaced[spec.weight] = dname
@@ -279,6 +281,8 @@ class WeightQuantizer:
 def _add_to_bias(model: onnx.ModelProto, inits: dict, node: onnx.NodeProto, spec: WeightSpec,
                  shift: np.ndarray) -> None:
     """bias += shift (a bias is created for a Conv/Gemm that has none)."""
+    if spec.axis is None:
+        raise ValueError(f"{spec.node}: a bias shift needs per-channel weights (an output axis), got axis None")
     n_out = spec.shape[spec.axis]
     if len(node.input) > 2 and node.input[2]:
         init = inits.get(node.input[2])
@@ -326,6 +330,8 @@ class QuantizeWeights(Pass):
                                                         "(needs calibration data)")
         calib_samples: int = Field(32, ge=1, description="calibration samples for the layer statistics")
         damp: float = Field(0.01, gt=0, description="GPTQ damping, as a fraction of the mean diagonal of H")
+
+    config: Config  # the validated config (narrows Pass.config for the type checker)
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> PassResult:
         c = self.config

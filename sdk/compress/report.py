@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sdk.errors import DependencyMissingError, require
+
 logger = logging.getLogger("edgewise")
 
 
@@ -35,7 +37,8 @@ def markdown(result: Any) -> str:
         "- latency: median over interleaved rounds of each round's best run, measured together with the "
         "FP32 input; speedup >1 = faster, with the 90% interval of the paired per-round ratio; CPU ms = "
         "process CPU time of the same runs (all threads)", "",
-        "| | candidate | recipe | latency ms | CPU ms | speedup (90% CI) | size MB | size ratio | metric | search metric "
+        "| | candidate | recipe | latency ms | CPU ms | speedup (90% CI) | size MB | size ratio | metric "
+        "| search metric "
         "| delta | energy / inference | budget | Pareto | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -56,7 +59,8 @@ def markdown(result: Any) -> str:
         lines += [f"| {x['name']} | {x['reason']} |" for x in d["skipped"]]
     if d.get("sensitivity") and d["sensitivity"].get("groups"):
         s = d["sensitivity"]
-        lines += ["", "## Sensitivity (static QDQ per-channel, Percentile ranges; one group kept in float at a time)", "",
+        lines += ["",
+                  "## Sensitivity (static QDQ per-channel, Percentile ranges; one group kept in float at a time)", "",
                   f"All quantized: {s['metric_all_quantized']:.4f} ({s['evals']} evaluations)", "",
                   "| nodes kept in float | metric | gain |", "|---|---|---|"]
         lines += [f"| {g['nodes']} | {_fmt(g['metric'], '.4f')} | {g['gain']:+.4f} |" for g in s["groups"]]
@@ -66,7 +70,8 @@ def markdown(result: Any) -> str:
                   f"Floor {a['floor']:.4f}; chosen: {len(a['low_bit_nodes'])} layers at int4"
                   + (f", metric {a['metric']:.4f}" if a.get("metric") is not None else ""), "",
                   "| order | layers at int4 | bytes | metric | within budget |", "|---|---|---|---|---|"]
-        lines += [f"| {t.get('order', '')} | {t['k']} | {t['bytes']} | {t['metric']:.4f} | {'yes' if t['ok'] else 'no'} |"
+        lines += [f"| {t.get('order', '')} | {t['k']} | {t['bytes']} | {t['metric']:.4f} "
+                  f"| {'yes' if t['ok'] else 'no'} |"
                   for t in a["trials"]]
     energy_sources = {(c["energy"] or {}).get("source") for c in d["candidates"] if c["energy"]}
     if "estimate" in energy_sources:
@@ -124,12 +129,21 @@ def plot_pareto(result: Any, path: Path) -> Path:
 
 
 def write_report(result: Any, out_dir: str | Path) -> dict[str, Path]:
-    """Write report.json, report.md and pareto.png into ``out_dir``; returns their paths."""
+    """Write report.json, report.md and pareto.png into ``out_dir``; returns their paths.
+
+    The plot needs matplotlib (extra ``report``); without it the plot is skipped with a warning
+    that names the extra, and the returned dict has no ``"plot"``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "pareto.png"}
+    paths = {"json": out / "report.json", "markdown": out / "report.md"}
     paths["json"].write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown(result), encoding="utf-8")
-    plot_pareto(result, paths["plot"])
+    try:
+        require("matplotlib", "report", "the Pareto plot")
+    except DependencyMissingError as exc:
+        logger.warning("pareto.png not written: %s", exc)
+    else:
+        paths["plot"] = plot_pareto(result, out / "pareto.png")
     logger.info("report written to %s", out)
     return paths

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sdk.compress.base import PassContext
-from sdk.compress.calibration import progress_enabled
 from sdk.compress.graph_prep import PER_CHANNEL_MIN_OPSET, load_model, prepare_for_quantization
 from sdk.compress.quantize import QuantizeStatic, _op_types
 from sdk.compress.workspace import Workspace
@@ -107,7 +106,7 @@ def analyze_sensitivity(model_path: str | Path, calib: Any, evaluator: Callable[
     ``model_path`` is pre-processed here (as the quantizer does), so the node names in the
     result are valid ``nodes_to_exclude`` for :class:`QuantizeStatic` on the same model.
     """
-    from tqdm.auto import tqdm
+    from sdk.progress import progress_bar
 
     base = QuantizeStatic(config or {})
     cfg = base.config
@@ -138,7 +137,7 @@ def analyze_sensitivity(model_path: str | Path, calib: Any, evaluator: Callable[
 
         metric_all = quantize_eval([], "all")
         res = SensitivityResult(metric_all=metric_all, evals=1)
-        for i, g in enumerate(tqdm(groups, desc="sensitivity", unit="group", disable=not progress_enabled(progress))):
+        for i, g in enumerate(progress_bar(groups, desc="sensitivity", unit="group", enabled=progress)):
             g.metric = quantize_eval(g.nodes, f"g{i}")
             g.gain = g.metric - metric_all
             res.evals += 1

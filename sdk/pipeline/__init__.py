@@ -7,11 +7,10 @@ sounddevice (PortAudio) is imported only when a microphone or speaker is opened.
 """
 from sdk.pipeline.edges import DROP_POLICIES
 from sdk.pipeline.feedback import Gate
-from sdk.pipeline.sound_devices import (MicrophoneSource, SpeakerSink, import_sounddevice,
-                                   list_audio_devices)
 from sdk.pipeline.items import AudioBlock, Frame
 from sdk.pipeline.pipeline import Pipeline
 from sdk.pipeline.sinks import JsonlSink, VideoWriterSink, WavSink
+from sdk.pipeline.sound_devices import MicrophoneSource, SpeakerSink, import_sounddevice, list_audio_devices
 from sdk.pipeline.sources import CameraSource, ImageFolderSource, VideoSource, WavSource
 from sdk.pipeline.stage import Stage
 from sdk.pipeline.stream_stats import StageStats, StreamEvent, StreamStats

@@ -12,19 +12,11 @@ import threading
 from collections import deque
 from typing import Any, Callable
 
-from sdk.pipeline.stage import Stage, StageTimer
+from sdk.pipeline.stage import DROP_POLICIES, Stage, StageTimer, check_policy
 
 __all__ = ["DROP_POLICIES", "BoundedQueue", "CLOSED", "StageRun"]
 
-DROP_POLICIES = ("block", "oldest", "newest")
 CLOSED = object()
-
-
-def check_policy(drop: str, queue_size: int) -> None:
-    if drop not in DROP_POLICIES:
-        raise ValueError(f"drop must be one of {DROP_POLICIES}, got {drop!r}")
-    if int(queue_size) < 1:
-        raise ValueError(f"queue_size must be >= 1, got {queue_size}")
 
 
 class BoundedQueue:

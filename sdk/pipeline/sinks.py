@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import wave
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,14 @@ from sdk.pipeline.items import AudioBlock, Frame
 __all__ = ["VideoWriterSink", "WavSink", "JsonlSink"]
 
 
-class _Sink:
+class _Sink(ABC):
     closed = False
+
+    @abstractmethod
+    def write(self, item: Any) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
 
     def __call__(self, item: Any) -> None:
         self.write(item)
@@ -50,22 +57,23 @@ class VideoWriterSink(_Sink):
             raise ValueError(f"fourcc must be 4 characters, got {fourcc!r}")
         self.path = Path(path)
         self.fps = float(fps)
-        self.size = tuple(size) if size else None
+        self.size: tuple[int, int] | None = (int(size[0]), int(size[1])) if size else None
         self.fourcc = fourcc
         self.frames = 0
-        self._w = None
+        self._w: cv2.VideoWriter | None = None
         if self.size:
-            self._open()
+            self._open(self.size)
 
-    def _open(self) -> None:
+    def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        h, w = self.size
-        self._w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc),
-                                  self.fps, (int(w), int(h)))
-        if not self._w.isOpened():
-            self._w.release()
-            self._w = None
-            raise PipelineError(f"cv2.VideoWriter could not open {self.path} with codec "
+        h, w = size
+        fourcc = cv2.VideoWriter.fourcc(*self.fourcc)
+        writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (int(w), int(h)))
+        if writer.isOpened():
+            self.size, self._w = size, writer
+            return writer
+        writer.release()
+        raise PipelineError(f"cv2.VideoWriter could not open {self.path} with codec "
                                 f"{self.fourcc!r} at {w}x{h} (unsupported codec/extension or "
                                 f"unwritable path)")
 
@@ -82,12 +90,11 @@ class VideoWriterSink(_Sink):
             img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
         elif img.shape[2] == 4:
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-        if self._w is None:
-            self.size = img.shape[:2]
-            self._open()
-        if img.shape[:2] != tuple(self.size):
-            img = cv2.resize(img, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
-        self._w.write(np.ascontiguousarray(img))
+        writer = self._w if self._w is not None else self._open((img.shape[0], img.shape[1]))
+        h, w = self.size or img.shape[:2]
+        if img.shape[:2] != (h, w):
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        writer.write(np.ascontiguousarray(img))
         self.frames += 1
 
     def close(self) -> None:

@@ -5,7 +5,17 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal
 
-__all__ = ["Stage", "StageTimer"]
+__all__ = ["Stage", "StageTimer", "DROP_POLICIES", "check_policy"]
+
+#: what an edge does when its queue is full (the queues themselves are in sdk.pipeline.edges)
+DROP_POLICIES = ("block", "oldest", "newest")
+
+
+def check_policy(drop: str, queue_size: int) -> None:
+    if drop not in DROP_POLICIES:
+        raise ValueError(f"drop must be one of {DROP_POLICIES}, got {drop!r}")
+    if int(queue_size) < 1:
+        raise ValueError(f"queue_size must be >= 1, got {queue_size}")
 
 
 @dataclass
@@ -46,8 +56,6 @@ class Stage:
         if not callable(self.fn):
             raise TypeError(f"stage {self.name!r}: fn must be callable, got {type(self.fn).__name__}")
         if self.drop is not None or self.queue_size is not None:
-            from sdk.pipeline.edges import check_policy
-
             check_policy(self.drop or "block", 1 if self.queue_size is None else self.queue_size)
         if self.on_error not in (None, "skip", "raise"):
             raise ValueError(f"stage {self.name!r}: on_error must be 'skip', 'raise' or None, got {self.on_error!r}")
@@ -78,7 +86,7 @@ class StageTimer:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
-        from sdk.runtime import LatencyRecorder   # lazy: sdk.runtime imports onnxruntime
+        from sdk.runtime import LatencyRecorder  # lazy: sdk.runtime imports onnxruntime
 
         self._rec = LatencyRecorder(self.capacity)
 

@@ -69,7 +69,7 @@ def _parse(f: BinaryIO, size: int, name: str) -> WavInfo:
                 raise DecodeError(f"{name}: corrupt WAV: data chunk before the fmt chunk")
             tag, ch, sr, align, bits = fmt
             kind = {_PCM: "pcm", _FLOAT: "float"}.get(tag)
-            ok_bits = {"pcm": (8, 16, 24, 32), "float": (32, 64)}.get(kind, ())
+            ok_bits = {"pcm": (8, 16, 24, 32), "float": (32, 64)}.get(kind, ()) if kind else ()
             if kind is None or bits not in ok_bits:
                 raise DecodeError(f"{name}: unsupported WAV encoding (format tag {tag}, {bits} bits);"
                                   f" expected PCM 8/16/24/32-bit or float 32/64-bit")

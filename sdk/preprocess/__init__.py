@@ -4,15 +4,47 @@ Functions work on numpy arrays (images HWC as OpenCV reads them, sizes ``(height
 the same operations exist as pydantic ops that a :class:`PreprocessSpec` lists, so a model
 bundle carries its own preprocessing and an app rebuilds it with ``spec.build()``.
 """
-from sdk.preprocess.audio import (frame_signal, hz_to_mel, log_mel_spectrogram, mel_filterbank,
-                                  mel_to_hz, resample, stft_power)
-from sdk.preprocess.image import (LetterboxTransform, add_batch_dim, cast_dtype, clahe,
-                                  color_convert, letterbox, normalize, resize, to_layout)
+from sdk.preprocess.audio import (
+    frame_signal,
+    hz_to_mel,
+    log_mel_spectrogram,
+    mel_filterbank,
+    mel_to_hz,
+    resample,
+    stft_power,
+)
+from sdk.preprocess.image import (
+    LetterboxTransform,
+    add_batch_dim,
+    cast_dtype,
+    clahe,
+    color_convert,
+    letterbox,
+    normalize,
+    resize,
+    to_layout,
+)
 from sdk.preprocess.medical import invert, rescale_slope_intercept, window
 from sdk.preprocess.ring import AudioRingBuffer
-from sdk.preprocess.spec import (AddBatchDim, AnyOp, CastDtype, Clahe, ColorConvert, ExpectImage,
-                                 Letterbox, LogMel, Normalize, Op, PreprocessSpec, Preprocessor,
-                                 RescaleSlopeIntercept, Resample, Resize, ToLayout, Window)
+from sdk.preprocess.spec import (
+    AddBatchDim,
+    AnyOp,
+    CastDtype,
+    Clahe,
+    ColorConvert,
+    ExpectImage,
+    Letterbox,
+    LogMel,
+    Normalize,
+    Op,
+    Preprocessor,
+    PreprocessSpec,
+    Resample,
+    RescaleSlopeIntercept,
+    Resize,
+    ToLayout,
+    Window,
+)
 
 __all__ = [
     # specs

@@ -184,9 +184,10 @@ def normalize(img: np.ndarray, mean=0.0, std=1.0, scale: float = 1.0,
     if not isinstance(img, np.ndarray) or img.size == 0 or img.ndim < 2:
         raise PreprocessError(f"normalize: expected a non-empty image array, got "
                               f"{getattr(img, 'shape', type(img).__name__)}")
+    shape: list[int]
     if img.ndim == 2:
         n = 1
-        shape = (1, 1)
+        shape = [1, 1]
     else:
         ax = channel_axis % img.ndim
         n = img.shape[ax]

@@ -10,15 +10,13 @@ bundle's manifest), and :meth:`PreprocessSpec.build` gives a callable :class:`Pr
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import cv2
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sdk.errors import PreprocessError
-from sdk.preprocess import audio as _audio
-from sdk.preprocess import image as _image
-from sdk.preprocess import medical as _medical
+from sdk.preprocess import audio as _audio, image as _image, medical as _medical
 from sdk.preprocess._checks import check_image
 
 __all__ = [
@@ -35,7 +33,7 @@ class Op(BaseModel):
     """Base of every operation: unknown keys are an error; values are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    op: ClassVar[str]
+    op: str  # each subclass narrows it to its own Literal name (the union's discriminator)
 
     def apply(self, x: Any, state: dict) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -252,7 +250,7 @@ class Preprocessor:
     def ops(self) -> tuple:
         return self.spec.ops
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Any:
         state: dict = {}
         for i, op in enumerate(self.spec.ops):
             try:

@@ -47,7 +47,8 @@ class DeviceInfo(BaseModel):
                  ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "neon", "dotprod", "i8mm", "sve")]
         mem = f", {self.memory_total_bytes / 2**30:.1f} GiB" if self.memory_total_bytes else ""
         cores = f"{self.physical_cores or '?'}C/{self.logical_cores or '?'}T"
-        return f"{self.cpu_model or self.machine or 'unknown CPU'} ({cores}{mem}; {' '.join(feats) or 'no SIMD flags read'})"
+        cpu = self.cpu_model or self.machine or "unknown CPU"
+        return f"{cpu} ({cores}{mem}; {' '.join(feats) or 'no SIMD flags read'})"
 
 
 def _read(path: str) -> str | None:
@@ -136,7 +137,9 @@ def discover_device() -> DeviceInfo:
     import onnxruntime as ort
 
     machine = platform.machine()
-    model, phys, flags = (None, None, set())
+    model: str | None = None
+    phys: int | None = None
+    flags: set[str] = set()
     text = _read("/proc/cpuinfo")
     if text:
         model, phys, flags = _parse_cpuinfo(text)
@@ -148,7 +151,7 @@ def discover_device() -> DeviceInfo:
     if not model:
         model = platform.processor() or None
     try:
-        usable = len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+        usable = len(os.sched_getaffinity(0))  # not on macOS: AttributeError
     except (AttributeError, OSError):
         usable = None
     total, avail = _meminfo()

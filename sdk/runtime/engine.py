@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -42,11 +42,9 @@ def _source(model: Any) -> tuple[Any, Path | None, str]:
         if len(model) == 0:
             raise ModelLoadError("cannot load ONNX model from bytes: no bytes given")
         return bytes(model), None, f"<{len(model)} bytes>"
-    try:
-        import onnx
-    except ImportError:  # pragma: no cover - onnx is a runtime dependency
-        onnx = None
-    if onnx is not None and isinstance(model, onnx.ModelProto):
+    import onnx  # a runtime dependency
+
+    if isinstance(model, onnx.ModelProto):
         return model.SerializeToString(), None, f"<ModelProto {model.graph.name or 'graph'}>"
     raise TypeError(f"model must be a path, bytes or onnx.ModelProto, got {type(model).__name__}")
 
@@ -156,7 +154,7 @@ class Engine:
         """Run once. ``feeds`` maps input names to arrays; a single-input model also takes a
         bare array. Returns ``{output name: array}``."""
         names = list(output_names) if output_names is not None else self._output_names
-        return dict(zip(names, self.run_list(feeds, output_names)))
+        return dict(zip(names, self.run_list(feeds, output_names), strict=True))
 
     def run_list(self, feeds: Mapping[str, Any] | Sequence[Any] | np.ndarray,
                  output_names: Sequence[str] | None = None) -> list[np.ndarray]:
@@ -167,11 +165,11 @@ class Engine:
         """
         if self._run is None:
             raise InferenceError("this Engine is closed")
-        kind = type(feeds)
+        kind = type(feeds)  # exact-type checks first: the cheapest dispatch on the hot path
         if kind is dict:
-            checked = self._validator.validate(feeds)
+            checked = self._validator.validate(cast(dict, feeds))
         elif kind is list or kind is tuple:
-            checked = self._validator.validate_list(feeds)
+            checked = self._validator.validate_list(cast(Sequence, feeds))
         elif kind is np.ndarray or isinstance(feeds, np.ndarray):
             if self._single is None:
                 raise InputValidationError(
@@ -201,7 +199,7 @@ class Engine:
     __call__ = run
 
     def _check_outputs(self, outs: Sequence[Any], names: Sequence[str]) -> None:
-        for name, y in zip(names, outs):
+        for name, y in zip(names, outs, strict=True):
             if isinstance(y, np.ndarray) and y.dtype.kind in "fc" and not np.isfinite(y).all():
                 bad = int(y.size - np.count_nonzero(np.isfinite(y)))
                 raise InferenceError(f"output '{name}' of {self._label} has {bad} NaN/Inf value(s) "

@@ -15,7 +15,8 @@ class SessionOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    intra_op_threads: int | None = Field(None, ge=0, description="threads inside one operator; None/0: onnxruntime decides")
+    intra_op_threads: int | None = Field(None, ge=0,
+                                         description="threads inside one operator; None/0: onnxruntime decides")
     inter_op_threads: int | None = Field(None, ge=0, description="threads across operators (parallel mode only)")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="onnxruntime graph optimization level")

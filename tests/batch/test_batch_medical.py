@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from batch_helpers import rows_by_source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +26,7 @@ def spec():
 def runs(ray_session, archive, spec, tmp_path_factory):
     """The archive run with --workers 1 and --workers 2 (into separate folders)."""
     import pyarrow.parquet as pq
+
     from sdk.batch import run_job
 
     out = {}

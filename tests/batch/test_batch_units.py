@@ -48,8 +48,9 @@ def test_job_spec_rejects(bad, match):
 
 def test_worker_rows_and_error_rows(tmp_path):
     pytest.importorskip("pyarrow")
-    from sdk.batch.worker import BatchWorker
     import pyarrow as pa
+
+    from sdk.batch.worker import BatchWorker
 
     (tmp_path / "ok.bin").write_bytes(b"x" * 10)
     (tmp_path / "boom.bin").write_bytes(b"y")

@@ -15,6 +15,7 @@ the passes care about:
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Callable
 
@@ -72,7 +73,7 @@ def build_tiny_mlp(seed: int = 1, opset: int = 17) -> onnx.ModelProto:
     dims = [64, 128, 128, 10]
     inits, nodes = [], []
     x = "input"
-    for i, (k, n) in enumerate(zip(dims[:-1], dims[1:])):
+    for i, (k, n) in enumerate(itertools.pairwise(dims)):
         w = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
         b = (rng.standard_normal(n) * 0.05).astype(np.float32)
         inits += [_init(f"w{i}", w), _init(f"b{i}", b)]

@@ -11,8 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sdk.compress.base import PASSES, PassContext
-from sdk.compress.distill import (Distill, DistillConfig, FinetuneConfig, distill,
-                                  finetune_pruned_onnx)
+from sdk.compress.distill import Distill, DistillConfig, FinetuneConfig, distill, finetune_pruned_onnx
 from sdk.compress.export import export_onnx
 from sdk.compress.prune_channels import PruneChannelsConfig, prune_channels
 from sdk.errors import CompressionError, DependencyMissingError

@@ -6,8 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sdk.compress.frames import (Frame, FrameCalibration, frame_input_shapes, load_frames, model_input_hw,
-                                 split_frames)
+from sdk.compress.frames import Frame, FrameCalibration, frame_input_shapes, load_frames, model_input_hw, split_frames
 from sdk.errors import DecodeError
 
 

@@ -13,11 +13,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from pydantic import ValidationError
 
 from sdk.compress.base import PASSES, PassContext
 from sdk.compress.graph_channels import analyze_channels
-from sdk.compress.prune_channels import (PruneChannels, PruneChannelsConfig, count_params,
-                                         prune_channels)
+from sdk.compress.prune_channels import PruneChannels, PruneChannelsConfig, count_params, prune_channels
 from sdk.errors import CompressionError
 
 RNG = np.random.default_rng(0)
@@ -302,7 +302,6 @@ def test_pass_registered_and_writes_file(tmp_path):
     assert res.report["groups_pruned"] == 2
 
 
-
 def test_pass_gives_the_activation_criterion_its_data(tmp_path):
     """criterion='activation' without reconstruction still receives the calibration inputs."""
     src = tmp_path / "in.onnx"
@@ -310,9 +309,9 @@ def test_pass_gives_the_activation_criterion_its_data(tmp_path):
     res = PruneChannels(ratio=0.5, round_to=1, criterion="activation").run(
         src, tmp_path / "out.onnx", PassContext(calib=[{"x": x_in()} for _ in range(4)]))
     assert shapes(onnx.load(str(res.path)))["conv1.weight"][0] == 8 and res.report["groups_pruned"] == 2
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         PruneChannels(ratio=1.5)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         PruneChannels(ratoi=0.5)
 
 

@@ -8,8 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sdk.compress.base import PASSES, PassContext
-from sdk.compress.prune_magnitude import (PruneMagnitude, PruneMagnitudeConfig, deflated_size,
-                                          prune_magnitude)
+from sdk.compress.prune_magnitude import PruneMagnitude, PruneMagnitudeConfig, deflated_size, prune_magnitude
 from sdk.errors import CompressionError
 
 

@@ -113,7 +113,8 @@ def test_reconstruction_lowers_block_error_on_yolox(yolox_path, shared_dir, tmp_
     ref, a, b = outs(fm), outs(onnx.load(str(plain))), outs(qm)
 
     def rel(x):
-        return np.mean([[np.linalg.norm(o - r) / np.linalg.norm(r) for o, r in zip(xs, rs)] for xs, rs in zip(x, ref)], 0)
+        return np.mean([[np.linalg.norm(o - r) / np.linalg.norm(r) for o, r in zip(xs, rs, strict=True)]
+                        for xs, rs in zip(x, ref, strict=True)], 0)
     e_plain, e_ref = rel(a), rel(b)
     assert (e_ref < e_plain).mean() >= 0.8, (e_plain, e_ref)       # measured: 6 of 6 blocks lower
     assert e_ref.mean() < 0.97 * e_plain.mean(), (e_plain, e_ref)   # measured: 0.74 against 0.81

@@ -6,8 +6,18 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from sdk.compress import (PASSES, CalibrationData, ConvertFP16, OptimizeGraph, PassContext, QuantizeDynamic,
-                          QuantizeInt4, QuantizeStatic, count_ops, upgrade_opset)
+from sdk.compress import (
+    PASSES,
+    CalibrationData,
+    ConvertFP16,
+    OptimizeGraph,
+    PassContext,
+    QuantizeDynamic,
+    QuantizeInt4,
+    QuantizeStatic,
+    count_ops,
+    upgrade_opset,
+)
 from sdk.compress.graph_prep import load_model, opset_version
 from sdk.errors import CompressionError, ModelLoadError
 

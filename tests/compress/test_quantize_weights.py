@@ -46,7 +46,7 @@ def test_int8_weights_graph_and_outputs(tiny_cnn_path, calib_feeds, tmp_path):
     # int8 alone needs no opset upgrade (Cast from int8 exists since opset 6)
     assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) == 11
     feeds = calib_feeds(tiny_cnn_path, n=4)
-    for ya, yb in zip(_outputs(tiny_cnn_path, feeds), _outputs(out, feeds)):
+    for ya, yb in zip(_outputs(tiny_cnn_path, feeds), _outputs(out, feeds), strict=True):
         assert _cos(ya, yb) > 0.999
 
 
@@ -67,7 +67,7 @@ def test_int4_nodes_are_packed_int4_and_upgrade_the_opset(tiny_mlp_path, calib_f
     codes = numpy_helper.to_array(int4).astype(np.int8)
     assert codes.min() >= -7 and codes.max() <= 7
     feeds = calib_feeds(tiny_mlp_path, n=8, seed=5)
-    for ya, yb in zip(_outputs(tiny_mlp_path, feeds), _outputs(out, feeds)):
+    for ya, yb in zip(_outputs(tiny_mlp_path, feeds), _outputs(out, feeds), strict=True):
         assert _cos(ya, yb) > 0.98
 
 
@@ -77,7 +77,7 @@ def test_gptq_and_bias_correction_beat_plain_rounding(tiny_cnn_path, calib_feeds
     ref = _outputs(tiny_cnn_path, held)
 
     def err(path):
-        return float(np.mean([np.mean((a - b) ** 2) for a, b in zip(ref, _outputs(path, held))]))
+        return float(np.mean([np.mean((a - b) ** 2) for a, b in zip(ref, _outputs(path, held), strict=True)]))
 
     plain = QuantizeWeights(bits=4, rounding="nearest", bias_correction=False, min_elements=16).run(
         tiny_cnn_path, tmp_path / "plain.onnx", PassContext()).path
@@ -147,7 +147,7 @@ def test_weights_held_in_constant_nodes_are_found(tiny_cnn_path, calib_feeds, tm
     assert res.report["int8"] == 3            # conv1 (216), conv2 (576), fc (80 elements)
     assert not [n for n in onnx.load(str(out)).graph.node if n.op_type == "Constant"]
     feeds = calib_feeds(tiny_cnn_path, n=2)
-    for ya, yb in zip(_outputs(tiny_cnn_path, feeds), _outputs(out, feeds)):
+    for ya, yb in zip(_outputs(tiny_cnn_path, feeds), _outputs(out, feeds), strict=True):
         assert _cos(ya, yb) > 0.999
 
 

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from sdk.compress import CalibrationData, Recipe, optimize, write_report
+from sdk.compress import CalibrationData, Recipe, optimize, report as report_mod, write_report
+from sdk.errors import DependencyMissingError
 
 
-def test_report_files_match_result(tiny_cnn_path, calib_feeds, tmp_path):
-    cands = {"fp32_optimized": Recipe([{"pass": "optimize_graph"}]), "dynamic_int8": Recipe([{"pass": "quantize_dynamic"}])}
+def test_report_files_match_result(tiny_cnn_path, calib_feeds, tmp_path, monkeypatch, caplog):
+    cands = {"fp32_optimized": Recipe([{"pass": "optimize_graph"}]),
+             "dynamic_int8": Recipe([{"pass": "quantize_dynamic"}])}
     lat = {"fp32": 8.0, "fp32_optimized": 8.0, "dynamic_int8": 4.0}
     res = optimize(tiny_cnn_path, CalibrationData(calib_feeds(tiny_cnn_path, 2)),
                    lambda p: {"dynamic_int8": 0.97}.get(Path(p).stem, 1.0), max_drop=0.05,
@@ -31,3 +33,13 @@ def test_report_files_match_result(tiny_cnn_path, calib_feeds, tmp_path):
     assert "| **>** | dynamic_int8 |" in md and "2.00x" in md
     assert "estimate" in md or "RAPL" in md
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths["plot"].stat().st_size > 5000
+
+    # without the `report` extra (no matplotlib): json and markdown still, the plot skipped, the extra named
+    def no_matplotlib(module, extra, purpose=""):
+        raise DependencyMissingError(f"{module!r} is needed; Run `pip install 'edgewise[{extra}]'`.")
+
+    monkeypatch.setattr(report_mod, "require", no_matplotlib)
+    lean = write_report(res, tmp_path / "lean")
+    assert set(lean) == {"json", "markdown"} and not (tmp_path / "lean" / "pareto.png").exists()
+    assert lean["markdown"].read_text() == md
+    assert "edgewise[report]" in caplog.text

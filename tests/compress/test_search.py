@@ -177,7 +177,8 @@ def test_sensitivity_refines_the_best_block_into_nodes(tiny_cnn_path, calib_feed
                               max_evals=2, refine_evals=2, work_dir=tmp_path)
     assert res.metric_all == 0.0 and res.evals == 1 + 2 + 2
     assert res.groups[0].gain == 2.0 and len(res.groups[0].nodes) == 2
-    singles = sorted((g.nodes[0], g.gain) for g in res.groups if len(g.nodes) == 1 and g.nodes[0] in res.groups[0].nodes)
+    singles = sorted((g.nodes[0], g.gain) for g in res.groups
+                     if len(g.nodes) == 1 and g.nodes[0] in res.groups[0].nodes)
     assert [gain for _, gain in singles] == [1.0, 1.0]
 
 

@@ -7,8 +7,17 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from sdk.compress import (AUC, DetectionAgreement, Detections, OutputFidelity, PassContext, QuantizeDynamic,
-                          Top1Accuracy, YoloxDecoder, count_ops)
+from sdk.compress import (
+    AUC,
+    DetectionAgreement,
+    Detections,
+    OutputFidelity,
+    PassContext,
+    QuantizeDynamic,
+    Top1Accuracy,
+    YoloxDecoder,
+    count_ops,
+)
 from sdk.compress.evaluators import roc_auc
 from sdk.compress.graph_passes import SpecializeInputs
 from sdk.detect import match_counts

@@ -42,7 +42,7 @@ class FakeEngine:
 def yolox_raw(boxes_cxcywh=(), obj=(), cls=(), scores=(), n_classes: int = 80) -> np.ndarray:
     """A YOLOX raw output [1, 3549, 85] with given anchors set (stride-8 grid, top rows)."""
     out = np.zeros((1, 3549, 5 + n_classes), np.float32)
-    for i, (b, o, c, s) in enumerate(zip(boxes_cxcywh, obj, cls, scores)):
+    for b, o, c, s in zip(boxes_cxcywh, obj, cls, scores, strict=True):
         cx, cy, w, h = b
         gx, gy = int(cx // 8), int(cy // 8)
         a = gy * 52 + gx
@@ -80,7 +80,7 @@ def calibration(driving_dir):
 
 @pytest.fixture(scope="session")
 def fp32_detector(yolox_path):
-    from apps.driving_perception.model import resolve_model, verify_sha256, YOLOX_NANO_SHA256
+    from apps.driving_perception.model import YOLOX_NANO_SHA256, resolve_model, verify_sha256
 
     verify_sha256(yolox_path, YOLOX_NANO_SHA256)
     det = resolve_model(yolox_path).detector()

@@ -56,8 +56,8 @@ def test_cli_run_on_real_clip_writes_all_outputs(driving_dir, yolox_path, tmp_pa
 
 @pytest.mark.slow
 def test_optimized_variant_is_built_once_cached_and_measured(driving_dir, yolox_path, tmp_path, capsys):
-    from sdk.bundle import load_bundle
     from apps.driving_perception.model import edgewise_home, sha256_of
+    from sdk.bundle import load_bundle
 
     clip = driving_dir / "vehicle_detection" / "test_video.mp4"
     args = ["drive", "run", str(clip), "--model", str(yolox_path), "--max-frames", "3", "--no-video", "--json"]

@@ -5,8 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from apps.driving_perception.lanes import LANE_PRESETS, LaneDetector, LaneOptions
 from apps.driving_perception.lanes.geometry import CameraFile, RoadGeometry, load_camera_file

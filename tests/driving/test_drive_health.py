@@ -47,7 +47,7 @@ def test_no_frames_fails_within_one_check_after_timeout(mon, fake_clock):
     feed(mon, fake_clock, 30, frames())
     timeout = mon.options.frame_timeout_s
     ticks = []
-    for k in range(40):          # a watchdog checking every frame period, no frames coming
+    for _ in range(40):          # a watchdog checking every frame period, no frames coming
         fake_clock.advance(DT)
         ticks.append(mon.check())
     n = first(ticks, HealthState.FAILED)

@@ -85,7 +85,7 @@ def test_offset_sign_flips_on_mirrored_frames(driving_dir):
 def test_curvature_and_width_within_the_presets_order_of_magnitude(driving_dir, request, clip, results, preset):
     frames = list(_clip(driving_dir.joinpath(*clip)))
     est, pre = request.getfixturevalue(results), _run(frames, LaneOptions.preset(preset))
-    both = [(e, p) for e, p in zip(est, pre) if e.state == p.state == "ok"]
+    both = [(e, p) for e, p in zip(est, pre, strict=True) if e.state == p.state == "ok"]
     assert len(both) >= 0.8 * len(frames)
     r_est = np.median([e.curvature_m for e, _ in both])
     r_pre = np.median([p.curvature_m for _, p in both])

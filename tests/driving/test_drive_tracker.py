@@ -49,7 +49,7 @@ def test_short_occlusion_keeps_id_and_long_one_does_not():
             ids.append(int(out.tracker_id[0]))
     assert len(set(ids)) == 1
     # now hide it longer than max_age: it comes back under a new ID
-    for f in range(30, 45):
+    for _ in range(30, 45):
         tr.update(dets([]))
     assert all(t.state != TrackState.CONFIRMED for t in tr.tracks)
     out1 = tr.update(dets([box(100 + 8 * 45, 300)]))

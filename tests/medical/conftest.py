@@ -1,13 +1,12 @@
 """Fixtures of the medical app tests: images and DICOM files built on the fly."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-import os
 
 BUNDLE = Path(os.environ.get("EDGEWISE_MEDICAL_BUNDLE", Path(__file__).resolve().parents[2] / "apps" / "medical_imaging"
                              / "bundles" / "pneumonia-triage"))
@@ -35,7 +34,7 @@ def make_dicom(path: Path, img01: np.ndarray | None = None, *, modality: str = "
                window: tuple[float, float] | None = None, frames: int = 1, pixels: bool = True,
                patient: str = "Doe^Jane", rows: int | None = None, cols: int | None = None) -> Path:
     """Write a small uncompressed DICOM with pydicom (skips the test if pydicom is missing)."""
-    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

@@ -96,7 +96,8 @@ def test_sigint_keeps_what_is_done(bundle_path, tmp_path, monkeypatch):
 
     monkeypatch.setattr(triage_mod, "read_header", interrupt_at_fourth)
     out = tmp_path / "out"
-    assert main(["medical", "triage", str(src), "--out", str(out), "--no-heatmaps", "--bundle", str(bundle_path)]) == 130
+    argv = ["medical", "triage", str(src), "--out", str(out), "--no-heatmaps", "--bundle", str(bundle_path)]
+    assert main(argv) == 130
     rows = _worklist(out)
     assert len(rows) == 3 == _audit_lines(out)             # every audited study is in the views
     assert len((out / "worklist.csv").read_text().splitlines()) == 4

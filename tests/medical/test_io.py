@@ -26,7 +26,8 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 def huge_png(path: Path, w: int = 100_000, h: int = 100_000) -> Path:
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    body = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + _chunk(b"IEND", b"")
+    body = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+            + _chunk(b"IEND", b""))
     path.write_bytes(body)
     return path
 

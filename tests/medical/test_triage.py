@@ -155,7 +155,8 @@ def test_cli_triage_and_watch(bundle_path, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
     write_png(src / "a.png", chest_like(64))
-    assert main(["medical", "triage", str(src), "--out", str(tmp_path / "o1"), "--json", "--bundle", str(bundle_path)]) == 0
+    argv = ["medical", "triage", str(src), "--out", str(tmp_path / "o1"), "--json", "--bundle", str(bundle_path)]
+    assert main(argv) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 1 and "source" not in rows[0]
     assert main(["medical", "triage", str(src), "--out", str(tmp_path / "o2"), "--watch",

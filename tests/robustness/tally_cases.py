@@ -26,7 +26,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parents[2]
 BUNDLE = HERE / "apps" / "medical_imaging" / "bundles" / "pneumonia-triage"
@@ -127,7 +126,7 @@ def run_cases(r: Runner) -> list[Result]:
 
     common = ["--no-heatmaps", "--bundle", str(BUNDLE)]
     # 1. a second run into the same --out
-    a, b = pngs(w / "a", 20, 1), pngs(w / "b", 10, 2)
+    pngs(w / "a", 20, 1), pngs(w / "b", 10, 2)
     out = w / "o_seq"
     rc1, _, e1 = r.cli(["medical", "triage", str(w / "a"), "--out", str(out), *common])
     rc2, _, e2 = r.cli(["medical", "triage", str(w / "b"), "--out", str(out), *common])

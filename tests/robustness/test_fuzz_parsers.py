@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("hypothesis", reason="hypothesis (extra 'dev') is needed for the fuzz tests")
-from hypothesis import example, given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    example,
+    given,
+    strategies as st,  # noqa: E402
+)
 
 from sdk.errors import BundleError, DecodeError, StoreError  # noqa: E402
 
@@ -206,7 +209,6 @@ def test_archive(good_archive, data):
 @example(b"[" * 100_000 + b"\n", False)
 def test_audit_verify(data, with_real_prefix):
     from apps.medical_imaging.audit import AuditLog, verify
-
     from apps.medical_imaging.audit_key import load_key
 
     load_key(create=True)                      # the device key exists: MACs and checkpoint are checked

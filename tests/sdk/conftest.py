@@ -119,7 +119,7 @@ def _site_packages_file(package: str, *parts: str) -> Path | None:
 def ppocr_det_path() -> Path:
     p = _site_packages_file("rapidocr_onnxruntime", "models", "ch_PP-OCRv4_det_infer.onnx")
     if p is None:
-        pytest.skip("rapidocr-onnxruntime (PP-OCRv4 detector) is not installed; `pip install -e '.[dev]'`")
+        pytest.skip("rapidocr-onnxruntime (PP-OCRv4 detector) is not installed; `make setup`")
     return p
 
 

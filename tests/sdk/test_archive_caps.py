@@ -32,7 +32,8 @@ def test_zip_bomb_refused_before_writing(tmp_path):
 
 def test_member_hash_and_listing_checked_while_unpacking(tmp_path):
     good = {"model.onnx": b"weights" * 100}
-    assert (unpack_bundle(_arc(tmp_path / "ok.ewb", good), tmp_path / "ok") / "model.onnx").read_bytes() == good["model.onnx"]
+    unpacked = unpack_bundle(_arc(tmp_path / "ok.ewb", good), tmp_path / "ok")
+    assert (unpacked / "model.onnx").read_bytes() == good["model.onnx"]
     with pytest.raises(IntegrityError, match="manifest declares"):
         unpack_bundle(_arc(tmp_path / "bad.ewb", good, {"model.onnx": "0" * 64}), tmp_path / "bad")
     with pytest.raises(BundleError, match="not listed"):

@@ -7,8 +7,16 @@ import numpy as np
 import onnx
 import pytest
 
-from sdk.bench import (BenchReport, EnergyMeter, EnergyReading, ModelStats, benchmark_model,
-                       measure_latency, model_stats, peak_memory_bytes)
+from sdk.bench import (
+    BenchReport,
+    EnergyMeter,
+    EnergyReading,
+    ModelStats,
+    benchmark_model,
+    measure_latency,
+    model_stats,
+    peak_memory_bytes,
+)
 from sdk.bench.energy import rapl_delta_uj
 from sdk.bench.memory import RssTracker
 from sdk.errors import ModelLoadError

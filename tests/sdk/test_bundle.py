@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sdk.bundle import (Bundle, Manifest, ModelEntry, Provenance, file_sha256, load_bundle, save_bundle)
+from sdk.bundle import Bundle, Manifest, ModelEntry, Provenance, file_sha256, load_bundle, save_bundle
 from sdk.errors import BundleError, IntegrityError, UnsafePathError
 from sdk.preprocess import AddBatchDim, CastDtype, PreprocessSpec
 from sdk.runtime import EngineOptions, TensorSpec

@@ -8,10 +8,10 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-import numpy as np
 
 from sdk.bundle import Manifest, ModelEntry, file_sha256, load_bundle, pack_bundle, save_bundle, unpack_bundle
 from sdk.errors import BundleError, IntegrityError, UnsafePathError

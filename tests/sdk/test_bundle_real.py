@@ -28,7 +28,7 @@ def _compare_with_bare_ort(bundle, feed: dict) -> None:
     want = bare.run(None, feed)
     with bundle.engine(options=EngineOptions(warmup=0)) as eng:
         got = eng.run(feed)
-    for w, name in zip(want, [o.name for o in bare.get_outputs()]):
+    for w, name in zip(want, [o.name for o in bare.get_outputs()], strict=True):
         np.testing.assert_array_equal(got[name], w)
 
 

@@ -5,8 +5,17 @@ import numpy as np
 import pytest
 
 from sdk.errors import PreprocessError
-from sdk.preprocess import (LetterboxTransform, add_batch_dim, cast_dtype, clahe, color_convert,
-                            letterbox, normalize, resize, to_layout)
+from sdk.preprocess import (
+    LetterboxTransform,
+    add_batch_dim,
+    cast_dtype,
+    clahe,
+    color_convert,
+    letterbox,
+    normalize,
+    resize,
+    to_layout,
+)
 
 
 def _img(h, w, c=3, dtype=np.uint8, seed=0):

@@ -8,9 +8,24 @@ import pytest
 from pydantic import ValidationError
 
 from sdk.errors import PreprocessError
-from sdk.preprocess import (AddBatchDim, CastDtype, Clahe, ColorConvert, ExpectImage, Letterbox,
-                            LogMel, Normalize, PreprocessSpec, Preprocessor, RescaleSlopeIntercept,
-                            Resample, Resize, ToLayout, Window, letterbox)
+from sdk.preprocess import (
+    AddBatchDim,
+    CastDtype,
+    Clahe,
+    ColorConvert,
+    ExpectImage,
+    Letterbox,
+    LogMel,
+    Normalize,
+    Preprocessor,
+    PreprocessSpec,
+    Resample,
+    RescaleSlopeIntercept,
+    Resize,
+    ToLayout,
+    Window,
+    letterbox,
+)
 
 YOLOX = PreprocessSpec(ops=[ExpectImage(), Letterbox(size=(416, 416), pad_value=114),
                             ToLayout(layout="NCHW"), CastDtype(dtype="float32"), AddBatchDim()])

@@ -9,9 +9,16 @@ import onnxruntime as ort
 import pytest
 
 from sdk.errors import ProviderUnavailableError
-from sdk.runtime import PRESETS, DeviceInfo, Engine, EngineOptions, discover_device, resolve_providers
-from sdk.runtime import device as device_mod
-from sdk.runtime import providers as providers_mod
+from sdk.runtime import (
+    PRESETS,
+    DeviceInfo,
+    Engine,
+    EngineOptions,
+    device as device_mod,
+    discover_device,
+    providers as providers_mod,
+    resolve_providers,
+)
 
 X86_CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -98,7 +105,8 @@ def test_fallback_logged_once(caplog, monkeypatch):
 
 
 def test_fallback_disabled_lists_available(monkeypatch):
-    monkeypatch.setattr(providers_mod, "available_providers", lambda: ["AzureExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(providers_mod, "available_providers",
+                        lambda: ["AzureExecutionProvider", "CPUExecutionProvider"])
     with pytest.raises(ProviderUnavailableError) as exc:
         resolve_providers(["tensorrt"], fallback=False)
     assert "TensorRT" in str(exc.value)

@@ -7,6 +7,7 @@ from contextlib import nullcontext as does_not_raise
 import numpy as np
 import onnx
 import pytest
+from pydantic import ValidationError
 
 from sdk.errors import EdgewiseError, InferenceError, InputValidationError, ModelLoadError
 from sdk.runtime import Engine, EngineOptions, LatencyStats, SessionOptions, TensorSpec
@@ -106,7 +107,7 @@ def test_signature_specs(multi_input_model_path, dynamic_batch_model_path):
         assert eng.inputs[0].shape == ["batch", 8]
         assert eng.run(np.ones((5, 8), F32))["y"].shape == (5, 3)
     spec = TensorSpec(name="a", dtype="float32", shape=[1, "n", None])
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         spec.name = "b"  # frozen
     assert TensorSpec.model_validate_json(spec.model_dump_json()) == spec
 
@@ -267,4 +268,5 @@ def test_spinning_can_be_turned_off(tiny_model_path):
     ort_so = so.to_ort()
     assert ort_so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     with Engine(tiny_model_path, EngineOptions(session=so)) as eng:
-        assert eng.run_list({eng.inputs[0].name: np.zeros([d if isinstance(d, int) else 1 for d in eng.inputs[0].shape], np.float32)})
+        shape = [d if isinstance(d, int) else 1 for d in eng.inputs[0].shape]
+        assert eng.run_list({eng.inputs[0].name: np.zeros(shape, np.float32)})

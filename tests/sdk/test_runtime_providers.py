@@ -22,7 +22,8 @@ def _openvino_cpu_missing() -> str | None:
 
     builtin = OV in ort.get_available_providers() and OV not in providers_mod._plugin_providers
     if not builtin and importlib.util.find_spec("onnxruntime_ep_openvino") is None:
-        return "neither onnxruntime-ep-openvino (pip install 'edgewise[openvino]') nor onnxruntime-openvino is installed"
+        return ("neither onnxruntime-ep-openvino (pip install 'edgewise[openvino]') "
+                "nor onnxruntime-openvino is installed")
     why = providers_mod.register_plugin("openvino")
     if why:
         return why

@@ -10,9 +10,19 @@ import numpy as np
 import pytest
 
 from sdk.errors import DecodeError, PipelineError
-from sdk.pipeline import (AudioBlock, CameraSource, ImageFolderSource, JsonlSink,
-                          StreamingPipeline, VideoSource, VideoWriterSink, WavSink, WavSource,
-                          read_wav, write_wav)
+from sdk.pipeline import (
+    AudioBlock,
+    CameraSource,
+    ImageFolderSource,
+    JsonlSink,
+    StreamingPipeline,
+    VideoSource,
+    VideoWriterSink,
+    WavSink,
+    WavSource,
+    read_wav,
+    write_wav,
+)
 
 
 def _colour_frames(n, h=48, w=64):

@@ -26,7 +26,8 @@ def test_list_shows_one_line_per_template(capsys):
     assert sorted(t["name"] for t in json.loads(capsys.readouterr().out)) == sorted(TEMPLATES)
 
 
-@pytest.mark.parametrize("name", ["My-App", "1app", "class", "wound triage", "App", "sdk", "os", "", "a/b", "bench", "medical"])
+@pytest.mark.parametrize("name", ["My-App", "1app", "class", "wound triage", "App", "sdk", "os", "", "a/b", "bench",
+                                  "medical"])
 def test_invalid_name_exits_2_and_writes_nothing(tmp_path, capsys, name):
     assert main(["new", name, "--from", "medical_imaging", "--dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fakes import EchoMT, LevelVAD, NoiseTTS, bursts
 
 from apps.mobile_translation.asr.base import Transcript
 from apps.mobile_translation.engines import EngineConfig
-from fakes import EchoMT, LevelVAD, NoiseTTS, bursts
 
 
 class ResettableVAD(LevelVAD):

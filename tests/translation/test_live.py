@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 import pytest
+from fakes import FakeMic, FakeSink, LevelVAD, SlowASR, bursts, failing_factory, fake_engines
 
 from apps.mobile_translation.endpoint import EndpointConfig
 from apps.mobile_translation.live import LiveConfig, LiveTranslator
 from sdk.errors import AudioDeviceError
-from fakes import FakeMic, FakeSink, LevelVAD, SlowASR, bursts, failing_factory, fake_engines
 
 EP = EndpointConfig(pre_roll_ms=64, min_silence_ms=256, min_speech_ms=96, post_pad_ms=32)
 

@@ -4,11 +4,11 @@ end-pointer had heard it, so every utterance after a translation looked seconds 
 from __future__ import annotations
 
 import numpy as np
+from fakes import LevelVAD, SlowASR
 
 from apps.mobile_translation.endpoint import EndpointConfig
 from apps.mobile_translation.live_stages import Segmenter
 from sdk.pipeline import AudioBlock
-from fakes import LevelVAD, SlowASR
 
 EP = EndpointConfig(pre_roll_ms=64, min_silence_ms=256, min_speech_ms=96, post_pad_ms=32)
 SEC = 512 / 16000

@@ -39,5 +39,5 @@ def test_pocketsphinx_wer_on_real_speech(ljspeech):
         streamed = _norm(s.finish().text)
     wer = jiwer.wer(refs, hyps)
     # measured: 0.375 on these three (short sentences are harder), 0.21 on all 22 (benchmarks/translation_quality.py)
-    assert wer <= 0.5, list(zip(refs, hyps))
+    assert wer <= 0.5, list(zip(refs, hyps, strict=True))
     assert jiwer.wer(refs[0], streamed) <= 0.35

@@ -17,7 +17,8 @@ jiwer = pytest.importorskip("jiwer")
 
 
 def _norm():
-    english = pytest.importorskip("whisper_normalizer.english", reason="whisper-normalizer (edgewise[dev]) not installed")
+    english = pytest.importorskip("whisper_normalizer.english",
+                                  reason="whisper-normalizer (edgewise[dev]) not installed")
     return english.EnglishTextNormalizer()
 
 
@@ -59,9 +60,9 @@ def test_default_engines_use_whisper_once_pulled(whisper_tiny_home, ljspeech, tm
 
 
 def test_no_text_on_silence_or_noise(whisper_tiny_home, tmp_path, monkeypatch):
+    from apps.mobile_translation.audio_io import write_audio
     from apps.mobile_translation.engines import EngineConfig, Engines
     from apps.mobile_translation.filemode import translate_file
-    from apps.mobile_translation.audio_io import write_audio
 
     monkeypatch.setenv("EDGEWISE_HOME", str(whisper_tiny_home))
     noise = (np.random.default_rng(0).standard_normal(160000) * 0.05).astype(np.float32)

@@ -60,7 +60,7 @@ def _torch_modules(vocab: int, kind: str):
             shift = torch.triu(torch.ones(s, total), diagonal=1 + plen) * -1e9
             cross_bias = 0.0 if enc_mask is None else ((1.0 - enc_mask.to(torch.float32)) * -1e9)[:, None, None, :]
             presents = []
-            for layer, (dk, dv, ek, ev) in zip(self.layers, past):
+            for layer, (dk, dv, ek, ev) in zip(self.layers, past, strict=True):
                 k = torch.cat([dk, split(layer.sk(h))], dim=2)
                 v = torch.cat([dv, split(layer.sv(h))], dim=2)
                 h = h + layer.so(attend(split(layer.sq(h)), k, v, shift))
@@ -192,7 +192,7 @@ def merge_decoders(no_past: onnx.ModelProto, with_past: onnx.ModelProto) -> onnx
     if_node = helper.make_node("If", ["use_cache_branch"], order, name="optimum::if",
                                then_branch=then_g, else_branch=else_g)
     outs = [helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type, None) for o in no_past.graph.output]
-    for o, src in zip(outs, no_past.graph.output):
+    for o, src in zip(outs, no_past.graph.output, strict=True):
         o.type.CopyFrom(src.type)
     g = helper.make_graph([if_node], "merged", list(inputs.values()) + [flag], outs, initializer=a_w + b_w)
     m = helper.make_model(g, opset_imports=list(no_past.opset_import))
@@ -239,7 +239,7 @@ def build(kind: str, folder: Path, vocab: int, layout: str = "merged") -> dict[s
     dk = torch.zeros(1, HEADS, 3, HD)
     ek = torch.zeros(1, HEADS, t_enc, HD)
     past_vals = []
-    for i in range(LAYERS):
+    for _ in range(LAYERS):
         past_vals += [dk, dk, ek, ek]
     dyn_p = {"input_ids": b_s, "logits": b_s}
     if masked:
@@ -281,7 +281,8 @@ def marian_vocab(folder: Path, sentences: list[str]) -> int:
     corpus = folder / "corpus.txt"
     corpus.write_text("\n".join(sentences), encoding="utf-8")
     for side in ("source", "target"):
-        spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(folder / side), vocab_size=24, hard_vocab_limit=False,
+        spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(folder / side), vocab_size=24,
+                                       hard_vocab_limit=False,
                                        model_type="unigram", character_coverage=1.0, minloglevel=2,
                                        bos_id=-1, eos_id=2, unk_id=1, pad_id=-1)
         (folder / f"{side}.model").rename(folder / f"{side}.spm")

@@ -32,8 +32,9 @@ class VanishingOptions(BaseModel):
     angle_range_deg: tuple[float, float] = Field((12.0, 82.0), description="kept segment angles from the horizontal")
     angle_tol_deg: float = Field(1.5, gt=0, description="a segment votes for a VP its direction points at within this")
     hypotheses: int = Field(600, ge=10, description="RANSAC pair hypotheses")
-    vp_region: tuple[float, float, float, float] = Field((0.1, 0.15, 0.9, 0.8), description="where a forward "
-                                                         "camera's VP can lie: x0, y0, x1, y1 as fractions of the frame")
+    vp_region: tuple[float, float, float, float] = Field(
+        (0.1, 0.15, 0.9, 0.8),
+        description="where a forward camera's VP can lie: x0, y0, x1, y1 as fractions of the frame")
     min_side_share: float = Field(0.05, ge=0, le=0.5, description="least share of the inlier length left and right "
                                   "of the VP below the horizon (a road converges from both sides)")
     seed: int = Field(0, description="RANSAC seed")

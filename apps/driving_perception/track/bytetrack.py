@@ -111,7 +111,7 @@ def _assign(cost: np.ndarray, max_cost: float) -> tuple[list[tuple[int, int]], s
     if cost.size == 0:
         return [], set(range(cost.shape[0])), set(range(cost.shape[1]))
     rows, cols = linear_sum_assignment(cost)
-    matches = [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= max_cost]
+    matches = [(r, c) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= max_cost]
     mr = {r for r, _ in matches}
     mc = {c for _, c in matches}
     return matches, set(range(cost.shape[0])) - mr, set(range(cost.shape[1])) - mc

@@ -24,8 +24,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from apps.medical_imaging.io.headers import (check_jpeg_complete, check_png_complete, probe_raster,
-                                             sniff)
+from apps.medical_imaging.io.headers import check_jpeg_complete, check_png_complete, probe_raster, sniff
 from apps.medical_imaging.io.safe_read import read_regular_file
 from sdk.errors import DecodeError, require
 

@@ -232,16 +232,16 @@ class WindowDecoder:
             if not new_seqs or (temperature == 0 and len(finished) >= width):
                 break
             if step == max_new - 1:
-                finished += [(s, q, True) for s, q in zip(new_sums, new_seqs)]
+                finished += [(s, q, True) for s, q in zip(new_sums, new_seqs, strict=True)]
                 break
             idx = np.array(parents, np.int64)
             cache = {n: np.take(v, idx, axis=0) for n, v in cache.items()}
             seqs, sums = new_seqs, np.array(new_sums)
             logits, cache = self._step(enc_w[:len(seqs)], cache, [s[-1] for s in seqs])
         else:
-            finished += [(s, q, True) for s, q in zip(sums, seqs)]
+            finished += [(s, q, True) for s, q in zip(sums, seqs, strict=True)]
         if not finished:
-            finished = [(float(s), q, True) for s, q in zip(sums, seqs)]
+            finished = [(float(s), q, True) for s, q in zip(sums, seqs, strict=True)]
         best = max(finished, key=lambda f: f[0] / (len(f[1]) + 1))
         score, tokens, looped = best
         text = self.decode_text(tokens)
@@ -259,7 +259,8 @@ class WindowDecoder:
             why = []
             if res.looped:
                 why.append("repetition")
-            if opts.compression_ratio_threshold is not None and res.compression_ratio > opts.compression_ratio_threshold:
+            limit = opts.compression_ratio_threshold
+            if limit is not None and res.compression_ratio > limit:
                 why.append(f"compression ratio {res.compression_ratio:.2f}")
             if opts.log_prob_threshold is not None and res.avg_logprob < opts.log_prob_threshold:
                 why.append(f"avg log-prob {res.avg_logprob:.2f}")

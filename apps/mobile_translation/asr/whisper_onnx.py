@@ -93,7 +93,8 @@ class WhisperOnnxRecognizer:
     def _n_mels(self) -> int:
         spec = {t.name: t for t in self.encoder.inputs}.get("input_features")
         if spec is None:
-            raise ModelLoadError(f"the Whisper encoder must take input_features, got {[t.name for t in self.encoder.inputs]}")
+            raise ModelLoadError("the Whisper encoder must take input_features, "
+                                 f"got {[t.name for t in self.encoder.inputs]}")
         dim = spec.shape[1] if len(spec.shape) == 3 else None
         return dim if isinstance(dim, int) else 80
 
@@ -111,7 +112,8 @@ class WhisperOnnxRecognizer:
         tok = self.tokenizer.token_id
         eot, sot = tok("<|endoftext|>"), tok("<|startoftranscript|>")
         if eot is None or sot is None:
-            raise ModelLoadError(f"the Whisper vocabulary in {self.folder} lacks <|endoftext|> or <|startoftranscript|>")
+            raise ModelLoadError(f"the Whisper vocabulary in {self.folder} lacks <|endoftext|> "
+                                 "or <|startoftranscript|>")
         vocab = self._vocab_size()
         tb = tok("<|0.00|>")
         tb = tb if tb is not None and tb < vocab else None

@@ -33,7 +33,7 @@ def _key(word: str) -> str:
 def agreed_prefix(a: list[str], b: list[str]) -> int:
     """Length of the longest common prefix of two word lists (case and punctuation ignored)."""
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if _key(x) != _key(y):
             break
         n += 1

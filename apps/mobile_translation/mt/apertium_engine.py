@@ -92,7 +92,7 @@ class ApertiumTranslator:
         if len(lines) != len(clean):
             raise InferenceError(f"apertium returned {len(lines)} lines for {len(clean)} inputs")
         dt = (time.perf_counter() - t0) / len(texts)
-        return [Translation(src, out.strip(), dt) for src, out in zip(texts, lines)]
+        return [Translation(src, out.strip(), dt) for src, out in zip(texts, lines, strict=True)]
 
     def close(self) -> None:
         pass
