@@ -38,8 +38,8 @@ from .health import HealthMonitor, HealthOptions, HealthState
 from .lanes.calibration import CameraCalibration
 from .lanes.detector import LaneDetector, LaneOptions, LaneResult
 from .lanes.geometry import CameraFile, RoadGeometry
-from .track.bytetrack import ByteTrack, TrackerOptions
 from .stages import DriveSinks, FrameJob, decoded_frames, live_frames
+from .track.bytetrack import ByteTrack, TrackerOptions
 from .warnings import WarningEngine, WarningOptions, WarningState
 
 STAGES = ("decode", "queue", "pre", "model", "post", "track", "geometry", "lanes", "warn", "annotate", "encode")

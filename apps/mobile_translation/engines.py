@@ -3,11 +3,14 @@
 | stage | name | needs |
 |---|---|---|
 | asr | ``auto`` (default) | Whisper when its model is in the store, else PocketSphinx |
-| asr | ``whisper-onnx`` | ``edgewise pull whisper-tiny-en`` (English) / ``whisper-base`` (99 languages, speech translation into English); ``--from FOLDER`` offline |
+| asr | ``whisper-onnx`` | ``edgewise pull whisper-tiny-en`` (English) / ``whisper-base`` (99 languages, |
+|     |                  | speech translation into English); ``--from FOLDER`` offline |
 | asr | ``pocketsphinx`` | ``pip install 'edgewise[speech]'``; US-English model shipped in the wheel, no download |
-| mt  | ``auto`` (default) | none when the target is the spoken language or English spoken through Whisper's translate task, else ``apertium`` |
+| mt  | ``auto`` (default) | none when the target is the spoken language or English spoken through |
+|     |                    | Whisper's translate task, else ``apertium`` |
 | mt  | ``apertium`` | ``apt install apertium apertium-eng-spa`` (a subprocess, rule-based, offline) |
-| mt  | ``marian-onnx`` | ``edgewise pull opus-mt-en-es`` (Optimum ONNX export + source.spm/target.spm/vocab.json) and sentencepiece |
+| mt  | ``marian-onnx`` | ``edgewise pull opus-mt-en-es`` (Optimum ONNX export + source.spm/target.spm/ |
+|     |                 | vocab.json) and sentencepiece |
 | mt  | ``none`` | no translation stage (transcription, or Whisper's own translation into English) |
 | tts | ``espeak`` (default) | ``pip install 'edgewise[speech]'`` (espeakng-loader ships libespeak-ng + ~100 voices) |
 

@@ -32,8 +32,7 @@ from apps.mobile_translation.asr.base import SAMPLE_RATE
 from apps.mobile_translation.engines import SpeechStack
 from apps.mobile_translation.live_config import LiveConfig, _default_sink, _default_source, _device_rate
 from apps.mobile_translation.live_source import ReopeningMicrophone
-from apps.mobile_translation.live_stages import (Segmenter, SpeakerOutput, recognise, synthesize,
-                                                 translate)
+from apps.mobile_translation.live_stages import Segmenter, SpeakerOutput, recognise, synthesize, translate
 from sdk import logger
 from sdk.pipeline import Gate, Stage, StreamEvent, StreamingPipeline
 

@@ -115,7 +115,8 @@ class EnergyMeter:
     def reading(self, inferences: int = 1) -> EnergyReading:
         n = max(1, int(inferences))
         if self.source == "rapl" and self._before is not None and self._after is not None:
-            uj = sum(rapl_delta_uj(b, a, _max_uj(z)) for z, b, a in zip(self._zones, self._before, self._after))
+            zones = zip(self._zones, self._before, self._after, strict=True)
+            uj = sum(rapl_delta_uj(b, a, _max_uj(z)) for z, b, a in zones)
             j = uj / 1e6
             return EnergyReading(joules_per_inference=j / n, joules_total=j, inferences=n, source="rapl",
                                  note=f"RAPL package energy over {len(self._zones)} domain(s); whole "

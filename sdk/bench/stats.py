@@ -152,7 +152,7 @@ def _fix_input_shapes(model: Any, input_shapes: Mapping[str, Sequence[int]]) -> 
         dims = vi.type.tensor_type.shape.dim
         if len(dims) != len(shape):
             raise ValueError(f"input {name!r} has rank {len(dims)}, input_shapes gives {list(shape)}")
-        for d, v in zip(dims, shape):
+        for d, v in zip(dims, shape, strict=True):
             d.ClearField("dim_param")
             d.dim_value = int(v)
 
@@ -265,5 +265,6 @@ def model_stats(model: str | Path | Any, input_shapes: Mapping[str, Sequence[int
         flops=None if unresolved else int(sum(by_op.values())), flops_by_op=dict(by_op),
         unresolved_ops=unresolved, op_histogram=dict(hist.most_common()),
         node_count=sum(hist.values()), opset=opsets.get("ai.onnx"), opsets=opsets,
-        ir_version=int(proto.ir_version), producer=" ".join(x for x in (proto.producer_name, proto.producer_version) if x),
+        ir_version=int(proto.ir_version),
+        producer=" ".join(x for x in (proto.producer_name, proto.producer_version) if x),
         inputs=inputs, outputs=outputs)

@@ -19,7 +19,7 @@ import numpy as np
 from sdk.cli._common import add_json_flag, emit, fmt_bytes, resolve_model_arg, table
 
 if TYPE_CHECKING:
-    from sdk.compress import OptimizeOptions
+    from sdk.compress import Evaluator, OptimizeOptions
 
 EVALS = ("fidelity", "top1", "auc", "detection")
 
@@ -152,9 +152,12 @@ def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
         from sdk.compress import DetectionAgreement
 
         shape = next(iter(feeds[0].values())).shape
-        mk = lambda f: DetectionAgreement(model_path, f, YoloxDecoder((shape[2], shape[3])))  # noqa: E731
+
+        def mk(f: list) -> Evaluator:
+            return DetectionAgreement(model_path, f, YoloxDecoder((shape[2], shape[3])))
     else:
-        mk = lambda f: OutputFidelity(model_path, f, metric="cosine")  # noqa: E731
+        def mk(f: list) -> Evaluator:
+            return OutputFidelity(model_path, f, metric="cosine")
     return calib, mk(s_feeds[:32]), (mk(h_feeds[:32]) if h_feeds else None), shapes
 
 
@@ -170,6 +173,13 @@ def _loose_calibration(args: argparse.Namespace, paths: list[Path], model_path: 
         return CalibrationData.from_bundle(bundle, paths[0], limit=args.limit)
     frames = load_frames(paths, video_frames=args.video_frames)
     return FrameCalibration(frames[:args.limit], model_input_hw(model_path), scale=args.image_scale)
+
+
+def _num(value: float | None) -> float:
+    """A measured figure of the chosen candidate (every one the search keeps has them all)."""
+    if value is None:
+        raise RuntimeError("the chosen candidate lacks a measured figure")
+    return float(value)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,18 +198,18 @@ def run(args: argparse.Namespace) -> int:
         chosen = res.chosen
         recipe = chosen.recipe or Recipe([])
         recipe_file = recipe.to_file(Path(tmp) / "recipe.yaml")
-        metrics = {res.metric_name: float(chosen.metric), f"{res.metric_name}_fp32": float(res.baseline.metric),
-                   f"{res.metric_name}_search": float(chosen.search_metric if chosen.search_metric is not None
-                                                      else chosen.metric),
-                   "latency_ms": float(chosen.latency_ms), "latency_ms_fp32": float(res.baseline.latency_ms),
-                   "speedup": float(chosen.speedup), "size_ratio": float(chosen.size_ratio)}
+        metrics = {res.metric_name: _num(chosen.metric), f"{res.metric_name}_fp32": _num(res.baseline.metric),
+                   f"{res.metric_name}_search": _num(chosen.search_metric if chosen.search_metric is not None
+                                                     else chosen.metric),
+                   "latency_ms": _num(chosen.latency_ms), "latency_ms_fp32": _num(res.baseline.latency_ms),
+                   "speedup": _num(chosen.speedup), "size_ratio": _num(chosen.size_ratio)}
         old = bundle.manifest if bundle is not None else None
         files: dict[str, Any] = {"model.onnx": chosen.path, "recipe.yaml": recipe_file,
                                  "report.json": Path(tmp) / "report.json", "report.md": Path(tmp) / "report.md",
                                  "pareto.png": Path(tmp) / "pareto.png"}
         if bundle is not None:
-            model_rel = old.models["model"].file
-            for rel in old.files:
+            model_rel = bundle.manifest.models["model"].file
+            for rel in bundle.manifest.files:
                 if rel != model_rel and rel not in files:
                     files[rel] = bundle.file_path(rel)
         manifest = Manifest(

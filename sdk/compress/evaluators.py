@@ -22,7 +22,8 @@ from sdk.errors import InferenceError, ModelLoadError
 
 logger = logging.getLogger("edgewise")
 
-__all__ = ["Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "FrameDetectionAgreement", "OutputFidelity", "YoloxDecoder",
+__all__ = ["Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "FrameDetectionAgreement", "OutputFidelity",
+           "YoloxDecoder",
            "Detections", "detection_f1", "open_session", "roc_auc"]
 
 
@@ -206,11 +207,11 @@ class OutputFidelity(Evaluator):
         cand = self._outputs(model_path)
         if self.metric == "max_abs":
             return -max(float(np.abs(a - b).max()) if a.size else 0.0
-                        for ra, rb in zip(self.reference, cand) for a, b in zip(ra, rb))
+                        for ra, rb in zip(self.reference, cand, strict=True) for a, b in zip(ra, rb, strict=True))
         sims = []
-        for ra, rb in zip(self.reference, cand):
+        for ra, rb in zip(self.reference, cand, strict=True):
             per = []
-            for a, b in zip(ra, rb):
+            for a, b in zip(ra, rb, strict=True):
                 na, nb = np.linalg.norm(a), np.linalg.norm(b)
                 if na == 0 or nb == 0:  # an all-zero output agrees only with another all-zero one
                     per.append(1.0 if na == nb else 0.0)
@@ -250,7 +251,7 @@ class DetectionAgreement(Evaluator):
     def detect(self, model_path: str | Path) -> list[Detections]:
         sess = open_session(model_path)
         names = [o.name for o in sess.get_outputs()]
-        return [self.decode_fn(dict(zip(names, _run(sess, _named(sess, f))))) for f in self.feeds]
+        return [self.decode_fn(dict(zip(names, _run(sess, _named(sess, f)), strict=True))) for f in self.feeds]
 
     def evaluate(self, model_path: str | Path) -> float:
         return detection_f1(self.reference, self.detect(model_path), self.iou)
