@@ -11,6 +11,7 @@ Subpackages (import them directly; ``import sdk`` stays light):
 - :mod:`sdk.compress`   quantization, pruning, distillation and the accuracy-budgeted search
 - :mod:`sdk.errors`     the error hierarchy
 - :mod:`sdk.progress`   progress bars shown only when asked for and on a terminal
+- :mod:`sdk.closing`    ``Closing``, the base of objects released by ``close()`` (``with obj:``)
 """
 from sdk import errors
 from sdk._log import logger

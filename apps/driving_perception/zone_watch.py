@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sdk.closing import Closing
 from sdk.detect import Detections
 
 from .sources import frame_fields, open_source
@@ -28,7 +29,7 @@ class WatchSummary:
     alerts: dict[str, int] = field(default_factory=dict)
 
 
-class ZoneWatch:
+class ZoneWatch(Closing):
     def __init__(self, bundle: str | Path, rules: list[ZoneRule], tracker: TrackerOptions | None = None,
                  **detector_overrides):
         from sdk.bundle import load_bundle
@@ -74,9 +75,3 @@ class ZoneWatch:
 
     def close(self) -> None:
         self.detector.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

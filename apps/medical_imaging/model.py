@@ -10,6 +10,7 @@ from apps.medical_imaging.gate import Accepts, Quality
 from apps.medical_imaging.ood import OODModel
 from apps.medical_imaging.policy import Policy
 from sdk.bundle import load_bundle
+from sdk.closing import Closing
 from sdk.runtime import EngineOptions, SessionOptions
 
 BUNDLES_DIR = Path(__file__).resolve().parent / "bundles"
@@ -23,7 +24,7 @@ def default_bundles() -> list[Path]:
     return found or [DEFAULT_BUNDLE]
 
 
-class TriageModel:
+class TriageModel(Closing):
     """Load a bundle (hashes verified before onnxruntime reads it) and run it on frames.
 
     ``predict(frames)`` -> ``(probabilities (N,), ood_scores (N,), logits (N, 2))``.
@@ -68,9 +69,3 @@ class TriageModel:
 
     def close(self) -> None:
         self.engine.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -38,6 +38,7 @@ from apps.medical_imaging.model import TriageModel, default_bundles
 from apps.medical_imaging.report import write_csv, write_html, write_json
 from apps.medical_imaging.worklist import Clock, Study, order
 from apps.medical_imaging.worklist_db import WorklistDB
+from sdk.closing import Closing
 from sdk.errors import DecodeError
 
 log = logging.getLogger("edgewise")
@@ -75,7 +76,7 @@ def _path_key(path: Path) -> str:
     return str(path.resolve()) if path.is_file() else os.path.abspath(path)
 
 
-class Triage:
+class Triage(Closing):
     """A triage session writing into ``out_dir``.
 
     ``bundles``: triage bundles served by modality (a DICOM goes to the first bundle that
@@ -292,9 +293,3 @@ class Triage:
         for m in self.models:
             m.close()
         self.db.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -25,6 +25,7 @@ from typing import Iterator
 
 from apps.medical_imaging.policy import PRIORITY_RANK
 from apps.medical_imaging.worklist import Study
+from sdk.closing import Closing
 
 DB_NAME = "worklist.sqlite"
 _SCHEMA = """
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS studies (
 MAX_SEEN_NOTES = 5
 
 
-class WorklistDB:
+class WorklistDB(Closing):
     """Open (creating if needed) ``<out_dir>/worklist.sqlite``.
 
     SQLite failures (a damaged database file, a full disk, a lock held past the timeout)
@@ -142,12 +143,6 @@ class WorklistDB:
 
     def close(self) -> None:
         self._con.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _dump(study: Study) -> str:

@@ -24,6 +24,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sdk.closing import Closing
+
 ASR_ENGINES = {
     "auto": "Whisper when its model is in the store (edgewise pull whisper-tiny-en / whisper-base), else PocketSphinx",
     "pocketsphinx": "PocketSphinx with the US-English model its pip package ships (no download; English only)",
@@ -164,7 +166,7 @@ def make_synthesizer(cfg: EngineConfig):
     return EspeakSynthesizer(cfg.tgt, rate_wpm=cfg.tts_rate_wpm)
 
 
-class SpeechStack:
+class SpeechStack(Closing):
     """The recogniser, translator and synthesizer of one configuration (``asr``, ``mt``, ``tts``;
     ``mt`` is None when there is no MT stage); ``close()`` closes them. Not to be confused with
     ``sdk.runtime.Engine``, one onnxruntime session (a Whisper recogniser holds several)."""
@@ -192,12 +194,6 @@ class SpeechStack:
         for e in (self.asr, getattr(self, "mt", None), getattr(self, "tts", None)):
             if e is not None:
                 e.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 Engines = SpeechStack   # the old name, kept for existing callers; new code says SpeechStack

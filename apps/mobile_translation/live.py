@@ -34,12 +34,13 @@ from apps.mobile_translation.live_config import LiveConfig, _default_sink, _defa
 from apps.mobile_translation.live_source import ReopeningMicrophone
 from apps.mobile_translation.live_stages import Segmenter, SpeakerOutput, recognise, synthesize, translate
 from sdk import logger
+from sdk.closing import Closing
 from sdk.pipeline import Gate, Stage, StreamEvent, StreamingPipeline
 
 __all__ = ["LiveConfig", "LiveTranslator"]
 
 
-class LiveTranslator:
+class LiveTranslator(Closing):
     """``run(duration_s)`` or ``start()`` / ``stop()``; events go to ``on_event(dict)``.
 
     ``engines``, ``vad``, ``source_factory(sample_rate, block_size, device, buffer_s)`` and
@@ -196,9 +197,3 @@ class LiveTranslator:
             self.vad.close()
         if self._own_engines:
             self.engines.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from apps.mobile_translation.mt.base import Translation
+from sdk.closing import Closing
 
 TEXT_ENGINES = ("phrasebook", "marian-onnx", "apertium")
 
 
-class ChainTranslator:
+class ChainTranslator(Closing):
     def __init__(self, translators: list, src: str, tgt: str):
         if not translators:
             raise ValueError(f"at least one engine is needed; expected some of {list(TEXT_ENGINES)}")
@@ -37,12 +38,6 @@ class ChainTranslator:
     def close(self) -> None:
         for t in self.translators:
             t.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def make_engine(name: str, src: str, tgt: str, *, phrasebook: str | Path | None = None,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sdk.closing import Closing
 from sdk.errors import DependencyMissingError, InputValidationError, ModelLoadError
 
 SAMPLE_RATE = 16000
@@ -37,7 +38,7 @@ def silero_model_path(name: str = "silero_vad.onnx") -> Path:
     return path
 
 
-class SileroVAD:
+class SileroVAD(Closing):
     """Streaming speech probability, one value per 512-sample chunk of 16 kHz audio.
 
     ``vad(chunk)`` carries the recurrent state across calls; ``reset()`` starts a new stream.
@@ -88,9 +89,3 @@ class SileroVAD:
 
     def close(self) -> None:
         self.engine.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

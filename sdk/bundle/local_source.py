@@ -11,10 +11,11 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from sdk.closing import Closing
 from sdk.errors import StoreError
 
 
-class LocalSource:
+class LocalSource(Closing):
     def __init__(self, path: Path, single_file: bool = False):
         if not path.exists():
             raise FileNotFoundError(f"no local copy at {path} (expected a folder, a file or an archive)")
@@ -93,12 +94,6 @@ class LocalSource:
         for a in (self._zip, self._tar):
             if a is not None:
                 a.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _is_tar(path: Path) -> bool:

@@ -16,13 +16,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from sdk.closing import Closing
 from sdk.errors import PipelineError
 from sdk.pipeline.items import AudioBlock, Frame
 
 __all__ = ["VideoWriterSink", "WavSink", "JsonlSink"]
 
 
-class _Sink(ABC):
+class _Sink(Closing, ABC):
     closed = False
 
     @abstractmethod
@@ -33,12 +34,6 @@ class _Sink(ABC):
 
     def __call__(self, item: Any) -> None:
         self.write(item)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class VideoWriterSink(_Sink):

@@ -16,6 +16,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from sdk.closing import Closing
 from sdk.errors import DecodeError
 
 __all__ = ["WavInfo", "WavReader", "read_wav", "write_wav"]
@@ -106,7 +107,7 @@ def _decode(raw: bytes, info: WavInfo) -> np.ndarray:
     return x.reshape(-1, info.channels)
 
 
-class WavReader:
+class WavReader(Closing):
     """An open WAV file: ``info`` and float32 blocks ``(n, channels)`` in [-1, 1]."""
 
     def __init__(self, path: str | os.PathLike):
@@ -144,12 +145,6 @@ class WavReader:
 
     def close(self) -> None:
         self._f.close()
-
-    def __enter__(self) -> "WavReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def read_wav(path: str | os.PathLike, mono: bool = True) -> tuple[np.ndarray, int]:

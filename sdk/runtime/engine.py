@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence, cast
 import numpy as np
 
 from sdk._log import logger
+from sdk.closing import Closing
 from sdk.errors import InferenceError, InputValidationError, ModelLoadError
 from sdk.runtime.latency_stats import LatencyRecorder, LatencyStats
 from sdk.runtime.options import EngineOptions
@@ -59,7 +60,7 @@ def _zero_feed(spec: TensorSpec) -> np.ndarray | None:
         return None
 
 
-class Engine:
+class Engine(Closing):
     """Owns one onnxruntime session and runs it with validated inputs.
 
     ``model`` is a path, the bytes of an ONNX file or an ``onnx.ModelProto``. A model that
@@ -236,12 +237,6 @@ class Engine:
         """Release the session. Further calls raise InferenceError; closing twice is fine."""
         self._sess = None
         self._run = None
-
-    def __enter__(self) -> "Engine":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._sess is None else ",".join(self.providers)

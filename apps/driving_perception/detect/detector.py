@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
+from sdk.closing import Closing
 from sdk.detect import DecodeOptions, Decoder, Detections
 from sdk.errors import InferenceError, InputValidationError
 from sdk.preprocess import letterbox
@@ -33,7 +34,7 @@ class DetectorOptions(DecodeOptions):
     max_detections: int = Field(100, gt=0, description="cap on boxes per frame, best first")
 
 
-class Detector:
+class Detector(Closing):
     """Run a detection model on BGR frames. ``with Detector(...) as det: det(frame)``."""
 
     def __init__(self, engine: Engine, options: DetectorOptions | None = None, check_finite: bool = True):
@@ -99,9 +100,3 @@ class Detector:
 
     def close(self) -> None:
         self.engine.close()
-
-    def __enter__(self) -> "Detector":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

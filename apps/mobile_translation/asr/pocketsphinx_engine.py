@@ -11,12 +11,13 @@ import time
 import numpy as np
 
 from apps.mobile_translation.asr.base import SAMPLE_RATE, Segment, Transcript, check_audio
+from sdk.closing import Closing
 from sdk.errors import require
 
 _FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "[BREATH]", "[COUGH]", "[UH]", "[UM]"}
 
 
-class PocketSphinxRecognizer:
+class PocketSphinxRecognizer(Closing):
     """``transcribe(audio_f32_16k) -> Transcript`` with word timestamps."""
 
     name = "pocketsphinx"
@@ -73,12 +74,6 @@ class PocketSphinxRecognizer:
 
     def close(self) -> None:
         self._decoder = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class PocketSphinxStream:

@@ -10,6 +10,7 @@ import subprocess
 import time
 
 from apps.mobile_translation.mt.base import Translation
+from sdk.closing import Closing
 from sdk.errors import DependencyMissingError, InferenceError
 
 # ISO 639-1 → Apertium's three-letter codes
@@ -43,7 +44,7 @@ def installed_pairs(binary: str = "apertium") -> list[str]:
     return sorted(set(pairs))
 
 
-class ApertiumTranslator:
+class ApertiumTranslator(Closing):
     name = "apertium"
 
     def __init__(self, src: str = "en", tgt: str = "es", timeout_s: float = 20.0, binary: str = "apertium"):
@@ -96,9 +97,3 @@ class ApertiumTranslator:
 
     def close(self) -> None:
         pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -22,6 +22,7 @@ import numpy as np
 from apps.mobile_translation.mt.base import Translation
 from apps.mobile_translation.onnx_files import decoder_files, resolve_model_dir
 from apps.mobile_translation.seq2seq import GenerationConfig, KVDecoder
+from sdk.closing import Closing
 from sdk.errors import ModelLoadError, require
 
 
@@ -55,7 +56,7 @@ class MarianTokenizer:
         return self.target.decode_pieces(pieces)
 
 
-class MarianOnnxTranslator:
+class MarianOnnxTranslator(Closing):
     name = "marian-onnx"
 
     def __init__(self, model: str | Path | None = None, src: str = "en", tgt: str = "es", num_beams: int = 1,
@@ -87,9 +88,3 @@ class MarianOnnxTranslator:
     def close(self) -> None:
         self.encoder.close()
         self.decoder.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

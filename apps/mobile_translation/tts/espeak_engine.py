@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdk.closing import Closing
 from sdk.errors import DependencyMissingError, InferenceError, require
 
 __all__ = ["EspeakSynthesizer", "Speech"]
@@ -90,7 +91,7 @@ def _library():
     return lib
 
 
-class EspeakSynthesizer:
+class EspeakSynthesizer(Closing):
     """Text → speech in the language ``lang`` (an eSpeak NG voice name: "en", "es", "fr", "en-us"...).
 
     >>> tts = EspeakSynthesizer("es"); speech = tts.synthesize("Hola")
@@ -145,9 +146,3 @@ class EspeakSynthesizer:
 
     def close(self) -> None:  # the library is shared by the process; nothing per-instance to free
         pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
