@@ -9,13 +9,13 @@ import json
 import sys
 from pathlib import Path
 
+from sdk.cli import add_command_group
+
 EXIT_USAGE, EXIT_UNAVAILABLE = 2, 4     # the documented exit codes (README, `edgewise --help`)
 
 
 def register(subparsers) -> None:
-    drive = subparsers.add_parser("drive", help="driving perception: detection, tracking, lanes, warnings")
-    sub = drive.add_subparsers(dest="drive_command", metavar="SUBCOMMAND")
-    drive.set_defaults(func=lambda args: (drive.print_help(), 2)[1])
+    sub = add_command_group(subparsers, "drive", help="driving perception: detection, tracking, lanes, warnings")
 
     run = sub.add_parser("run", help="run the pipeline on a video file, image folder, camera index or URL")
     run.add_argument("source", help="video file, folder of images, camera index (0) or stream URL")

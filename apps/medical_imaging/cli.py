@@ -9,13 +9,13 @@ import json
 import sys
 from pathlib import Path
 
+from sdk.cli import add_command_group
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("medical", help="chest X-ray triage reference app (not a medical device)",
-                              description="Chest X-ray triage with quality gate, abstention, worklist and "
-                                          "audit. Reference design - not a medical device.")
-    sub = p.add_subparsers(dest="medical_command", metavar="SUBCOMMAND")
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    sub = add_command_group(subparsers, "medical", help="chest X-ray triage reference app (not a medical device)",
+                            description="Chest X-ray triage with quality gate, abstention, worklist and "
+                                        "audit. Reference design - not a medical device.")
 
     t = sub.add_parser("triage", help="triage a file or folder (recursive), or watch a folder")
     t.add_argument("path", help="image/DICOM file or folder")

@@ -14,6 +14,8 @@ from importlib.metadata import entry_points
 
 log = logging.getLogger("edgewise")
 
+from sdk.cli import add_command_group
+
 
 def batch_modules() -> list:
     """The ``batch`` modules of the installed command groups, in entry-point order."""
@@ -35,12 +37,11 @@ def batch_modules() -> list:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "batch", help="run an app's pipeline over an archive with Ray (extra: cluster)",
+    sub = add_command_group(
+        subparsers, "batch", help="run an app's pipeline over an archive with Ray (extra: cluster)",
+        dest="batch_job", metavar="JOB",
         description="Batch jobs on Ray Data: one row per item in DIR/results.parquet, resumable. "
                     "Needs `pip install 'edgewise[cluster]'`.")
-    sub = p.add_subparsers(dest="batch_job", metavar="JOB")
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     for module in batch_modules():
         register_batch = getattr(module, "register_batch", None)
         if callable(register_batch):

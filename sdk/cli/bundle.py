@@ -13,15 +13,14 @@ import argparse
 import os
 from pathlib import Path
 
+from sdk.cli import add_command_group
 from sdk.cli._common import add_json_flag, emit
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("bundle", help="sign / verify bundles (OpenSSF model signing), make keys",
-                              description="Sign every file of a bundle (manifest.json included) with an EC key, "
-                                          "and verify it against trusted public keys.")
-    sub = p.add_subparsers(dest="bundle_command", metavar="SUBCOMMAND")
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    sub = add_command_group(subparsers, "bundle", help="sign / verify bundles (OpenSSF model signing), make keys",
+                            description="Sign every file of a bundle (manifest.json included) with an EC key, "
+                                        "and verify it against trusted public keys.")
 
     k = sub.add_parser("keygen", help="write a new P-256 key pair: PREFIX.pem (0600) and PREFIX.pub")
     k.add_argument("prefix", help="path prefix of the key files")
