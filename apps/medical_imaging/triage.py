@@ -40,6 +40,7 @@ from apps.medical_imaging.worklist import Clock, Study, order
 from apps.medical_imaging.worklist_db import WorklistDB
 from sdk.closing import Closing
 from sdk.errors import DecodeError
+from sdk.pipeline import walk_folder
 
 log = logging.getLogger("edgewise")
 
@@ -58,16 +59,7 @@ def scan(root: str | Path, skip: Path | None = None) -> list[Path]:
         return [root]  # a FIFO or device named directly gets its reason from process()
     if not root.is_dir():
         raise FileNotFoundError(f"no such file or folder: {root}")
-    skip = skip.resolve() if skip else None
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and (skip is None or Path(dirpath, d).resolve() != skip))
-        for f in sorted(filenames):
-            p = Path(dirpath, f)
-            if not f.startswith(".") and p.suffix.lower() in EXTENSIONS:
-                out.append(p)
-    return out
+    return walk_folder(root, EXTENSIONS, skip)
 
 
 def _path_key(path: Path) -> str:

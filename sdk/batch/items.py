@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from sdk.pipeline.folder_walk import walk_folder
+
 CHUNK = 1 << 20
 LIST_SUFFIXES = {".csv", ".parquet"}
 PATH_COLUMNS = ("path", "source", "file", "filename")
@@ -54,22 +56,6 @@ def content_sha256(path: str | Path) -> str | None:
         return h.hexdigest()
     except OSError:
         return None
-
-
-def walk_folder(root: Path, suffixes: Iterable[str] | None = None, skip: Path | None = None) -> list[Path]:
-    """Files under ``root``, recursively and sorted; hidden files/folders and ``skip`` (the
-    output folder) left out. ``suffixes`` (lower case, "" for no suffix) filters by suffix."""
-    wanted = None if suffixes is None else {s.lower() for s in suffixes}
-    skip = skip.resolve() if skip is not None else None
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and (skip is None or Path(dirpath, d).resolve() != skip))
-        for f in sorted(filenames):
-            p = Path(dirpath, f)
-            if not f.startswith(".") and (wanted is None or p.suffix.lower() in wanted):
-                out.append(p)
-    return out
 
 
 def _list_column(names: list[str], where: Path) -> str:

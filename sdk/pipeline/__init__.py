@@ -7,6 +7,7 @@ sounddevice (PortAudio) is imported only when a microphone or speaker is opened.
 """
 from sdk.pipeline.edges import DROP_POLICIES
 from sdk.pipeline.feedback import Gate
+from sdk.pipeline.folder_walk import walk_folder
 from sdk.pipeline.items import AudioBlock, Frame
 from sdk.pipeline.pipeline import Pipeline
 from sdk.pipeline.sinks import JsonlSink, VideoWriterSink, WavSink
@@ -23,4 +24,5 @@ __all__ = [
     "ImageFolderSource", "VideoSource", "CameraSource", "WavSource", "MicrophoneSource",
     "VideoWriterSink", "WavSink", "SpeakerSink", "JsonlSink",
     "list_audio_devices", "import_sounddevice", "read_wav", "write_wav", "WavReader", "WavInfo",
+    "walk_folder",
 ]
