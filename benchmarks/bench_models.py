@@ -8,7 +8,6 @@ YOLOX-nano is read from ../shared/models when present (skipped otherwise).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -19,15 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sdk.bench import benchmark_model  # noqa: E402
+from sdk.package_files import package_file  # noqa: E402
 from sdk.runtime import EngineOptions, SessionOptions, discover_device  # noqa: E402
-
-
-def _pkg_file(package: str, *parts: str) -> Path | None:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    p = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
-    return p if p.is_file() else None
 
 
 def cases() -> list[tuple[str, Path | None, dict]]:
@@ -36,9 +28,9 @@ def cases() -> list[tuple[str, Path | None, dict]]:
                  "state": np.zeros((2, 1, 128), np.float32), "sr": np.array(16000, dtype=np.int64)}
     yolox = shared / "models" / "yolox_nano_coco_416.onnx"
     return [
-        ("PP-OCRv4 det 640x640", _pkg_file("rapidocr_onnxruntime", "models", "ch_PP-OCRv4_det_infer.onnx"),
+        ("PP-OCRv4 det 640x640", package_file("rapidocr_onnxruntime", "models", "ch_PP-OCRv4_det_infer.onnx"),
          {"input_shapes": {"x": [1, 3, 640, 640]}}),
-        ("silero VAD v5 (32 ms chunk)", _pkg_file("silero_vad", "data", "silero_vad.onnx"), {"feeds": vad_feeds}),
+        ("silero VAD v5 (32 ms chunk)", package_file("silero_vad", "data", "silero_vad.onnx"), {"feeds": vad_feeds}),
         ("YOLOX-nano 416x416", yolox if yolox.is_file() else None, {}),
     ]
 

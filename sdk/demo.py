@@ -7,7 +7,6 @@ fails prints its error and the demo goes on to the next one. Apps add their sect
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 import traceback
@@ -17,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from sdk.errors import DependencyMissingError
+from sdk.package_files import package_dir
 
 SECTIONS: list[tuple[str, Callable[[], None]]] = []
 
@@ -31,12 +31,12 @@ def demo_section(title: str) -> Callable[[Callable[[], None]], Callable[[], None
 
 def ppocr_det_model_path() -> Path:
     """The PP-OCRv4 text detector shipped inside the rapidocr-onnxruntime package."""
-    spec = importlib.util.find_spec("rapidocr_onnxruntime")
-    if spec is None or not spec.submodule_search_locations:
+    folder = package_dir("rapidocr_onnxruntime")
+    if folder is None:
         raise DependencyMissingError("the demo model ships with rapidocr-onnxruntime, which is not "
                                      "installed; run `pip install --no-deps rapidocr-onnxruntime` (only its model file "
                                      "is used; `make setup` does this)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "ch_PP-OCRv4_det_infer.onnx"
+    path = folder / "models" / "ch_PP-OCRv4_det_infer.onnx"
     if not path.is_file():
         raise DependencyMissingError(f"rapidocr-onnxruntime is installed but {path} is missing")
     return path

@@ -12,13 +12,13 @@ float32 [2, 1, 128], ``sr`` int64 scalar → ``output`` [1, 1] speech probabilit
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 from sdk.closing import Closing
 from sdk.errors import DependencyMissingError, InputValidationError, ModelLoadError
+from sdk.package_files import package_dir
 
 SAMPLE_RATE = 16000
 CHUNK = 512      # samples per VAD step at 16 kHz (32 ms)
@@ -27,12 +27,12 @@ CONTEXT = 64     # samples of the previous chunk prepended to each step
 
 def silero_model_path(name: str = "silero_vad.onnx") -> Path:
     """Path of an ONNX model shipped by the silero-vad package (without importing it)."""
-    spec = importlib.util.find_spec("silero_vad")
-    if spec is None or not spec.submodule_search_locations:
+    folder = package_dir("silero_vad")
+    if folder is None:
         raise DependencyMissingError(
             "the silero-vad package (which ships the VAD ONNX model) is not installed; "
             "run `pip install silero-vad` (its ONNX model runs without PyTorch)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / name
+    path = folder / "data" / name
     if not path.is_file():
         raise DependencyMissingError(f"silero-vad is installed but {path} is missing; reinstall silero-vad")
     return path

@@ -29,6 +29,21 @@ def _init(name: str, arr: np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(np.ascontiguousarray(arr), name)
 
 
+def _classifier(nodes, inits, name: str, input_shape: list[int], opset: int, ir_version: int) -> onnx.ModelProto:
+    """A checked model of ``nodes`` from ``input`` (``input_shape``) to 10 ``logits``."""
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="edgewise-tests")
+    model.ir_version = ir_version
+    onnx.checker.check_model(model)
+    return model
+
+
 def build_tiny_cnn(seed: int = 0, opset: int = 11) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     c = 8
@@ -55,17 +70,7 @@ def build_tiny_cnn(seed: int = 0, opset: int = 11) -> onnx.ModelProto:
         helper.make_node("Flatten", ["gap"], ["flat"], name="flatten", axis=1),
         helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], name="fc", transB=1),
     ]
-    graph = helper.make_graph(
-        nodes, "tiny_cnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="edgewise-tests")
-    model.ir_version = 7
-    onnx.checker.check_model(model)
-    return model
+    return _classifier(nodes, inits, "tiny_cnn", [1, 3, 32, 32], opset, ir_version=7)
 
 
 def build_tiny_mlp(seed: int = 1, opset: int = 17) -> onnx.ModelProto:
@@ -84,17 +89,7 @@ def build_tiny_mlp(seed: int = 1, opset: int = 17) -> onnx.ModelProto:
         if not last:
             nodes.append(helper.make_node("Relu", [f"a{i}"], [out], name=f"relu{i}"))
         x = out
-    graph = helper.make_graph(
-        nodes, "tiny_mlp",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 64])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="edgewise-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return _classifier(nodes, inits, "tiny_mlp", [1, 64], opset, ir_version=8)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from sdk.package_files import package_file
+
 OPSET = 17
 
 
@@ -85,39 +87,22 @@ def models_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("tiny_models")
 
 
-@pytest.fixture(scope="session")
-def tiny_model_path(models_dir) -> Path:
-    return _save(make_tiny_model(), models_dir / "tiny.onnx")
+def _model_path_fixture(name: str, make):
+    """A session fixture ``name`` giving the path of ``make()`` saved under ``models_dir``."""
+    def path(models_dir) -> Path:
+        return _save(make(), models_dir / f"{name.removesuffix('_model_path')}.onnx")
+    return pytest.fixture(scope="session", name=name)(path)
 
 
-@pytest.fixture(scope="session")
-def dynamic_batch_model_path(models_dir) -> Path:
-    return _save(make_dynamic_batch_model(), models_dir / "dynamic_batch.onnx")
-
-
-@pytest.fixture(scope="session")
-def multi_input_model_path(models_dir) -> Path:
-    return _save(make_multi_input_model(), models_dir / "multi_input.onnx")
-
-
-@pytest.fixture(scope="session")
-def conv_model_path(models_dir) -> Path:
-    return _save(make_conv_model(), models_dir / "conv.onnx")
-
-
-def _site_packages_file(package: str, *parts: str) -> Path | None:
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    p = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
-    return p if p.is_file() else None
+tiny_model_path = _model_path_fixture("tiny_model_path", make_tiny_model)
+dynamic_batch_model_path = _model_path_fixture("dynamic_batch_model_path", make_dynamic_batch_model)
+multi_input_model_path = _model_path_fixture("multi_input_model_path", make_multi_input_model)
+conv_model_path = _model_path_fixture("conv_model_path", make_conv_model)
 
 
 @pytest.fixture(scope="session")
 def ppocr_det_path() -> Path:
-    p = _site_packages_file("rapidocr_onnxruntime", "models", "ch_PP-OCRv4_det_infer.onnx")
+    p = package_file("rapidocr_onnxruntime", "models", "ch_PP-OCRv4_det_infer.onnx")
     if p is None:
         pytest.skip("rapidocr-onnxruntime (PP-OCRv4 detector) is not installed; `make setup`")
     return p
@@ -125,7 +110,7 @@ def ppocr_det_path() -> Path:
 
 @pytest.fixture(scope="session")
 def silero_vad_path() -> Path:
-    p = _site_packages_file("silero_vad", "data", "silero_vad.onnx")
+    p = package_file("silero_vad", "data", "silero_vad.onnx")
     if p is None:
         pytest.skip("silero-vad is not installed; `pip install --no-deps silero-vad`")
     return p
