@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.skips import dir_or_skip, file_or_skip
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -20,17 +22,14 @@ def _shared_root() -> Path:
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     root = _shared_root()
-    if not (root / "data").is_dir():
-        pytest.skip(f"real data not found at {root} (set EDGEWISE_SHARED to the shared/ folder)")
+    dir_or_skip(root / "data", f"real data not found at {root} (set EDGEWISE_SHARED to the shared/ folder)")
     return root
 
 
 @pytest.fixture(scope="session")
 def yolox_path(shared_dir) -> Path:
     p = shared_dir / "models" / "yolox_nano_coco_416.onnx"
-    if not p.is_file():
-        pytest.skip(f"YOLOX-nano not found at {p}")
-    return p
+    return file_or_skip(p, f"YOLOX-nano not found at {p}")
 
 
 @pytest.fixture(autouse=True)

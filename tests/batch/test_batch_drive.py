@@ -5,18 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 
-
-@pytest.fixture(scope="module")
-def yolox(shared_dir) -> Path:
-    p = shared_dir / "models" / "yolox_nano_coco_416.onnx"
-    if not p.is_file():
-        pytest.skip(f"YOLOX-nano not found at {p}")
-    return p
-
-
-def test_clips_give_events_and_summaries_like_drive_run(ray_session, yolox, tmp_path, capsys):
+def test_clips_give_events_and_summaries_like_drive_run(ray_session, yolox_path, tmp_path, capsys):
+    yolox = yolox_path
     from apps.driving_perception.batch import drive_spec
     from apps.driving_perception.synthetic import write_clip
     from sdk.batch import ResultStore, run_job

@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tests.skips import dir_or_skip
+
 
 class FakeClock:
     """A clock tests move by hand."""
@@ -61,9 +63,7 @@ def fake_clock():
 @pytest.fixture(scope="session")
 def driving_dir(shared_dir) -> Path:
     d = shared_dir / "data" / "driving"
-    if not d.is_dir():
-        pytest.skip(f"driving data not found at {d}")
-    return d
+    return dir_or_skip(d, f"driving data not found at {d}")
 
 
 @pytest.fixture(scope="session")

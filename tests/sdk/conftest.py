@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sdk.package_files import package_file
+from tests.skips import file_or_skip
 
 OPSET = 17
 
@@ -102,18 +103,14 @@ conv_model_path = _model_path_fixture("conv_model_path", make_conv_model)
 
 @pytest.fixture(scope="session")
 def ppocr_det_path() -> Path:
-    p = package_file("rapidocr_onnxruntime", "models", "ch_PP-OCRv4_det_infer.onnx")
-    if p is None:
-        pytest.skip("rapidocr-onnxruntime (PP-OCRv4 detector) is not installed; `make setup`")
-    return p
+    return file_or_skip(package_file("rapidocr_onnxruntime", "models", "ch_PP-OCRv4_det_infer.onnx"),
+                        "rapidocr-onnxruntime (PP-OCRv4 detector) is not installed; `make setup`")
 
 
 @pytest.fixture(scope="session")
 def silero_vad_path() -> Path:
-    p = package_file("silero_vad", "data", "silero_vad.onnx")
-    if p is None:
-        pytest.skip("silero-vad is not installed; `pip install --no-deps silero-vad`")
-    return p
+    return file_or_skip(package_file("silero_vad", "data", "silero_vad.onnx"),
+                        "silero-vad is not installed; `pip install --no-deps silero-vad`")
 
 
 @pytest.fixture
