@@ -27,15 +27,8 @@ import cv2
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import apps.driving_perception.model as drive_model  # noqa: E402
 from apps.driving_perception.lanes import LaneOptions  # noqa: E402
-from apps.driving_perception.model import (
-    DEFAULT_RECIPE,
-    YOLOX_NANO_SHA256,
-    build_optimized,
-    detection_agreement,
-    resolve_model,  # noqa: E402
-    verify_sha256,
-)
 from apps.driving_perception.pipeline import DriveOptions, DrivePipeline  # noqa: E402
 from sdk.pipeline import VideoSource  # noqa: E402
 from sdk.runtime import EngineOptions, SessionOptions  # noqa: E402
@@ -82,7 +75,7 @@ def real_frames(max_video: int = 60) -> list:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=75, help="frames per clip (default 75)")
-    ap.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE)
+    ap.add_argument("--recipe", type=Path, default=drive_model.DEFAULT_RECIPE)
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args()
@@ -90,11 +83,11 @@ def main() -> int:
     if not model.is_file():
         print(f"skipped: {model} not found (set EDGEWISE_SHARED to the shared/ folder)")
         return 0
-    verify_sha256(model, YOLOX_NANO_SHA256)
-    fp32 = resolve_model(model)
+    drive_model.verify_sha256(model, drive_model.YOLOX_NANO_SHA256)
+    fp32 = drive_model.resolve_model(model)
     frames = real_frames()
     work = Path(tempfile.mkdtemp(prefix="edgewise-drive-bench-"))
-    bundle = build_optimized(model, frames[::2], args.recipe, out_dir=work / "optimized", rebuild=True)
+    bundle = drive_model.build_optimized(model, frames[::2], args.recipe, out_dir=work / "optimized", rebuild=True)
     variants = {"fp32": fp32.path, "optimized": bundle.path}   # the bundle carries its input size
     eng_opts = EngineOptions(session=SessionOptions(intra_op_threads=args.threads))
     print(f"optimized detector: {args.recipe.name} -> {bundle.manifest.description}")
@@ -108,7 +101,7 @@ def main() -> int:
         for clip, preset in clips:
             for name, path in variants.items():            # alternate FP32 / optimized per clip
                 opts = DriveOptions(lanes=LaneOptions.preset(preset))
-                det = resolve_model(path).detector(eng_opts)
+                det = drive_model.resolve_model(path).detector(eng_opts)
                 c0 = time.process_time()
                 with DrivePipeline(det, opts) as pipe:
                     s = pipe.run(VideoSource(clip), work / f"out_{name}_{w}_{clip.stem}")
@@ -148,8 +141,9 @@ def main() -> int:
         print(f"{w}x{h}: optimized / FP32 end-to-end FPS ratio {ratio:.2f}; model stage {mb:.1f} vs {ma:.1f} ms "
               f"(ratio {mb / ma:.2f})")
 
-    with resolve_model(variants["fp32"]).detector() as ref, resolve_model(variants["optimized"]).detector() as opt:
-        ag = detection_agreement(ref, opt, frames, iou=0.5)
+    with (drive_model.resolve_model(variants["fp32"]).detector() as ref,
+          drive_model.resolve_model(variants["optimized"]).detector() as opt):
+        ag = drive_model.detection_agreement(ref, opt, frames, iou=0.5)
     print(f"\nDetection agreement optimized vs FP32 on {len(frames)} real frames: F1@0.5 "
           f"{ag['detection_agreement_f1']:.3f} (TP {ag['agreement_tp']:.0f}, FP {ag['agreement_fp']:.0f}, "
           f"FN {ag['agreement_fn']:.0f}, {ag['agreement_reference_boxes']:.0f} FP32 boxes)")

@@ -228,7 +228,28 @@ def detection_resolution(reference: Sequence[Detections]) -> float:
     return 1.0 if n == 0 else 1.0 / n
 
 
-class DetectionAgreement(Evaluator):
+class _DetectionF1(Evaluator):
+    """Detection F1 of a model's detections (``detect``) against ``self.reference``'s."""
+
+    name = "detection_f1"
+    reference: list[Detections]
+    iou: float
+
+    @abstractmethod
+    def detect(self, model_path: str | Path) -> list[Detections]:
+        """The model's detections, one :class:`Detections` per image."""
+
+    def evaluate(self, model_path: str | Path) -> float:
+        return detection_f1(self.reference, self.detect(model_path), self.iou)
+
+    def resolution(self) -> float | None:
+        return detection_resolution(self.reference)
+
+    def size_text(self) -> str:
+        return f"{len(self.reference)} images, {sum(len(d) for d in self.reference)} reference detections"
+
+
+class DetectionAgreement(_DetectionF1):
     """F1 at IoU ``iou`` of the candidate's detections against the reference model's.
 
     ``images`` are model inputs (arrays or feeds dicts) already preprocessed;
@@ -253,17 +274,8 @@ class DetectionAgreement(Evaluator):
         names = [o.name for o in sess.get_outputs()]
         return [self.decode_fn(dict(zip(names, _run(sess, _named(sess, f)), strict=True))) for f in self.feeds]
 
-    def evaluate(self, model_path: str | Path) -> float:
-        return detection_f1(self.reference, self.detect(model_path), self.iou)
 
-    def resolution(self) -> float | None:
-        return detection_resolution(self.reference)
-
-    def size_text(self) -> str:
-        return f"{len(self.reference)} images, {sum(len(d) for d in self.reference)} reference detections"
-
-
-class FrameDetectionAgreement(Evaluator):
+class FrameDetectionAgreement(_DetectionF1):
     """Detection F1 against the reference model, on raw frames, in frame pixels.
 
     Unlike :class:`DetectionAgreement`, which feeds fixed preprocessed tensors, each model is
@@ -307,12 +319,3 @@ class FrameDetectionAgreement(Evaluator):
             x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32)
             out.append(decode(_run(sess, {inp.name: x})).map_xyxy(t.to_original))
         return out
-
-    def evaluate(self, model_path: str | Path) -> float:
-        return detection_f1(self.reference, self.detect(model_path), self.iou)
-
-    def resolution(self) -> float | None:
-        return detection_resolution(self.reference)
-
-    def size_text(self) -> str:
-        return f"{len(self.reference)} images, {sum(len(d) for d in self.reference)} reference detections"

@@ -7,17 +7,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from sdk.compress import (
-    AUC,
-    DetectionAgreement,
-    Detections,
-    OutputFidelity,
-    PassContext,
-    QuantizeDynamic,
-    Top1Accuracy,
-    YoloxDecoder,
-    count_ops,
-)
+import sdk.compress as sc
 from sdk.compress.evaluators import roc_auc
 from sdk.compress.graph_passes import SpecializeInputs
 from sdk.detect import match_counts
@@ -33,13 +23,13 @@ def test_top1_and_auc(tiny_mlp_path):
     X = np.random.default_rng(3).standard_normal((40, 64)).astype(np.float32)
     logits = _labels_from_model(tiny_mlp_path, X)
     y = logits.argmax(1)
-    assert Top1Accuracy(X, y, batch_size=8)(tiny_mlp_path) == 1.0     # fixed batch 1 handled
+    assert sc.Top1Accuracy(X, y, batch_size=8)(tiny_mlp_path) == 1.0     # fixed batch 1 handled
     y_wrong = (y + 1) % 10
-    assert Top1Accuracy(X, y_wrong)(tiny_mlp_path) == 0.0
+    assert sc.Top1Accuracy(X, y_wrong)(tiny_mlp_path) == 0.0
     yb = (logits[:, 1] > logits[:, 0]).astype(int)
-    assert AUC(X, yb, positive_index=1)(tiny_mlp_path) == 1.0
+    assert sc.AUC(X, yb, positive_index=1)(tiny_mlp_path) == 1.0
     with pytest.raises(ValueError, match="same length"):
-        Top1Accuracy(X, y[:3])
+        sc.Top1Accuracy(X, y[:3])
 
 
 def test_roc_auc_ties():
@@ -50,17 +40,17 @@ def test_roc_auc_ties():
 
 def test_output_fidelity(tiny_cnn_path, calib_feeds, tmp_path):
     feeds = calib_feeds(tiny_cnn_path, 4)
-    cos = OutputFidelity(tiny_cnn_path, feeds)
-    mx = OutputFidelity(tiny_cnn_path, feeds, metric="max_abs")
+    cos = sc.OutputFidelity(tiny_cnn_path, feeds)
+    mx = sc.OutputFidelity(tiny_cnn_path, feeds, metric="max_abs")
     assert cos(tiny_cnn_path) == pytest.approx(1.0) and mx(tiny_cnn_path) == 0.0
-    q = QuantizeDynamic().run(tiny_cnn_path, tmp_path / "q.onnx", PassContext()).path
+    q = sc.QuantizeDynamic().run(tiny_cnn_path, tmp_path / "q.onnx", sc.PassContext()).path
     assert 0.9 < cos(q) < 1.0 and mx(q) < 0.0
     assert cos.name == "fidelity_cosine"
 
 
 def _det(boxes, classes):
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
-    return Detections(b, np.ones(len(b), np.float32), np.asarray(classes, np.int64))
+    return sc.Detections(b, np.ones(len(b), np.float32), np.asarray(classes, np.int64))
 
 
 def test_match_counts_greedy_per_class():
@@ -68,7 +58,7 @@ def test_match_counts_greedy_per_class():
     cand = _det([[1, 1, 10, 10], [21, 21, 40, 40], [50, 50, 60, 60], [70, 70, 80, 80]], [0, 0, 2, 2])
     assert match_counts(ref, cand) == (2, 2, 1)          # class mismatch is a miss and a false alarm
     assert match_counts(ref, ref) == (3, 0, 0)
-    assert match_counts(Detections.empty(), Detections.empty()) == (0, 0, 0)
+    assert match_counts(sc.Detections.empty(), sc.Detections.empty()) == (0, 0, 0)
 
 
 def _yolox_like_model(path, boxes_logits):
@@ -93,7 +83,7 @@ def test_yolox_decoder_and_detection_agreement(tmp_path):
     raw[0, 5, 5 + 2] = 0.95                                       # class 2
     raw[0, 17, :5] = [0.0, 0.0, 0.0, 0.0, 0.8]                    # anchor 17: grid (1,0) stride 16
     raw[0, 17, 5 + 0] = 0.9
-    dec = YoloxDecoder((32, 32), score_thr=0.3)
+    dec = sc.YoloxDecoder((32, 32), score_thr=0.3)
     d = dec({"output": raw})
     assert len(d) == 2 and set(d.class_id.tolist()) == {0, 2}
     i = int(np.flatnonzero(d.class_id == 2)[0])
@@ -103,11 +93,11 @@ def test_yolox_decoder_and_detection_agreement(tmp_path):
     worse[0, 17, 4] = 0.1                                         # the second object is lost
     cand = _yolox_like_model(tmp_path / "cand.onnx", worse)
     images = [np.zeros((1, 3, 32, 32), np.float32)] * 3
-    ev = DetectionAgreement(ref, images, dec)
+    ev = sc.DetectionAgreement(ref, images, dec)
     assert ev(ref) == 1.0
     assert ev(cand) == pytest.approx(2 * 3 / (2 * 3 + 0 + 3))     # tp 3, fn 3 over 3 images
     with pytest.raises(ValueError, match="anchors"):
-        YoloxDecoder((64, 64))({"output": raw})
+        sc.YoloxDecoder((64, 64))({"output": raw})
 
 
 def _if_model(path):
@@ -132,17 +122,17 @@ def _if_model(path):
 
 def test_specialize_inputs_inlines_if(tmp_path):
     src = _if_model(tmp_path / "if.onnx")
-    out = SpecializeInputs(constants={"sr": 16000}).run(src, tmp_path / "spec.onnx", PassContext()).path
-    ops = count_ops(out)
+    out = SpecializeInputs(constants={"sr": 16000}).run(src, tmp_path / "spec.onnx", sc.PassContext()).path
+    ops = sc.count_ops(out)
     assert ops["If"] == 0 and ops["MatMul"] == 1
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["x", "sr"]     # signature unchanged
     x = np.ones((1, 4), np.float32)
     assert np.allclose(sess.run(None, {"x": x, "sr": np.array(16000)})[0], 8.0)
-    q = QuantizeDynamic().run(out, tmp_path / "q.onnx", PassContext()).path
-    assert count_ops(q)["MatMulInteger"] == 1                       # now reachable by the quantizer
+    q = sc.QuantizeDynamic().run(out, tmp_path / "q.onnx", sc.PassContext()).path
+    assert sc.count_ops(q)["MatMulInteger"] == 1                       # now reachable by the quantizer
     with pytest.raises(CompressionError, match="not inputs"):
-        SpecializeInputs(constants={"rate": 16000}).run(src, tmp_path / "x.onnx", PassContext())
+        SpecializeInputs(constants={"rate": 16000}).run(src, tmp_path / "x.onnx", sc.PassContext())
 
 
 def test_fix_input_shape_runs_yolox_at_16_9(yolox_path, tmp_path):
@@ -150,9 +140,8 @@ def test_fix_input_shape_runs_yolox_at_16_9(yolox_path, tmp_path):
     import onnxruntime as ort
 
     from sdk.compress import FixInputShape
-    from sdk.compress.base import PassContext
 
-    out = FixInputShape(shape=[1, 3, 256, 416]).run(yolox_path, tmp_path / "rect.onnx", PassContext()).path
+    out = FixInputShape(shape=[1, 3, 256, 416]).run(yolox_path, tmp_path / "rect.onnx", sc.PassContext()).path
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert sess.get_inputs()[0].shape == [1, 3, 256, 416]
     y = sess.run(None, {"images": np.zeros((1, 3, 256, 416), np.float32)})[0]
@@ -164,7 +153,6 @@ def test_fix_input_shape_refuses_a_fixed_reshape(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     from sdk.compress import FixInputShape
-    from sdk.compress.base import PassContext
     from sdk.errors import CompressionError
 
     g = helper.make_graph(
@@ -175,4 +163,4 @@ def test_fix_input_shape_refuses_a_fixed_reshape(tmp_path):
     p = tmp_path / "m.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), p)
     with pytest.raises(CompressionError, match="fixed shape"):
-        FixInputShape(shape=[1, 3, 8, 8]).run(p, tmp_path / "o.onnx", PassContext())
+        FixInputShape(shape=[1, 3, 8, 8]).run(p, tmp_path / "o.onnx", sc.PassContext())
