@@ -40,16 +40,23 @@ def test_cli_optimize_writes_bundle(tiny_cnn_path, calib_npz, tmp_path, capsys):
         assert eng.run({"input": np.zeros((1, 3, 32, 32), np.float32)})["logits"].shape == (1, 10)
 
 
+def _optimize_size_only(model, feeds, out, recipe, recipe_text: str, *extra: str):
+    """``edgewise optimize MODEL --size-only`` with ``recipe_text`` written to ``recipe`` and the
+    feeds' inputs as calibration data; returns (exit code, the calibration inputs)."""
+    x = np.concatenate([f["input"] for f in feeds])
+    np.savez(out.with_name("c.npz"), input=x)
+    recipe.write_text(recipe_text)
+    rc = main(["optimize", str(model), "--calib", str(out.with_name("c.npz")), "--max-drop", "0.05",
+               "--out", str(out), "--recipe", str(recipe), "--size-only", "--no-progress", *extra])
+    return rc, x
+
+
 def test_cli_optimize_size_only_int8(tiny_mlp_path, calib_feeds, tmp_path, capsys):
     from sdk.bundle import load_bundle
 
-    x = np.concatenate([f["input"] for f in calib_feeds(tiny_mlp_path, 6)])
-    np.savez(tmp_path / "c.npz", input=x)
-    recipe = tmp_path / "r.json"
-    recipe.write_text('[{"pass": "quantize_dynamic"}]')
     out = tmp_path / "b"
-    rc = main(["optimize", str(tiny_mlp_path), "--calib", str(tmp_path / "c.npz"), "--max-drop", "0.05",
-               "--out", str(out), "--recipe", str(recipe), "--size-only", "--no-progress"])
+    rc, _ = _optimize_size_only(tiny_mlp_path, calib_feeds(tiny_mlp_path, 6), out,
+                                tmp_path / "r.json", '[{"pass": "quantize_dynamic"}]')
     assert rc == 0
     m = load_bundle(out).manifest
     assert m.metrics["size_ratio"] > 2.5       # int8 weights of a MatMul model
@@ -62,13 +69,9 @@ def test_cli_optimize_int4_mix_bundle_runs(tiny_mlp_path, calib_feeds, tmp_path,
     """An int4/int8 weight mix (opset 21, IR 10) goes through the bundle: hashes, manifest, engine."""
     from sdk.bundle import load_bundle
 
-    x = np.concatenate([f["input"] for f in calib_feeds(tiny_mlp_path, 64)])
-    np.savez(tmp_path / "c.npz", input=x)
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text("- pass: quantize_weights\n  low_bit_nodes: [matmul1]\n")
     out = tmp_path / "b"
-    rc = main(["optimize", str(tiny_mlp_path), "--calib", str(tmp_path / "c.npz"), "--max-drop", "0.05",
-               "--out", str(out), "--recipe", str(recipe), "--size-only", "--no-progress", "--json"])
+    rc, x = _optimize_size_only(tiny_mlp_path, calib_feeds(tiny_mlp_path, 64), out,
+                                tmp_path / "r.yaml", "- pass: quantize_weights\n  low_bit_nodes: [matmul1]\n", "--json")
     assert rc == 0
     assert json.loads(capsys.readouterr().out)["chosen"] == "recipe"
     b = load_bundle(out)

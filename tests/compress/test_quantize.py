@@ -20,6 +20,7 @@ from sdk.compress import (
 )
 from sdk.compress.graph_prep import load_model, opset_version
 from sdk.errors import CompressionError, ModelLoadError
+from tests.compress.onnx_models import save_graph
 
 
 def _run(path, feeds):
@@ -188,10 +189,7 @@ def _stateful_model(path):
                           [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1]),
                            helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [1, 1])],
                           initializer=[onnx.numpy_helper.from_array(np.array([[0.5]], np.float32), "half")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 7
-    onnx.save(m, str(path))
-    return path
+    return save_graph(g, path)
 
 
 def test_stateful_calibration_feeds_state_back(tmp_path):

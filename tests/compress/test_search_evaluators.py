@@ -12,6 +12,7 @@ from sdk.compress.evaluators import roc_auc
 from sdk.compress.graph_passes import SpecializeInputs
 from sdk.detect import match_counts
 from sdk.errors import CompressionError
+from tests.compress.onnx_models import save_graph
 
 
 def _labels_from_model(path, X):
@@ -114,10 +115,7 @@ def _if_model(path):
     g = helper.make_graph(nodes, "ifm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
                                          helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
                           [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4])])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 7
-    onnx.save(m, str(path))
-    return path
+    return save_graph(g, path)
 
 
 def test_specialize_inputs_inlines_if(tmp_path):

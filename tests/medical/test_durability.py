@@ -217,15 +217,20 @@ def test_rewritten_chain_is_detected(audit5, capsys):
     assert code == 1 and "line 1" in text
 
 
+def _assert_refused(audit, capsys, message: str) -> None:
+    """``verify-audit`` exits 1 naming ``message``, and opening the log refuses the broken chain."""
+    code, text = _cli(audit, capsys)
+    assert code == 1 and message in text
+    with pytest.raises(ValueError, match="broken audit chain"):
+        AuditLog(audit)
+
+
 @pytest.mark.parametrize("garbage", [b"\xff\xfe\x00garbage\n", b"{not json}\n", b"\x00" * 40, b"[]\n",
                                      b"x" * (3 << 20)])
 def test_garbage_bytes_are_detected(audit5, capsys, garbage):
     with open(audit5, "ab") as fh:
         fh.write(garbage)
-    code, text = _cli(audit5, capsys)
-    assert code == 1 and "line 6" in text
-    with pytest.raises(ValueError, match="broken audit chain"):
-        AuditLog(audit5)
+    _assert_refused(audit5, capsys, "line 6")
 
 
 def test_missing_or_forged_checkpoint_is_detected(audit5, capsys):
@@ -240,10 +245,7 @@ def test_missing_or_forged_checkpoint_is_detected(audit5, capsys):
     from apps.medical_imaging.audit_key import device_checkpoint_path
 
     device_checkpoint_path(audit5).unlink()
-    code, text = _cli(audit5, capsys)
-    assert code == 1 and "no checkpoint" in text
-    with pytest.raises(ValueError, match="broken audit chain"):
-        AuditLog(audit5)
+    _assert_refused(audit5, capsys, "no checkpoint")
 
 
 def test_restored_old_checkpoint_does_not_hide_a_cut_tail(audit5, capsys):
