@@ -163,3 +163,11 @@ def failing_factory(error: str):
     def factory(*a, **kw):
         raise AudioDeviceError(error)
     return factory
+
+
+def wait_until(cond, timeout: float = 10.0, poll: float = 0.01) -> bool:
+    """Poll ``cond()`` every ``poll`` seconds until it holds or ``timeout`` passes; its last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not cond():
+        time.sleep(poll)
+    return cond()

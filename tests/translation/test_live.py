@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from fakes import FakeMic, FakeSink, LevelVAD, SlowASR, bursts, failing_factory, fake_engines
+from fakes import FakeMic, FakeSink, LevelVAD, SlowASR, bursts, failing_factory, fake_engines, wait_until
 
 from apps.mobile_translation.endpoint import EndpointConfig
 from apps.mobile_translation.live import LiveConfig, LiveTranslator
@@ -27,10 +27,7 @@ def _live(cfg=None, **kw):
 
 
 def _wait(cond, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not cond():
-        time.sleep(0.02)
-    return cond()
+    return wait_until(cond, timeout, poll=0.02)
 
 
 def test_callback_never_blocks_on_a_stalled_consumer():

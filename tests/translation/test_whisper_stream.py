@@ -1,12 +1,12 @@
 """Streaming partials: LocalAgreement-2 commits, the final text at end of speech, warm-up."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fakes import wait_until
 
 from apps.mobile_translation.asr.base import Transcript
 from apps.mobile_translation.asr.whisper_decode import DecodeOptions
@@ -33,10 +33,7 @@ class ScriptedWhisper:
 
 
 def _wait(cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not cond():
-        time.sleep(0.01)
-    return cond()
+    return wait_until(cond, timeout)
 
 
 def test_agreed_prefix_ignores_case_and_punctuation():
