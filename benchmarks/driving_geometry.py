@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 from apps.driving_perception.lanes import LaneDetector, LaneOptions  # noqa: E402
 from apps.driving_perception.lanes.road import GeometryOptions  # noqa: E402
 from apps.driving_perception.lanes.vanishing import VanishingPointEstimator  # noqa: E402
+from sdk.pipeline import VideoSource  # noqa: E402
 from sdk.runtime import discover_device  # noqa: E402
 
 SHARED = Path(os.environ.get("EDGEWISE_SHARED", REPO.parent / "shared"))
@@ -52,15 +53,7 @@ SOURCES = [("P1 clip solidWhiteRight.mp4", "lanelines_p1/test_videos/solidWhiteR
 def frames_of(path: Path) -> list[np.ndarray]:
     if path.is_dir():
         return [cv2.imread(str(p)) for p in sorted(path.glob("*.jpg"))]
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(f)
-    cap.release()
-    return out
+    return [f.data for f in VideoSource(path)]
 
 
 def lane_rates(frames: list[np.ndarray], options: LaneOptions | None, each_alone: bool = False) -> dict:

@@ -9,6 +9,7 @@ import pytest
 from apps.driving_perception.pipeline import DriveOptions, DrivePipeline
 from apps.driving_perception.synthetic import pinhole_road
 from sdk.cli.main import main
+from sdk.pipeline import VideoSource
 
 
 def _jsonl(path):
@@ -131,13 +132,7 @@ def test_estimated_geometry_is_announced_saved_and_reused(road_clip, yolox_path,
 def test_lost_lanes_fall_back_to_the_vp_corridor(road_clip, tmp_path):
     """Lanes painted over after 10 frames: LDW off, lead from the VP corridor, both said;
     after 3 s of it, moving, health is DEGRADED for the lanes while detection goes on."""
-    cap = cv2.VideoCapture(str(road_clip))
-    clip_frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        clip_frames.append(f)
+    clip_frames = [f.data for f in VideoSource(road_clip)]
     frames = []
     for f in clip_frames + clip_frames[10:] + clip_frames[10:]:    # 10 with lanes, 80 without (3.2 s)
         f = f.copy()
