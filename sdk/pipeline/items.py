@@ -36,3 +36,14 @@ class AudioBlock:
     @property
     def duration_s(self) -> float:
         return self.samples.shape[0] / float(self.sample_rate)
+
+    @staticmethod
+    def samples_of(item: Any, sample_rate: int, error: type[Exception], who: str) -> Any:
+        """What a sink at ``sample_rate`` writes for ``item``: an AudioBlock's samples (``error``,
+        naming ``who``, when the block is at another rate), any other item as it is."""
+        if not isinstance(item, AudioBlock):
+            return item
+        if item.sample_rate != sample_rate:
+            raise error(f"{who}: expected {sample_rate} Hz audio, got a block at {item.sample_rate} Hz "
+                        f"(resample first)")
+        return item.samples

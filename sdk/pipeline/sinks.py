@@ -115,11 +115,7 @@ class WavSink(_Sink):
         self.frames = 0
 
     def write(self, item: Any) -> None:
-        if isinstance(item, AudioBlock):
-            if item.sample_rate != self.sample_rate:
-                raise PipelineError(f"WavSink {self.path}: expected {self.sample_rate} Hz audio, "
-                                    f"got a block at {item.sample_rate} Hz (resample first)")
-            item = item.samples
+        item = AudioBlock.samples_of(item, self.sample_rate, PipelineError, f"WavSink {self.path}")
         x = np.asarray(item)
         if x.ndim == 1:
             x = x[:, None]

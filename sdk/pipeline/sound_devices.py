@@ -236,11 +236,7 @@ class SpeakerSink:
 
     def write(self, item: Any) -> int:
         """Queue audio for playback; returns how many samples were dropped to make room."""
-        if isinstance(item, AudioBlock):
-            if item.sample_rate != self.sample_rate:
-                raise AudioDeviceError(f"SpeakerSink plays {self.sample_rate} Hz audio, got a "
-                                       f"block at {item.sample_rate} Hz (resample first)")
-            item = item.samples
+        item = AudioBlock.samples_of(item, self.sample_rate, AudioDeviceError, "SpeakerSink")
         if self.closed:
             raise AudioDeviceError("SpeakerSink is closed")
         dropped = self.ring.write(np.asarray(item, dtype=np.float32))
