@@ -69,16 +69,20 @@ def _torch_modules(vocab: int, kind: str):
                 presents += [k, v, ek, ev]
             return self.out(h), presents
 
-    class NoPast(nn.Module):
+    class DecoderView(nn.Module):
+        """One export view of ``dec``: its inputs are ``([enc_mask], ids, *rest)``."""
+
         def __init__(self, dec):
             super().__init__()
             self.dec = dec
 
+        def split_mask(self, args):
+            """``(enc_mask or None, [ids, *rest])``."""
+            return (args[0], list(args[1:])) if self.dec.with_mask else (None, list(args))
+
+    class NoPast(DecoderView):
         def forward(self, *args):
-            if self.dec.with_mask:
-                enc_mask, ids, enc = args
-            else:
-                (ids, enc), enc_mask = args, None
+            enc_mask, (ids, enc) = self.split_mask(args)
             b = ids.shape[0]
             empty = torch.zeros(b, HEADS, 0, HD)
             past = []
@@ -87,16 +91,9 @@ def _torch_modules(vocab: int, kind: str):
             logits, presents = self.dec.core(ids, enc_mask, past)
             return (logits, *presents)
 
-    class WithPast(nn.Module):
-        def __init__(self, dec):
-            super().__init__()
-            self.dec = dec
-
+    class WithPast(DecoderView):
         def forward(self, *args):
-            if self.dec.with_mask:
-                enc_mask, ids, *flat = args
-            else:
-                (ids, *flat), enc_mask = args, None
+            enc_mask, (ids, *flat) = self.split_mask(args)
             past = [tuple(flat[4 * i:4 * i + 4]) for i in range(LAYERS)]
             logits, presents = self.dec.core(ids, enc_mask, past)
             dec_only = [p for i, p in enumerate(presents) if i % 4 < 2]
