@@ -20,6 +20,7 @@ from pydantic import Field
 from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
 from sdk.compress.graph_prep import load_model, save_model
 from sdk.compress.quantize import verify_loadable
+from sdk.compress.subgraphs import drop_unused, initializer_map, iter_graphs
 from sdk.errors import CompressionError
 
 logger = logging.getLogger("edgewise")
@@ -46,7 +47,9 @@ def quantize_weight_4bit(w: np.ndarray, block_size: int, symmetric: bool) -> tup
 class QuantizeInt4(Pass):
     """Weight-only INT4 for MatMuls with constant weights (transformer projections, MLPs).
 
-    Activations stay float; weights shrink ~7x. Convolutions are left alone.
+    Activations stay float; weights shrink ~7x. Convolutions are left alone. MatMuls inside
+    ``If`` / ``Loop`` subgraphs are quantized too (Optimum's merged decoder keeps both of its
+    decoders in the branches of one If); a weight both branches share is packed once.
     """
 
     name = "quantize_int4"
@@ -65,50 +68,51 @@ class QuantizeInt4(Pass):
         if bs < 16 or bs & (bs - 1):
             raise CompressionError(f"quantize_int4: block_size must be a power of two >= 16, got {bs}")
         model = load_model(model_in)
-        inits = {i.name: i for i in model.graph.initializer}
-        users: dict[str, int] = {}
-        for node in model.graph.node:
-            for name in node.input:
-                users[name] = users.get(name, 0) + 1
-        new_nodes, done, drop = [], 0, set()
-        for node in model.graph.node:
-            w_init = inits.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
-            if (w_init is None or len(w_init.dims) != 2 or node.name in cfg.nodes_to_exclude
-                    or w_init.data_type != onnx.TensorProto.FLOAT or w_init.dims[0] < cfg.min_k):
-                new_nodes.append(node)
-                continue
-            w = numpy_helper.to_array(w_init)
-            k, n = w.shape
-            packed, scales, zp = quantize_weight_4bit(w, bs, cfg.symmetric)
-            base = w_init.name + f"_int4_{done}"
-            model.graph.initializer.extend([numpy_helper.from_array(packed, base + "_Q4"),
-                                            numpy_helper.from_array(scales.reshape(-1), base + "_scales")])
-            inputs = [node.input[0], base + "_Q4", base + "_scales"]
-            if not cfg.symmetric:
-                model.graph.initializer.append(numpy_helper.from_array(zp.reshape(-1), base + "_zp"))
-                inputs.append(base + "_zp")
-            attrs = dict(K=k, N=n, bits=4, block_size=bs)
-            if cfg.accuracy_level:
-                attrs["accuracy_level"] = cfg.accuracy_level
-            new_nodes.append(helper.make_node("MatMulNBits", inputs, list(node.output),
-                                              name=(node.name or base) + "_Q4", domain="com.microsoft", **attrs))
-            users[w_init.name] -= 1
-            if users[w_init.name] == 0:
-                drop.add(w_init.name)
-            done += 1
+        inits = initializer_map(model)
+        packed_of: dict[str, list[str]] = {}   # float weight -> its packed initializers (shared by If branches)
+        done = 0
+        for graph in iter_graphs(model.graph):   # the main graph and every If / Loop body
+            for node in graph.node:
+                w_init = inits.get(node.input[1], (None, None))[1] if node.op_type == "MatMul" and \
+                    len(node.input) == 2 else None
+                if (w_init is None or len(w_init.dims) != 2 or node.name in cfg.nodes_to_exclude
+                        or w_init.data_type != onnx.TensorProto.FLOAT or w_init.dims[0] < cfg.min_k):
+                    continue
+                k, n = w_init.dims
+                if w_init.name not in packed_of:
+                    packed_of[w_init.name] = self._pack(w_init, inits[w_init.name][0], len(packed_of))
+                attrs = dict(K=k, N=n, bits=4, block_size=bs)
+                if cfg.accuracy_level:
+                    attrs["accuracy_level"] = cfg.accuracy_level
+                # in place: copying the graph's node list would detach the subgraphs still to visit
+                node.CopyFrom(helper.make_node("MatMulNBits", [node.input[0], *packed_of[w_init.name]],
+                                               list(node.output), name=(node.name or w_init.name) + "_Q4",
+                                               domain="com.microsoft", **attrs))
+                done += 1
         if not done:
             raise CompressionError(f"quantize_int4: {Path(model_in).name} has no MatMul with a constant 2-D float "
-                                   f"weight of K >= {cfg.min_k} (expected transformer/MLP MatMuls)")
-        del model.graph.node[:]
-        model.graph.node.extend(new_nodes)
-        keep = [i for i in model.graph.initializer if i.name not in drop]
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(keep)
+                                   f"weight of K >= {cfg.min_k} (expected transformer/MLP MatMuls), in its main "
+                                   f"graph or its subgraphs")
+        drop_unused(model)     # float weights no MatMul reads any more
         if not any(o.domain == "com.microsoft" for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-        logger.info("quantize_int4: %d MatMul(s) -> MatMulNBits (block %d)", done, bs)
+        logger.info("quantize_int4: %d MatMul(s) -> MatMulNBits (%d weights, block %d)", done, len(packed_of), bs)
+        ctx.report("int4_matmuls", done)
         save_model(model, model_out)
         return verify_loadable(Path(model_out), "quantize_int4")
+
+    def _pack(self, w_init: onnx.TensorProto, owner: onnx.GraphProto, index: int) -> list[str]:
+        """Pack one weight into ``owner`` (the graph holding it, visible to its subgraphs)."""
+        cfg = self.config
+        packed, scales, zp = quantize_weight_4bit(numpy_helper.to_array(w_init), cfg.block_size, cfg.symmetric)
+        base = w_init.name + f"_int4_{index}"
+        owner.initializer.extend([numpy_helper.from_array(packed, base + "_Q4"),
+                                  numpy_helper.from_array(scales.reshape(-1), base + "_scales")])
+        names = [base + "_Q4", base + "_scales"]
+        if not cfg.symmetric:
+            owner.initializer.append(numpy_helper.from_array(zp.reshape(-1), base + "_zp"))
+            names.append(base + "_zp")
+        return names
 
 
 @register_pass
