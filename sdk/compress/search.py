@@ -229,11 +229,13 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
     logger.info("baseline %s = %.4f; budget: drop <= %.4f (%s)", metric_name, base.metric, allowed, budget)
 
     skipped: list[dict[str, str]] = []
+    per_node = candidates is None       # sensitivity and bit allocation by default (not for transformers)
     profile = isa_profile(device)
     rr = profile == "avx2"
     if candidates is None:
         cset = candidate_set(model, target, device)
         recipes, skipped, profile = dict(cset.recipes), list(cset.skipped), cset.profile
+        per_node = cset.per_node
     else:
         recipes = dict(candidates)
     recipes.update(dict(extra_candidates or {}))
@@ -244,7 +246,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
 
     sens_info = None
     if sensitivity is None:
-        sensitivity = candidates is None
+        sensitivity = per_node
     weighted = {"Conv", "MatMul", "Gemm"} & op_types(load_model(model, check=False))
     if sensitivity and weighted:
         from sdk.compress.sensitivity import analyze_sensitivity
@@ -260,7 +262,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float], 
 
     alloc_info = None
     if bit_allocation is None:
-        bit_allocation = candidates is None
+        bit_allocation = per_node
     if not 0.0 <= allocation_reserve < 1.0:
         raise ValueError(f"allocation_reserve must be in [0, 1), got {allocation_reserve}")
     if bit_allocation and weighted:

@@ -4,8 +4,8 @@ Functions work on numpy arrays (images HWC as OpenCV reads them, sizes ``(height
 the same operations exist as pydantic ops that a :class:`PreprocessSpec` lists, so a model
 bundle carries its own preprocessing and an app rebuilds it with ``spec.build()``.
 """
-from sdk.preprocess.audio import (frame_signal, hz_to_mel, log_mel_spectrogram, mel_filterbank,
-                                  mel_to_hz, resample, stft_power)
+from sdk.preprocess.audio import (frame_signal, hz_to_mel, load_audio, log_mel_spectrogram, mel_filterbank,
+                                  mel_to_hz, resample, stft_power, whisper_input_features)
 from sdk.preprocess.image import (LetterboxTransform, add_batch_dim, cast_dtype, clahe,
                                   color_convert, letterbox, normalize, resize, to_layout)
 from sdk.preprocess.medical import invert, rescale_slope_intercept, window
@@ -26,5 +26,5 @@ __all__ = [
     "window", "rescale_slope_intercept", "invert",
     # audio
     "resample", "frame_signal", "log_mel_spectrogram", "mel_filterbank", "stft_power",
-    "hz_to_mel", "mel_to_hz", "AudioRingBuffer",
+    "hz_to_mel", "mel_to_hz", "AudioRingBuffer", "whisper_input_features", "load_audio",
 ]
