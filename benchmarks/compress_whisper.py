@@ -8,8 +8,9 @@ per-round ratios, with its 90% interval).
 
 The FP32 reference is rebuilt from the shipped INT8 file (``benchmarks/whisper_variants.py``,
 ``sdk.compress.dequantize``): float activations, weights on the shipped int8 grid. Dynamic INT8
-per tensor re-quantizes those weights to exactly the shipped grid, so its cosine is high by
-construction; static INT8 and INT4 are real re-quantizations.
+per tensor re-quantizes those weights to exactly the shipped grid, so against this reference it
+shows only the cost of quantizing activations (the weight rounding it shares with the shipped
+file is invisible); static INT8, per-channel INT8 and INT4 re-quantize the weights for real.
 
 Fidelity: cosine of ``last_hidden_state`` against the reference on log-mel windows of LJ Speech
 files (``sdk.preprocess.whisper_input_features``), search files and held-out files apart; WER of

@@ -20,7 +20,7 @@ from pydantic import Field
 from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
 from sdk.compress.graph_prep import load_model, save_model
 from sdk.compress.quantize import verify_loadable
-from sdk.compress.subgraphs import drop_unused, initializer_map, iter_graphs
+from sdk.compress.subgraphs import drop_unused, initializer_map, iter_scoped
 from sdk.errors import CompressionError
 
 logger = logging.getLogger("edgewise")
@@ -69,24 +69,23 @@ class QuantizeInt4(Pass):
             raise CompressionError(f"quantize_int4: block_size must be a power of two >= 16, got {bs}")
         model = load_model(model_in)
         inits = initializer_map(model)
-        packed_of: dict[str, list[str]] = {}   # float weight -> its packed initializers (shared by If branches)
+        packed_of: dict[str, list[str]] = {}   # weight -> its packed initializers (shared by If branches)
         done = 0
-        for graph in iter_graphs(model.graph):   # the main graph and every If / Loop body
+        for graph, producer in iter_scoped(model.graph):   # the main graph and every If / Loop body
             for node in graph.node:
-                w_init = inits.get(node.input[1], (None, None))[1] if node.op_type == "MatMul" and \
-                    len(node.input) == 2 else None
-                if (w_init is None or len(w_init.dims) != 2 or node.name in cfg.nodes_to_exclude
-                        or w_init.data_type != onnx.TensorProto.FLOAT or w_init.dims[0] < cfg.min_k):
+                w = _const_weight(node, producer, inits) if node.name not in cfg.nodes_to_exclude else None
+                if w is None or w[1].shape[0] < cfg.min_k:
                     continue
-                k, n = w_init.dims
-                if w_init.name not in packed_of:
-                    packed_of[w_init.name] = self._pack(w_init, inits[w_init.name][0], len(packed_of))
+                key, arr, owner = w
+                k, n = arr.shape
+                if key not in packed_of:
+                    packed_of[key] = self._pack(arr, key, owner, len(packed_of))
                 attrs = dict(K=k, N=n, bits=4, block_size=bs)
                 if cfg.accuracy_level:
                     attrs["accuracy_level"] = cfg.accuracy_level
                 # in place: copying the graph's node list would detach the subgraphs still to visit
-                node.CopyFrom(helper.make_node("MatMulNBits", [node.input[0], *packed_of[w_init.name]],
-                                               list(node.output), name=(node.name or w_init.name) + "_Q4",
+                node.CopyFrom(helper.make_node("MatMulNBits", [node.input[0], *packed_of[key]],
+                                               list(node.output), name=(node.name or key) + "_Q4",
                                                domain="com.microsoft", **attrs))
                 done += 1
         if not done:
@@ -101,11 +100,11 @@ class QuantizeInt4(Pass):
         save_model(model, model_out)
         return verify_loadable(Path(model_out), "quantize_int4")
 
-    def _pack(self, w_init: onnx.TensorProto, owner: onnx.GraphProto, index: int) -> list[str]:
+    def _pack(self, w: np.ndarray, key: str, owner: onnx.GraphProto, index: int) -> list[str]:
         """Pack one weight into ``owner`` (the graph holding it, visible to its subgraphs)."""
         cfg = self.config
-        packed, scales, zp = quantize_weight_4bit(numpy_helper.to_array(w_init), cfg.block_size, cfg.symmetric)
-        base = w_init.name + f"_int4_{index}"
+        packed, scales, zp = quantize_weight_4bit(w, cfg.block_size, cfg.symmetric)
+        base = key.replace(":", "_") + f"_int4_{index}"
         owner.initializer.extend([numpy_helper.from_array(packed, base + "_Q4"),
                                   numpy_helper.from_array(scales.reshape(-1), base + "_scales")])
         names = [base + "_Q4", base + "_scales"]
@@ -113,6 +112,26 @@ class QuantizeInt4(Pass):
             owner.initializer.append(numpy_helper.from_array(zp.reshape(-1), base + "_zp"))
             names.append(base + "_zp")
         return names
+
+
+def _const_weight(node: onnx.NodeProto, producer: dict, inits: dict) -> tuple[str, np.ndarray, onnx.GraphProto] | None:
+    """(key, [K, N] float32 weight, graph holding it) of a MatMul on a constant 2-D float weight:
+    an initializer, or a ``Transpose`` of one (a tied output projection reading the embedding
+    table, as Whisper's ``proj_out``; the table itself stays for its ``Gather``)."""
+    if node.op_type != "MatMul" or len(node.input) != 2:
+        return None
+    name, transpose = node.input[1], False
+    if name not in inits:
+        t = producer.get(name)
+        perm = next((list(a.ints) for a in t.attribute if a.name == "perm"), [1, 0]) if t is not None else None
+        if t is None or t.op_type != "Transpose" or t.input[0] not in inits or perm != [1, 0]:
+            return None
+        name, transpose = t.input[0], True
+    owner, init = inits[name]
+    if len(init.dims) != 2 or init.data_type != onnx.TensorProto.FLOAT:
+        return None
+    arr = numpy_helper.to_array(init)
+    return ("T:" + name, np.ascontiguousarray(arr.T), owner) if transpose else (name, arr, owner)
 
 
 @register_pass

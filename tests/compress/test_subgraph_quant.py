@@ -144,3 +144,27 @@ def test_dequantize_conv_integer_per_channel(tmp_path):
 def test_dequantize_refuses_a_float_model(if_model, tmp_path):
     with pytest.raises(CompressionError, match="no MatMulInteger/ConvInteger chain"):
         dequantize_file(if_model, tmp_path / "x.onnx")
+
+
+def test_int4_packs_a_tied_output_projection_and_keeps_the_table(tmp_path):
+    """logits = h @ Transpose(E) with E also an embedding table (Gather): E^T is packed, E stays."""
+    rng = np.random.default_rng(4)
+    table = (rng.standard_normal((40, K)) * 0.2).astype(np.float32)     # vocab 40, d K
+    g = helper.make_graph(
+        [helper.make_node("Gather", ["E", "ids"], ["h"], name="embed"),
+         helper.make_node("Transpose", ["E"], ["E_T"], name="tie", perm=[1, 0]),
+         helper.make_node("MatMul", ["h", "E_T"], ["logits"], name="proj_out")], "tied",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 40])],
+        initializer=[numpy_helper.from_array(table, "E")])
+    src = tmp_path / "tied.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
+    out = QuantizeInt4(block_size=32).run(src, tmp_path / "q.onnx", PassContext(work_dir=tmp_path))
+    m = onnx.load(out)
+    ops = count_ops_deep(m)
+    assert ops["MatMulNBits"] == 1 and ops["Gather"] == 1 and "MatMul" not in ops and "Transpose" not in ops
+    assert "E" in {t.name for t in m.graph.initializer}
+    ids = np.array([[1, 7, 30]], np.int64)
+    ref = ort.InferenceSession(str(src)).run(None, {"ids": ids})[0]
+    got = ort.InferenceSession(str(out)).run(None, {"ids": ids})[0]
+    assert _cos(ref, got) > 0.98
