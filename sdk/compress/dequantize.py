@@ -10,9 +10,9 @@ What the result is, exactly: an FP32 model whose activations are float and whose
 lie on the int8 grid of the shipped file. It is **not** the original FP32 export (each
 weight differs from it by up to half a quantization step); it is the float model the INT8
 file approximates most closely. Re-quantizing it dynamically, per tensor, gives back the
-shipped weights, so that candidate scores ~1.0 against this reference by construction;
-static INT8 (activations quantized from calibration data) and INT4 (new block scales) are
-real re-quantizations and their fidelity against it is meaningful.
+shipped weights, so against this reference that candidate shows only the error of quantizing
+activations; static INT8 (activation ranges from calibration data), per-channel INT8 and INT4
+(new block scales) re-quantize the weights for real.
 """
 from __future__ import annotations
 
@@ -176,3 +176,11 @@ def dequantize_file(model_in: str | Path, model_out: str | Path) -> dict[str, in
     save_model(model, model_out)
     logger.info("dequantize: %d integer node(s) -> float (%d left)", done, left)
     return {"dequantized": done, "integer_left": left}
+
+
+if __name__ == "__main__":     # python -m sdk.compress.dequantize IN_quantized.onnx OUT.onnx
+    import sys
+
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python -m sdk.compress.dequantize IN_quantized.onnx OUT.onnx")
+    print(dequantize_file(sys.argv[1], sys.argv[2]))
