@@ -88,14 +88,9 @@ def _array_data(paths: list[Path]) -> bool:
 
 def _split_list(items: list[Any], holdout: float | None) -> tuple[list[Any], list[Any]]:
     """(search, held-out) of loose samples: every k-th sample is held out."""
-    if not holdout:
-        return items, []
-    k = max(2, round(1 / holdout))
-    held = [x for i, x in enumerate(items) if i % k == k - 1]
-    search = [x for i, x in enumerate(items) if i % k != k - 1]
-    if not held or not search:
-        raise ValueError(f"cannot hold out {holdout:.0%} of {len(items)} sample(s); give more data or --no-holdout")
-    return search, held
+    from sdk.compress.audio_calib import split_every_kth
+
+    return split_every_kth(items, holdout)
 
 
 def _data(args: argparse.Namespace, model_path: Path, bundle: Any):

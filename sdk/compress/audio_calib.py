@@ -10,7 +10,7 @@ cosine of the encoder output against the reference model's (:class:`OutputFideli
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from sdk.compress.calibration import CalibrationData
 from sdk.compress.evaluators import OutputFidelity
 from sdk.errors import CompressionError
 
-__all__ = ["AudioFidelity", "audio_files", "is_audio_data", "split_files", "encoder_feeds", "audio_evaluation"]
+__all__ = ["AudioFidelity", "audio_files", "is_audio_data", "split_files", "split_every_kth", "encoder_feeds", "audio_evaluation"]
 
 
 def audio_files(paths: Sequence[str | Path]) -> list[Path]:
@@ -44,18 +44,24 @@ def is_audio_data(paths: Sequence[str | Path]) -> bool:
     return bool(paths) and all(one(Path(p)) for p in paths)
 
 
-def split_files(files: Sequence[Path], holdout: float | None) -> tuple[list[Path], list[Path]]:
-    """(search, held-out) files: every k-th file (k = round(1 / holdout)) is held out."""
-    files = list(files)
+def split_every_kth(items: Sequence[Any], holdout: float | None, what: str = "sample(s)"
+                    ) -> tuple[list[Any], list[Any]]:
+    """(search, held-out): every k-th item (k = round(1 / holdout)) is held out."""
+    items = list(items)
     if not holdout:
-        return files, []
+        return items, []
     k = max(2, round(1 / holdout))
-    held = [f for i, f in enumerate(files) if i % k == k - 1]
-    search = [f for i, f in enumerate(files) if i % k != k - 1]
+    held = [x for i, x in enumerate(items) if i % k == k - 1]
+    search = [x for i, x in enumerate(items) if i % k != k - 1]
     if not held or not search:
-        raise ValueError(f"cannot hold out {holdout:.0%} of {len(files)} audio file(s): give at least "
-                         f"{k} files or --no-holdout")
+        raise ValueError(f"cannot hold out {holdout:.0%} of {len(items)} {what}: give at least {k} "
+                         f"(more data) or --no-holdout")
     return search, held
+
+
+def split_files(files: Sequence[Path], holdout: float | None) -> tuple[list[Path], list[Path]]:
+    """(search, held-out) audio files, whole files held out (:func:`split_every_kth`)."""
+    return split_every_kth(files, holdout, "audio file(s)")
 
 
 def _input_spec(model_path: str | Path) -> tuple[str, int, int]:

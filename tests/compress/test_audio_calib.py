@@ -92,7 +92,7 @@ def test_audio_files_and_split(wav_dir):
     search, held = split_files(files, 0.4)
     assert [f.name for f in held] == ["clip1.wav", "clip3.wav"] and len(search) == 3
     assert split_files(files, None) == (files, [])
-    with pytest.raises(ValueError, match="at least 2 files"):
+    with pytest.raises(ValueError, match="cannot hold out 50% of 1 audio file"):
         split_files(files[:1], 0.5)
 
 
