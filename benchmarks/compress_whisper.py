@@ -36,13 +36,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from whisper_variants import rebuild_reference, transcripts, variant_folder, wer_rtf  # noqa: E402
+from whisper_variants import rebuild_reference, transcripts, variant_folder, wer_rtf
 
-from sdk.compress import optimize  # noqa: E402
-from sdk.compress.audio_calib import audio_evaluation, audio_files, split_files  # noqa: E402
-from sdk.compress.candidates import candidate_set  # noqa: E402
-from sdk.compress.timing import file_size, measure_timings, speedup_interval  # noqa: E402
-from sdk.runtime import discover_device  # noqa: E402
+from sdk.compress import optimize
+from sdk.compress.audio_calib import audio_evaluation, audio_files, split_files
+from sdk.compress.candidates import candidate_set
+from sdk.compress.timing import file_size, measure_timings, speedup_interval
+from sdk.runtime import discover_device
 
 SHARED = REPO.parent / "shared"
 MODEL = SHARED / "models" / "whisper-tiny.en"
@@ -78,9 +78,10 @@ def add_wer(rows: list[dict], decoder: Path, held: list[Path], work: Path, beams
 
 def decoder_rows(ref: dict[str, Path], held: list[Path], work: Path, beams: int) -> list[dict]:
     """Task B: the merged decoder at FP32, shipped INT8 and INT4 with the FP32 reference encoder."""
+    import onnx
+
     from apps.mobile_translation.int8 import quantize_export
     from sdk.compress.subgraphs import count_ops_deep
-    import onnx
 
     refs = transcripts(LJ)
     shipped = MODEL / "onnx" / "decoder_model_merged_quantized.onnx"

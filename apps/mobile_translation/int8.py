@@ -16,7 +16,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from apps.mobile_translation.onnx_files import decoder_files, find_onnx, resolve_model_dir
+from apps.mobile_translation.onnx_files import (
+    decoder_files,
+    find_onnx,
+    resolve_model_dir,
+)
 from sdk.errors import CompressionError, ModelLoadError
 
 logger = logging.getLogger("edgewise")

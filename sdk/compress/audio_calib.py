@@ -9,8 +9,9 @@ cosine of the encoder output against the reference model's (:class:`OutputFideli
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from sdk.compress.calibration import CalibrationData
 from sdk.compress.evaluators import OutputFidelity
 from sdk.errors import CompressionError
 
-__all__ = ["AudioFidelity", "audio_files", "is_audio_data", "split_files", "split_every_kth", "encoder_feeds", "audio_evaluation"]
+__all__ = ["AudioFidelity", "audio_evaluation", "audio_files", "encoder_feeds", "is_audio_data", "split_every_kth", "split_files"]
 
 
 def audio_files(paths: Sequence[str | Path]) -> list[Path]:

@@ -80,7 +80,7 @@ class QuantizeInt4(Pass):
                 k, n = arr.shape
                 if key not in packed_of:
                     packed_of[key] = self._pack(arr, key, owner, len(packed_of))
-                attrs = dict(K=k, N=n, bits=4, block_size=bs)
+                attrs = {"K": k, "N": n, "bits": 4, "block_size": bs}
                 if cfg.accuracy_level:
                     attrs["accuracy_level"] = cfg.accuracy_level
                 # in place: copying the graph's node list would detach the subgraphs still to visit

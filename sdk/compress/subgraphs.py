@@ -9,11 +9,11 @@ all of them before it drops an initializer.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 import onnx
 
-__all__ = ["iter_graphs", "iter_scoped", "local_uses", "use_counts", "initializer_map", "drop_unused", "count_ops_deep"]
+__all__ = ["count_ops_deep", "drop_unused", "initializer_map", "iter_graphs", "iter_scoped", "local_uses", "use_counts"]
 
 
 def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:

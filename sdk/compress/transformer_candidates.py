@@ -25,7 +25,7 @@ from typing import Any
 
 from sdk.compress.recipe import Recipe
 
-__all__ = ["is_transformer", "transformer_candidates", "INT4_BLOCKS"]
+__all__ = ["INT4_BLOCKS", "is_transformer", "transformer_candidates"]
 
 INT4_BLOCKS = (32, 64, 128)
 _MATMUL_OPS = ["MatMul", "Gemm"]

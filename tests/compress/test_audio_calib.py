@@ -15,7 +15,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sdk.compress.audio_calib import audio_evaluation, audio_files, encoder_feeds, is_audio_data, split_files
+from sdk.compress.audio_calib import (
+    audio_evaluation,
+    audio_files,
+    encoder_feeds,
+    is_audio_data,
+    split_files,
+)
 from sdk.compress.candidates import candidate_set
 from sdk.compress.subgraphs import count_ops_deep
 from sdk.errors import CompressionError

@@ -26,10 +26,10 @@ K, N = 64, 48
 def build_if_model(seed: int = 0) -> onnx.ModelProto:
     """out = If(use_cache, then: (x @ W_shared) @ W_then, else: (x @ W_shared) @ W_else + x @ W_skip)."""
     rng = np.random.default_rng(seed)
-    w = lambda k, n: (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)  # noqa: E731
+    w = lambda k, n: (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
     inits = [numpy_helper.from_array(w(K, N), "W_shared"), numpy_helper.from_array(w(N, N), "W_then"),
              numpy_helper.from_array(w(N, N), "W_else"), numpy_helper.from_array(w(K, N), "W_skip")]
-    out = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, None)  # noqa: E731
+    out = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
     then = helper.make_graph([helper.make_node("MatMul", ["x", "W_shared"], ["t0"], name="then_mm0"),
                               helper.make_node("MatMul", ["t0", "W_then"], ["t_out"], name="then_mm1")],
                              "then_branch", [], [out("t_out")])
