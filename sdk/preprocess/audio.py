@@ -11,20 +11,9 @@ import numpy as np
 from sdk.errors import PreprocessError
 from sdk.preprocess._checks import check_signal
 
-__all__ = [
-    "AUDIO_EXTS",
-    "WHISPER_FRAMES",
-    "WHISPER_SAMPLES",
-    "frame_signal",
-    "hz_to_mel",
-    "load_audio",
-    "log_mel_spectrogram",
-    "mel_filterbank",
-    "mel_to_hz",
-    "resample",
-    "stft_power",
-    "whisper_input_features",
-]
+__all__ = ["resample", "frame_signal", "hz_to_mel", "mel_to_hz", "mel_filterbank",
+           "stft_power", "log_mel_spectrogram",
+           "whisper_input_features", "load_audio", "AUDIO_EXTS", "WHISPER_SAMPLES", "WHISPER_FRAMES"]
 
 WHISPER_SAMPLES = 30 * 16000     # Whisper's fixed 30 s window at 16 kHz
 WHISPER_FRAMES = 3000            # its log-mel frames (hop 160)
