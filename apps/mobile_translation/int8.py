@@ -7,7 +7,7 @@
 * ``bits=4``: weight-only INT4 (``sdk.compress.QuantizeInt4``, onnxruntime's
   ``MatMulNBits``; activations stay float) of every MatMul with a constant weight, inside the
   merged decoder's ``If`` branches too. ``X.onnx`` -> ``X_int4.onnx``; engines pick them with
-  ``quantized="int4"`` (``--int4``). Embedding tables (read by ``Gather``) stay float.
+  ``quantized="int4"`` (``--int4``). Embedding tables (read by ``Gather``) are stored int8.
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def quantize_export(model: str | Path, store=None, force: bool = False, bits: in
         qpass = QuantizeDynamic(op_types_to_quantize=["MatMul", "Gemm"], preprocess=False,
                                 extra_options={"EnableSubgraph": True})
     else:
-        qpass = QuantizeInt4(block_size=block_size, accuracy_level=accuracy_level, min_k=block_size)
+        qpass = QuantizeInt4(block_size=block_size, accuracy_level=accuracy_level, min_k=block_size,
+                             int8_embeddings=True)
     done: dict[str, str] = {}
     for src in decoder_files(folder, quantized=False).values():
         dst = src.with_name(src.stem + SUFFIX[bits] + ".onnx")

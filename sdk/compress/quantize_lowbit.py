@@ -20,7 +20,7 @@ from pydantic import Field
 from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
 from sdk.compress.graph_prep import load_model, save_model
 from sdk.compress.quantize import verify_loadable
-from sdk.compress.subgraphs import drop_unused, initializer_map, iter_scoped
+from sdk.compress.subgraphs import drop_unused, initializer_map, iter_graphs, iter_scoped
 from sdk.errors import CompressionError
 
 logger = logging.getLogger("edgewise")
@@ -61,6 +61,8 @@ class QuantizeInt4(Pass):
                                     "(0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)")
         nodes_to_exclude: list[str] = Field(default_factory=list, description="MatMul node names kept in float")
         min_k: int = Field(32, ge=1, description="skip MatMuls whose K (input features) is smaller than this")
+        int8_embeddings: bool = Field(False, description="also store constant tables read by Gather (token "
+                                      "embeddings) as int8 per tensor, dequantized after the Gather")
 
     def run(self, model_in: Path, model_out: Path, ctx: PassContext) -> Path:
         cfg = self.config
@@ -92,7 +94,9 @@ class QuantizeInt4(Pass):
             raise CompressionError(f"quantize_int4: {Path(model_in).name} has no MatMul with a constant 2-D float "
                                    f"weight of K >= {cfg.min_k} (expected transformer/MLP MatMuls), in its main "
                                    f"graph or its subgraphs")
-        drop_unused(model)     # float weights no MatMul reads any more
+        if cfg.int8_embeddings:
+            ctx.report("int8_embeddings", _int8_gathers(model, inits))
+        drop_unused(model)     # float weights no MatMul or Gather reads any more
         if not any(o.domain == "com.microsoft" for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
         logger.info("quantize_int4: %d MatMul(s) -> MatMulNBits (%d weights, block %d)", done, len(packed_of), bs)
@@ -112,6 +116,44 @@ class QuantizeInt4(Pass):
             owner.initializer.append(numpy_helper.from_array(zp.reshape(-1), base + "_zp"))
             names.append(base + "_zp")
         return names
+
+
+def _int8_gathers(model: onnx.ModelProto, inits: dict) -> int:
+    """Gather(float table, ids) -> DequantizeLinear(Gather(int8 table, ids)), per-tensor symmetric
+    (the layout onnxruntime's INT8 quantizer gives embeddings); returns how many Gathers."""
+    made: dict[str, tuple[str, str, str]] = {}
+    done = 0
+    for graph in iter_graphs(model.graph):   # lazy: a rebuilt list is walked on from its new nodes
+        nodes, changed = [], False
+        for node in graph.node:
+            nodes.append(node)
+            if node.op_type != "Gather" or node.input[0] not in inits:
+                continue
+            owner, table = inits[node.input[0]]
+            if table.data_type != onnx.TensorProto.FLOAT or len(table.dims) != 2:
+                continue
+            if table.name not in made:
+                w = numpy_helper.to_array(table)
+                scale = np.float32(max(float(np.abs(w).max()), 1e-12) / 127.0)
+                q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+                names = (table.name + "_int8", table.name + "_int8_scale", table.name + "_int8_zp")
+                owner.initializer.extend([numpy_helper.from_array(q, names[0]),
+                                          numpy_helper.from_array(np.array(scale, np.float32), names[1]),
+                                          numpy_helper.from_array(np.array(0, np.int8), names[2])])
+                made[table.name] = names
+            q_name, s_name, z_name = made[table.name]
+            out = node.output[0]
+            gather = helper.make_node("Gather", [q_name, node.input[1]], [out + "_int8"], name=node.name + "_int8")
+            gather.attribute.extend(node.attribute)
+            nodes[-1] = gather
+            nodes.append(helper.make_node("DequantizeLinear", [out + "_int8", s_name, z_name], [out],
+                                          name=node.name + "_dequantize"))
+            changed = True
+            done += 1
+        if changed:
+            del graph.node[:]
+            graph.node.extend(nodes)
+    return done
 
 
 def _const_weight(node: onnx.NodeProto, producer: dict, inits: dict) -> tuple[str, np.ndarray, onnx.GraphProto] | None:

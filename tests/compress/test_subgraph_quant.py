@@ -168,3 +168,38 @@ def test_int4_packs_a_tied_output_projection_and_keeps_the_table(tmp_path):
     ref = ort.InferenceSession(str(src)).run(None, {"ids": ids})[0]
     got = ort.InferenceSession(str(out)).run(None, {"ids": ids})[0]
     assert _cos(ref, got) > 0.98
+
+
+def test_int8_embeddings_inside_if_branches(tmp_path):
+    """The tied model inside both branches of an If: int8 table behind each Gather, E^T packed int4."""
+    rng = np.random.default_rng(5)
+    table = (rng.standard_normal((40, K)) * 0.2).astype(np.float32)
+
+    def branch(tag: str) -> onnx.GraphProto:
+        return helper.make_graph(
+            [helper.make_node("Gather", ["E", "ids"], [f"h_{tag}"], name=f"embed_{tag}"),
+             helper.make_node("Transpose", ["E"], [f"E_T_{tag}"], name=f"tie_{tag}", perm=[1, 0]),
+             helper.make_node("MatMul", [f"h_{tag}", f"E_T_{tag}"], [f"y_{tag}"], name=f"proj_{tag}")],
+            tag, [], [helper.make_tensor_value_info(f"y_{tag}", TensorProto.FLOAT, None)])
+    g = helper.make_graph(
+        [helper.make_node("If", ["flag"], ["logits"], then_branch=branch("a"), else_branch=branch("b"))], "m",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 3]),
+         helper.make_tensor_value_info("flag", TensorProto.BOOL, [1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 40])],
+        initializer=[numpy_helper.from_array(table, "E")])
+    src = tmp_path / "m.onnx"
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, src)
+    out = QuantizeInt4(block_size=32, int8_embeddings=True).run(src, tmp_path / "q.onnx", PassContext(work_dir=tmp_path))
+    q = onnx.load(out)
+    ops = count_ops_deep(q)
+    assert ops["MatMulNBits"] == 2 and ops["DequantizeLinear"] == 2 and "MatMul" not in ops
+    kinds = {t.name: t.data_type for t in q.graph.initializer}
+    assert "E" not in kinds and kinds["E_int8"] == TensorProto.INT8      # no float copy of the table left
+    ids = np.array([[1, 7, 30]], np.int64)
+    for flag in (True, False):
+        feeds = {"ids": ids, "flag": np.array([flag])}
+        ref = ort.InferenceSession(str(src)).run(None, feeds)[0]
+        got = ort.InferenceSession(str(out)).run(None, feeds)[0]
+        assert _cos(ref, got) > 0.98
