@@ -20,7 +20,12 @@ from pydantic import Field
 from sdk.compress.base import Pass, PassConfig, PassContext, register_pass
 from sdk.compress.graph_prep import load_model, save_model
 from sdk.compress.quantize import verify_loadable
-from sdk.compress.subgraphs import drop_unused, initializer_map, iter_graphs, iter_scoped
+from sdk.compress.subgraphs import (
+    drop_unused,
+    initializer_map,
+    iter_graphs,
+    iter_scoped,
+)
 from sdk.errors import CompressionError
 
 logger = logging.getLogger("edgewise")
