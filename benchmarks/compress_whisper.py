@@ -38,10 +38,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from whisper_variants import rebuild_reference, transcripts, variant_folder, wer_rtf
 
+from sdk.bench import compare_latency, model_file_size, speedup_interval
 from sdk.compress import optimize
 from sdk.compress.audio_calib import audio_evaluation, audio_files, split_files
 from sdk.compress.candidates import candidate_set
-from sdk.compress.timing import file_size, measure_timings, speedup_interval
 from sdk.runtime import discover_device
 
 SHARED = REPO.parent / "shared"
@@ -51,10 +51,11 @@ LJ = SHARED / "data" / "speech" / "ljspeech"
 
 def shipped_row(ref: Path, shipped: Path, feeds: dict, ev, hev, rounds: int, iters: int) -> dict:
     """The shipped INT8 encoder, timed against the reference alone and scored by the same evaluators."""
-    tm = measure_timings({"fp32": ref, "shipped_int8": shipped}, feeds, "cpu", rounds, iters)
+    tm = compare_latency({"fp32": ref, "shipped_int8": shipped}, feeds, "cpu", rounds, iters)
     med, lo, hi = speedup_interval(tm.wall["fp32"], tm.wall["shipped_int8"])
     return {"name": "shipped_int8 (as shipped)", "latency_ms": tm.median("shipped_int8"), "speedup": med,
-            "ci": (lo, hi), "size": file_size(shipped), "search": ev(shipped), "held": hev(shipped) if hev else None}
+            "ci": (lo, hi), "size": model_file_size(shipped), "search": ev(shipped),
+            "held": hev(shipped) if hev else None}
 
 
 def encoder_rows(res, shipped: dict) -> list[dict]:
@@ -100,7 +101,7 @@ def decoder_rows(ref: dict[str, Path], held: list[Path], work: Path, beams: int)
     for name, folder, q, dec in rows:
         m = wer_rtf(folder, held, refs, beams, quantized=q)
         ops = count_ops_deep(onnx.load(str(dec), load_external_data=False))
-        out.append({"name": name, "size": file_size(dec), "matmulnbits": ops.get("MatMulNBits", 0),
+        out.append({"name": name, "size": model_file_size(dec), "matmulnbits": ops.get("MatMulNBits", 0),
                     "matmulinteger": ops.get("MatMulInteger", 0), "float_matmul": ops.get("MatMul", 0), **m})
     return out
 

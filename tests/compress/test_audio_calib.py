@@ -167,7 +167,7 @@ def test_transformer_recipes_build_integer_graphs(wav_dir, tmp_path):
     calib, _, _ = audio_evaluation(enc, [wav_dir], None)
     cs = candidate_set(enc, "cpu", None)
     built = {n: count_ops_deep(onnx.load(cs.recipes[n].apply(enc, tmp_path / f"{n}.onnx", calib=calib,
-                                                               work_dir=tmp_path)))
+                                                               work_dir=tmp_path).path))
              for n in ("int4_b32", "dynamic_int8", "static_qdq_pc")}
     assert built["int4_b32"]["MatMulNBits"] == 2 and "MatMul" not in built["int4_b32"]   # none left float
     assert built["dynamic_int8"]["MatMulInteger"] == 2 and "MatMul" not in built["dynamic_int8"]

@@ -68,7 +68,7 @@ def if_model(tmp_path) -> Path:
 
 
 def test_int4_quantizes_matmuls_inside_if_branches(if_model, tmp_path):
-    out = QuantizeInt4(block_size=32).run(if_model, tmp_path / "int4.onnx", PassContext(work_dir=tmp_path))
+    out = QuantizeInt4(block_size=32).run(if_model, tmp_path / "int4.onnx", PassContext(work_dir=tmp_path)).path
     m = onnx.load(out)
     ops = count_ops_deep(m)
     assert ops["MatMulNBits"] == 5 and ops["MatMul"] == 0     # every branch MatMul, none left float
@@ -96,7 +96,7 @@ def test_int4_refuses_a_model_without_matmul_weights(tmp_path):
 def test_dequantize_undoes_dynamic_int8_in_if_branches(if_model, tmp_path):
     q = QuantizeDynamic(op_types_to_quantize=["MatMul"], preprocess=False,
                         extra_options={"EnableSubgraph": True}).run(if_model, tmp_path / "q.onnx",
-                                                                    PassContext(work_dir=tmp_path))
+                                                                    PassContext(work_dir=tmp_path)).path
     assert count_ops_deep(onnx.load(q))["MatMulInteger"] == 5
     ref = dequantize_file(q, tmp_path / "ref.onnx")
     assert ref == {"dequantized": 5, "integer_left": 0}
@@ -129,7 +129,7 @@ def test_dequantize_conv_integer_per_channel(tmp_path):
     src = tmp_path / "conv.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
     q = QuantizeDynamic(op_types_to_quantize=["Conv"], per_channel=True, preprocess=False).run(
-        src, tmp_path / "q.onnx", PassContext(work_dir=tmp_path))
+        src, tmp_path / "q.onnx", PassContext(work_dir=tmp_path)).path
     m = onnx.load(q)
     assert dequantize_dynamic(m) == 1
     ops = count_ops_deep(m)
@@ -159,7 +159,7 @@ def test_int4_packs_a_tied_output_projection_and_keeps_the_table(tmp_path):
         initializer=[numpy_helper.from_array(table, "E")])
     src = tmp_path / "tied.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
-    out = QuantizeInt4(block_size=32).run(src, tmp_path / "q.onnx", PassContext(work_dir=tmp_path))
+    out = QuantizeInt4(block_size=32).run(src, tmp_path / "q.onnx", PassContext(work_dir=tmp_path)).path
     m = onnx.load(out)
     ops = count_ops_deep(m)
     assert ops["MatMulNBits"] == 1 and ops["Gather"] == 1 and "MatMul" not in ops and "Transpose" not in ops
@@ -192,7 +192,7 @@ def test_int8_embeddings_inside_if_branches(tmp_path):
     m.ir_version = 8
     onnx.save(m, src)
     out = QuantizeInt4(block_size=32, int8_embeddings=True).run(src, tmp_path / "q.onnx",
-                                                                PassContext(work_dir=tmp_path))
+                                                                PassContext(work_dir=tmp_path)).path
     q = onnx.load(out)
     ops = count_ops_deep(q)
     assert ops["MatMulNBits"] == 2 and ops["DequantizeLinear"] == 2 and "MatMul" not in ops

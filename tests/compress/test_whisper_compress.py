@@ -65,7 +65,7 @@ def test_reference_decoder_is_float_in_both_branches(reference):
 def test_int4_of_the_reference_packs_every_weight(reference, tmp_path):
     for role, packed, attention in (("encoder", 24, 8), ("decoder", 74, 32)):
         out = QuantizeInt4(block_size=32).run(reference[role], tmp_path / f"{role}_int4.onnx",
-                                              PassContext(work_dir=tmp_path))
+                                              PassContext(work_dir=tmp_path)).path
         m = onnx.load(out)
         ops = count_ops_deep(m)
         assert ops["MatMulNBits"] == packed and ops["MatMul"] == attention   # Q@K^T and P@V stay float
