@@ -10,6 +10,7 @@
 whisper-tiny-en`, or `--from FOLDER` offline), else PocketSphinx; the output says which ran.
     edgewise translate devices
     edgewise translate quantize whisper-tiny-en     # INT8 copies of a neural engine's ONNX files
+    edgewise translate quantize FOLDER --bits 4     # INT4 (MatMulNBits) copies; run them with --int4
 """
 from __future__ import annotations
 
@@ -37,13 +38,15 @@ def _engine_args(p: argparse.ArgumentParser, asr_preset: str, beams: int) -> Non
                    help=f"beam width of the neural decoders (default {beams}; 1 = greedy)")
     p.add_argument("--int8", action="store_true", default=None,
                    help="use the INT8 files made by `translate quantize` (INT8-only folders are used as shipped)")
+    p.add_argument("--int4", action="store_true", help="use the INT4 files made by `translate quantize --bits 4`")
     p.add_argument("--json", action="store_true", help="print results as JSON")
 
 
 def _config(args) -> EngineConfig:
     return EngineConfig(src=args.src, tgt=args.tgt, asr=args.asr, mt=args.mt, asr_preset=args.asr_preset,
                         asr_model=args.asr_model,
-                        mt_model=args.mt_model, num_beams=args.beams, quantized=args.int8)
+                        mt_model=args.mt_model, num_beams=args.beams,
+                        quantized="int4" if args.int4 else args.int8)
 
 
 def _describe(plan) -> str:
@@ -130,7 +133,8 @@ def _cmd_devices(args) -> int:
 def _cmd_quantize(args) -> int:
     from apps.mobile_translation.int8 import quantize_export
 
-    done = quantize_export(args.model)
+    done = quantize_export(args.model, force=args.force, bits=args.bits, block_size=args.block_size,
+                           accuracy_level=args.accuracy_level)
     for src, dst in done.items():
         print(f"{src} -> {dst}")
     return 0
@@ -162,8 +166,15 @@ def register(subparsers) -> None:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_cmd_devices)
 
-    q = sub.add_parser("quantize", help="INT8 copies (sdk.compress) of a neural engine's ONNX files")
+    q = sub.add_parser("quantize", help="INT8 or INT4 copies (sdk.compress) of a neural engine's fp32 ONNX files")
     q.add_argument("model", help="catalog name (whisper-tiny-en, opus-mt-en-es) or export folder")
+    q.add_argument("--bits", type=int, choices=[8, 4], default=8,
+                   help="8: dynamic INT8 (X_int8.onnx, run with --int8); 4: weight-only INT4 MatMulNBits "
+                        "(X_int4.onnx, run with --int4), If-branches of the merged decoder included")
+    q.add_argument("--block-size", type=int, default=32, help="--bits 4: weights per block along K (default 32)")
+    q.add_argument("--accuracy-level", type=int, default=0, choices=range(5),
+                   help="--bits 4: MatMulNBits compute precision (0 unset, 4 = int8 compute; default 0)")
+    q.add_argument("--force", action="store_true", help="rebuild copies that already exist")
     q.set_defaults(func=_cmd_quantize)
 
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])

@@ -53,8 +53,9 @@ class EngineConfig(BaseModel):
     asr_model: str | None = Field(None, description="whisper-onnx: catalog name or export folder")
     mt_model: str | None = Field(None, description="marian-onnx: catalog name or export folder")
     num_beams: int = Field(1, ge=1, le=16, description="beam width of the neural decoders (1 = greedy)")
-    quantized: bool | None = Field(None, description="True: the *_int8.onnx files made by `edgewise translate "
-                                   "quantize`; None: fp32 when present, else the INT8 files shipped")
+    quantized: bool | Literal["int4"] | None = Field(None, description="True: the *_int8.onnx files made by "
+                                                     "`edgewise translate quantize`; \"int4\": its *_int4.onnx files "
+                                                     "(--bits 4); None: fp32 when present, else the INT8 files shipped")
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads")
     tts_rate_wpm: int = Field(165, ge=80, le=450)
 

@@ -34,14 +34,18 @@ def _as_dir(p: Path) -> Path:
     raise ModelLoadError(f"expected a folder with an Optimum ONNX export (or a .ewb bundle), got file {p}")
 
 
-def find_onnx(folder: Path, stem: str, quantized: bool | None = False) -> Path | None:
+def find_onnx(folder: Path, stem: str, quantized: bool | str | None = False) -> Path | None:
     """``folder/stem.onnx`` (or ``onnx/stem.onnx``); with ``quantized``, prefer ``_int8`` / ``_quantized``.
 
     ``quantized=None``: the fp32 file if there is one, else the INT8 one (a folder that
     ships only ``*_quantized.onnx``, as the onnx-community exports can).
+    ``quantized="int4"``: only the ``_int4`` file (made by ``translate quantize --bits 4``).
     """
     q = [f"{stem}_int8.onnx", f"{stem}_quantized.onnx"]
-    names = q + [f"{stem}.onnx"] if quantized else [f"{stem}.onnx"] + (q if quantized is None else [])
+    if quantized == "int4":
+        names = [f"{stem}_int4.onnx"]
+    else:
+        names = q + [f"{stem}.onnx"] if quantized else [f"{stem}.onnx"] + (q if quantized is None else [])
     for sub in (folder, folder / "onnx"):
         for n in names:
             if (sub / n).is_file():
@@ -49,7 +53,7 @@ def find_onnx(folder: Path, stem: str, quantized: bool | None = False) -> Path |
     return None
 
 
-def decoder_files(folder: Path, quantized: bool | None = False) -> dict[str, Path]:
+def decoder_files(folder: Path, quantized: bool | str | None = False) -> dict[str, Path]:
     """{"encoder", "merged"} or {"encoder", "decoder", "decoder_with_past"} for an export folder."""
     enc = find_onnx(folder, "encoder_model", quantized)
     merged = find_onnx(folder, "decoder_model_merged", quantized)

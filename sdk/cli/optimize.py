@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="calibration and evaluation data: image files, videos (frames sampled, see --video-frames), "
                         "folders of them (preprocessed with the bundle's preprocessing, or letterboxed to the "
                         "model's input size), a .npz (one array per input, samples on axis 0), a .npy or a folder "
-                        "of .npy files")
+                        "of .npy files; or audio files (.wav, .flac) or folders of them for a speech encoder "
+                        "(Whisper's log-mel input_features, one per 30 s window; files held out whole)")
     p.add_argument("--video-frames", type=int, default=24, metavar="N",
                    help="frames sampled evenly from each video given to --calib (default 24)")
     p.add_argument("--holdout", type=float, default=0.4, metavar="FRACTION",
@@ -90,14 +91,9 @@ def _array_data(paths: list[Path]) -> bool:
 
 def _split_list(items: list[Any], holdout: float | None) -> tuple[list[Any], list[Any]]:
     """(search, held-out) of loose samples: every k-th sample is held out."""
-    if not holdout:
-        return items, []
-    k = max(2, round(1 / holdout))
-    held = [x for i, x in enumerate(items) if i % k == k - 1]
-    search = [x for i, x in enumerate(items) if i % k != k - 1]
-    if not held or not search:
-        raise ValueError(f"cannot hold out {holdout:.0%} of {len(items)} sample(s); give more data or --no-holdout")
-    return search, held
+    from sdk.compress.audio_calib import split_every_kth
+
+    return split_every_kth(items, holdout)
 
 
 def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
@@ -113,6 +109,13 @@ def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
     if holdout is not None and not 0.0 < holdout < 1.0:
         raise ValueError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
     shapes = [_parse_shape(t) for t in args.input_shape]
+    from sdk.compress.audio_calib import audio_evaluation, is_audio_data
+
+    if is_audio_data(paths):
+        if args.eval != "fidelity" or shapes:
+            raise ValueError("audio --calib is judged by --eval fidelity (cosine of the encoder output), "
+                             f"without --input-shape; got --eval {args.eval}")
+        return (*audio_evaluation(model_path, paths, holdout, limit=args.limit), shapes)
     if args.eval in ("top1", "auc"):
         if not args.labels:
             raise ValueError(f"--eval {args.eval} needs --labels FILE.npz with arrays X and y")

@@ -26,6 +26,7 @@ from onnx import numpy_helper
 
 from sdk.compress.graph_prep import const_weight_matmuls, load_model, op_types
 from sdk.compress.recipe import Recipe
+from sdk.compress.transformer_candidates import is_transformer, transformer_candidates
 
 __all__ = ["CandidateSet", "candidate_set", "default_candidates", "sensitivity_candidates", "shape_candidates",
            "SENSITIVITY_CONFIG", "isa_profile"]
@@ -39,6 +40,7 @@ class CandidateSet:
     recipes: dict[str, Recipe] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)    # {"name", "reason"}
     profile: str = ""
+    per_node: bool = True     # run the per-node sensitivity analysis and bit allocation on top
 
     def skip(self, name: str, reason: str) -> None:
         self.skipped.append({"name": name, "reason": reason})
@@ -79,6 +81,8 @@ def candidate_set(model_path: str | Path, target: str = "cpu", device: Any | Non
     cs = CandidateSet(profile=prof)
     cs.recipes["fp32_optimized"] = Recipe([{"pass": "optimize_graph", "level": "extended"}])
     share = _weight_share(model)
+    if is_transformer(ops, share):      # MatMul/attention models: sdk.compress.transformer_candidates
+        return transformer_candidates(cs, prof, static)
     # weights held in Constant nodes (paddle2onnx) are not initializers: judge by the op types then
     conv_model = share["conv"] > share["matmul"] or ("Conv" in ops and not {"MatMul", "Gemm"} & ops)
     if conv_model:

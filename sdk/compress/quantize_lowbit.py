@@ -20,6 +20,12 @@ from pydantic import Field
 from sdk.compress.base import Pass, PassConfig, PassContext, PassResult, register_pass
 from sdk.compress.graph_prep import load_model, save_model
 from sdk.compress.quantize import verify_loadable
+from sdk.compress.subgraphs import (
+    drop_unused,
+    initializer_map,
+    iter_graphs,
+    iter_scoped,
+)
 from sdk.errors import CompressionError
 
 logger = logging.getLogger("edgewise")
@@ -46,7 +52,9 @@ def quantize_weight_4bit(w: np.ndarray, block_size: int, symmetric: bool) -> tup
 class QuantizeInt4(Pass):
     """Weight-only INT4 for MatMuls with constant weights (transformer projections, MLPs).
 
-    Activations stay float; weights shrink ~7x. Convolutions are left alone.
+    Activations stay float; weights shrink ~7x. Convolutions are left alone. MatMuls inside
+    ``If`` / ``Loop`` subgraphs are quantized too (Optimum's merged decoder keeps both of its
+    decoders in the branches of one If); a weight both branches share is packed once.
     """
 
     name = "quantize_int4"
@@ -58,6 +66,8 @@ class QuantizeInt4(Pass):
                                     "(0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8)")
         nodes_to_exclude: list[str] = Field(default_factory=list, description="MatMul node names kept in float")
         min_k: int = Field(32, ge=1, description="skip MatMuls whose K (input features) is smaller than this")
+        int8_embeddings: bool = Field(False, description="also store constant tables read by Gather (token "
+                                      "embeddings) as int8 per tensor, dequantized after the Gather")
 
     config: Config  # the validated config (narrows Pass.config for the type checker)
 
@@ -67,50 +77,110 @@ class QuantizeInt4(Pass):
         if bs < 16 or bs & (bs - 1):
             raise CompressionError(f"quantize_int4: block_size must be a power of two >= 16, got {bs}")
         model = load_model(model_in)
-        inits = {i.name: i for i in model.graph.initializer}
-        users: dict[str, int] = {}
-        for node in model.graph.node:
-            for name in node.input:
-                users[name] = users.get(name, 0) + 1
-        new_nodes, done, drop = [], 0, set()
-        for node in model.graph.node:
-            w_init = inits.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
-            if (w_init is None or len(w_init.dims) != 2 or node.name in cfg.nodes_to_exclude
-                    or w_init.data_type != onnx.TensorProto.FLOAT or w_init.dims[0] < cfg.min_k):
-                new_nodes.append(node)
-                continue
-            w = numpy_helper.to_array(w_init)
-            k, n = w.shape
-            packed, scales, zp = quantize_weight_4bit(w, bs, cfg.symmetric)
-            base = w_init.name + f"_int4_{done}"
-            model.graph.initializer.extend([numpy_helper.from_array(packed, base + "_Q4"),
-                                            numpy_helper.from_array(scales.reshape(-1), base + "_scales")])
-            inputs = [node.input[0], base + "_Q4", base + "_scales"]
-            if not cfg.symmetric:
-                model.graph.initializer.append(numpy_helper.from_array(zp.reshape(-1), base + "_zp"))
-                inputs.append(base + "_zp")
-            attrs = dict(K=k, N=n, bits=4, block_size=bs)
-            if cfg.accuracy_level:
-                attrs["accuracy_level"] = cfg.accuracy_level
-            new_nodes.append(helper.make_node("MatMulNBits", inputs, list(node.output),
-                                              name=(node.name or base) + "_Q4", domain="com.microsoft", **attrs))
-            users[w_init.name] -= 1
-            if users[w_init.name] == 0:
-                drop.add(w_init.name)
-            done += 1
+        inits = initializer_map(model)
+        packed_of: dict[str, list[str]] = {}   # weight -> its packed initializers (shared by If branches)
+        done = 0
+        for graph, producer in iter_scoped(model.graph):   # the main graph and every If / Loop body
+            for node in graph.node:
+                w = _const_weight(node, producer, inits) if node.name not in cfg.nodes_to_exclude else None
+                if w is None or w[1].shape[0] < cfg.min_k:
+                    continue
+                key, arr, owner = w
+                k, n = arr.shape
+                if key not in packed_of:
+                    packed_of[key] = self._pack(arr, key, owner, len(packed_of))
+                attrs = {"K": k, "N": n, "bits": 4, "block_size": bs}
+                if cfg.accuracy_level:
+                    attrs["accuracy_level"] = cfg.accuracy_level
+                # in place: copying the graph's node list would detach the subgraphs still to visit
+                node.CopyFrom(helper.make_node("MatMulNBits", [node.input[0], *packed_of[key]],
+                                               list(node.output), name=(node.name or key) + "_Q4",
+                                               domain="com.microsoft", **attrs))
+                done += 1
         if not done:
             raise CompressionError(f"quantize_int4: {Path(model_in).name} has no MatMul with a constant 2-D float "
-                                   f"weight of K >= {cfg.min_k} (expected transformer/MLP MatMuls)")
-        del model.graph.node[:]
-        model.graph.node.extend(new_nodes)
-        keep = [i for i in model.graph.initializer if i.name not in drop]
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(keep)
+                                   f"weight of K >= {cfg.min_k} (expected transformer/MLP MatMuls), in its main "
+                                   f"graph or its subgraphs")
+        report: dict = {"matmuls": done, "block_size": bs}
+        if cfg.int8_embeddings:
+            report["int8_embeddings"] = _int8_gathers(model, inits)
+        drop_unused(model)     # float weights no MatMul or Gather reads any more
         if not any(o.domain == "com.microsoft" for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-        logger.info("quantize_int4: %d MatMul(s) -> MatMulNBits (block %d)", done, bs)
+        logger.info("quantize_int4: %d MatMul(s) -> MatMulNBits (%d weights, block %d)", done, len(packed_of), bs)
         save_model(model, model_out)
-        return PassResult(verify_loadable(Path(model_out), "quantize_int4"), {"matmuls": done, "block_size": bs})
+        return PassResult(verify_loadable(Path(model_out), "quantize_int4"), report)
+
+    def _pack(self, w: np.ndarray, key: str, owner: onnx.GraphProto, index: int) -> list[str]:
+        """Pack one weight into ``owner`` (the graph holding it, visible to its subgraphs)."""
+        cfg = self.config
+        packed, scales, zp = quantize_weight_4bit(w, cfg.block_size, cfg.symmetric)
+        base = key.replace(":", "_") + f"_int4_{index}"
+        owner.initializer.extend([numpy_helper.from_array(packed, base + "_Q4"),
+                                  numpy_helper.from_array(scales.reshape(-1), base + "_scales")])
+        names = [base + "_Q4", base + "_scales"]
+        if not cfg.symmetric:
+            owner.initializer.append(numpy_helper.from_array(zp.reshape(-1), base + "_zp"))
+            names.append(base + "_zp")
+        return names
+
+
+def _int8_gathers(model: onnx.ModelProto, inits: dict) -> int:
+    """Gather(float table, ids) -> DequantizeLinear(Gather(int8 table, ids)), per-tensor symmetric
+    (the layout onnxruntime's INT8 quantizer gives embeddings); returns how many Gathers."""
+    made: dict[str, tuple[str, str, str]] = {}
+    done = 0
+    for graph in iter_graphs(model.graph):   # lazy: a rebuilt list is walked on from its new nodes
+        nodes, changed = [], False
+        for node in graph.node:
+            nodes.append(node)
+            if node.op_type != "Gather" or node.input[0] not in inits:
+                continue
+            owner, table = inits[node.input[0]]
+            if table.data_type != onnx.TensorProto.FLOAT or len(table.dims) != 2:
+                continue
+            if table.name not in made:
+                w = numpy_helper.to_array(table)
+                scale = np.float32(max(float(np.abs(w).max()), 1e-12) / 127.0)
+                q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+                names = (table.name + "_int8", table.name + "_int8_scale", table.name + "_int8_zp")
+                owner.initializer.extend([numpy_helper.from_array(q, names[0]),
+                                          numpy_helper.from_array(np.array(scale, np.float32), names[1]),
+                                          numpy_helper.from_array(np.array(0, np.int8), names[2])])
+                made[table.name] = names
+            q_name, s_name, z_name = made[table.name]
+            out = node.output[0]
+            gather = helper.make_node("Gather", [q_name, node.input[1]], [out + "_int8"], name=node.name + "_int8")
+            gather.attribute.extend(node.attribute)
+            nodes[-1] = gather
+            nodes.append(helper.make_node("DequantizeLinear", [out + "_int8", s_name, z_name], [out],
+                                          name=node.name + "_dequantize"))
+            changed = True
+            done += 1
+        if changed:
+            del graph.node[:]
+            graph.node.extend(nodes)
+    return done
+
+
+def _const_weight(node: onnx.NodeProto, producer: dict, inits: dict) -> tuple[str, np.ndarray, onnx.GraphProto] | None:
+    """(key, [K, N] float32 weight, graph holding it) of a MatMul on a constant 2-D float weight:
+    an initializer, or a ``Transpose`` of one (a tied output projection reading the embedding
+    table, as Whisper's ``proj_out``; the table itself stays for its ``Gather``)."""
+    if node.op_type != "MatMul" or len(node.input) != 2:
+        return None
+    name, transpose = node.input[1], False
+    if name not in inits:
+        t = producer.get(name)
+        perm = next((list(a.ints) for a in t.attribute if a.name == "perm"), [1, 0]) if t is not None else None
+        if t is None or t.op_type != "Transpose" or t.input[0] not in inits or perm != [1, 0]:
+            return None
+        name, transpose = t.input[0], True
+    owner, init = inits[name]
+    if len(init.dims) != 2 or init.data_type != onnx.TensorProto.FLOAT:
+        return None
+    arr = numpy_helper.to_array(init)
+    return ("T:" + name, np.ascontiguousarray(arr.T), owner) if transpose else (name, arr, owner)
 
 
 @register_pass

@@ -98,9 +98,9 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float],
     logger.info("baseline %s = %.4f; budget: drop <= %.4f (%s)", metric_name, base.metric, allowed, budget)
 
     rr = isa_profile(device) == "avx2"      # no VNNI: 7-bit weights (see candidates)
-    recipes, skipped, profile = _candidate_recipes(model, opts, device, rr)
+    recipes, skipped, profile, per_node = _candidate_recipes(model, opts, device, rr)
     weighted = {"Conv", "MatMul", "Gemm"} & op_types(load_model(model, check=False))
-    default_set = opts.candidates.recipes is None
+    default_set = per_node      # sensitivity and bit allocation by default (the candidate set says; not transformers)
     sens_info = None
     if (default_set if opts.sensitivity.enabled is None else opts.sensitivity.enabled) and weighted:
         sens_info = _sensitivity(model, calib, evaluator, opts, work, rr, recipes)
@@ -167,14 +167,16 @@ def _this_device() -> Any:
 
 
 def _candidate_recipes(model: Path, opts: OptimizeOptions, device: Any, reduce_range: bool
-                       ) -> tuple[dict[str, Recipe], list[dict[str, str]], str]:
-    """(recipes, skipped with reasons, ISA profile) before sensitivity and bit allocation."""
+                       ) -> tuple[dict[str, Recipe], list[dict[str, str]], str, bool]:
+    """(recipes, skipped with reasons, ISA profile, whether per-node analysis suits them) before
+    sensitivity and bit allocation."""
     co = opts.candidates
     skipped: list[dict[str, str]] = []
     profile = isa_profile(device)
+    per_node = co.recipes is None
     if co.recipes is None:
         cset = candidate_set(model, opts.target, device)
-        recipes, skipped, profile = dict(cset.recipes), list(cset.skipped), cset.profile
+        recipes, skipped, profile, per_node = dict(cset.recipes), list(cset.skipped), cset.profile, cset.per_node
     else:
         recipes = dict(co.recipes)
     recipes.update(co.extra)
@@ -182,7 +184,7 @@ def _candidate_recipes(model: Path, opts: OptimizeOptions, device: Any, reduce_r
                                     reduce_range=reduce_range, types="S8S8" if profile == "arm" else "U8S8"))
     if BASELINE in recipes:
         raise ValueError(f"candidate name {BASELINE!r} is reserved for the input model")
-    return recipes, skipped, profile
+    return recipes, skipped, profile, per_node
 
 
 def _sensitivity(model: Path, calib: CalibrationData, evaluator: Callable[[Path], float], opts: OptimizeOptions,

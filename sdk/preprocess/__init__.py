@@ -7,11 +7,13 @@ bundle carries its own preprocessing and an app rebuilds it with ``spec.build()`
 from sdk.preprocess.audio import (
     frame_signal,
     hz_to_mel,
+    load_audio,
     log_mel_spectrogram,
     mel_filterbank,
     mel_to_hz,
     resample,
     stft_power,
+    whisper_input_features,
 )
 from sdk.preprocess.image import (
     LetterboxTransform,
@@ -58,5 +60,5 @@ __all__ = [
     "window", "rescale_slope_intercept", "invert",
     # audio
     "resample", "frame_signal", "log_mel_spectrogram", "mel_filterbank", "stft_power",
-    "hz_to_mel", "mel_to_hz", "AudioRingBuffer",
+    "hz_to_mel", "mel_to_hz", "AudioRingBuffer", "whisper_input_features", "load_audio",
 ]

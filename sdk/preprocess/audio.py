@@ -12,7 +12,12 @@ from sdk.errors import PreprocessError
 from sdk.preprocess._checks import check_signal
 
 __all__ = ["resample", "frame_signal", "hz_to_mel", "mel_to_hz", "mel_filterbank",
-           "stft_power", "log_mel_spectrogram"]
+           "stft_power", "log_mel_spectrogram",
+           "whisper_input_features", "load_audio", "AUDIO_EXTS", "WHISPER_SAMPLES", "WHISPER_FRAMES"]
+
+WHISPER_SAMPLES = 30 * 16000     # Whisper's fixed 30 s window at 16 kHz
+WHISPER_FRAMES = 3000            # its log-mel frames (hop 160)
+AUDIO_EXTS = (".wav", ".flac", ".ogg")
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -189,3 +194,48 @@ def log_mel_spectrogram(
         log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
         log_spec = (log_spec + 4.0) / 4.0
     return log_spec.astype(np.float32)
+
+
+def whisper_input_features(audio_16k: np.ndarray, n_mels: int = 80, n_frames: int = WHISPER_FRAMES,
+                           filters: np.ndarray | None = None) -> np.ndarray:
+    """A Whisper encoder's ``input_features``, ``[1, n_mels, n_frames]`` float32, of one window.
+
+    The audio (16 kHz mono float) is zero-padded or cut to 30 s, as Whisper's feature
+    extractor does, and turned into Whisper's log-mel (:func:`log_mel_spectrogram`). The
+    translation app's recogniser and ``edgewise optimize --calib *.wav`` both use it.
+    """
+    x = np.asarray(audio_16k, np.float32)
+    if x.size:                      # empty audio is a window of silence, as Whisper pads it
+        x = check_signal(x, "whisper_input_features")
+    a = np.zeros(WHISPER_SAMPLES, np.float32)
+    a[: min(len(x), WHISPER_SAMPLES)] = x[:WHISPER_SAMPLES]
+    mel = log_mel_spectrogram(a, n_mels=n_mels, whisper=True, filters=filters)
+    if mel.shape[1] < n_frames:
+        mel = np.pad(mel, ((0, 0), (0, n_frames - mel.shape[1])), constant_values=mel.min())
+    return mel[None, :, :n_frames].astype(np.float32)
+
+
+def load_audio(path, sr: int = 16000) -> np.ndarray:
+    """A whole audio file as mono float32 at ``sr``: WAV with the standard library, FLAC and
+    OGG through ``soundfile`` (extra ``speech``); resampled with :func:`resample`."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"audio file not found: {p}")
+    ext = p.suffix.lower()
+    if ext == ".wav":
+        from sdk.pipeline.wavfile import read_wav
+
+        x, rate = read_wav(p, mono=True)
+    elif ext in AUDIO_EXTS:
+        from sdk.errors import require
+
+        sf = require("soundfile", "speech", f"reading {ext} audio")
+        data, rate = sf.read(str(p), dtype="float32", always_2d=True)
+        x = data.mean(axis=1, dtype=np.float32)
+    else:
+        raise PreprocessError(f"{p.name}: expected an audio file ({', '.join(AUDIO_EXTS)}), "
+                              f"got {ext or 'no extension'}")
+    x = np.asarray(x, np.float32)
+    return resample(x, int(rate), sr).astype(np.float32) if len(x) and int(rate) != sr else x

@@ -176,6 +176,48 @@ def test_int8_through_compress_toolkit(tiny_whisper, tmp_path, whisper, enc_out)
         assert len(q.decoder.generate(e, None, q.prompt, -1, q.gen)) == 6
 
 
+
+def test_int4_through_compress_toolkit_reaches_the_if_branches(tiny_whisper, tmp_path, whisper):
+    import shutil
+
+    from apps.mobile_translation.asr.whisper_onnx import WhisperOnnxRecognizer
+    from apps.mobile_translation.int8 import quantize_export
+    from sdk.compress.subgraphs import count_ops_deep
+
+    d = tmp_path / "w"
+    shutil.copytree(tiny_whisper, d)
+    done = quantize_export(d, bits=4, block_size=16)
+    assert sorted(p.split("/")[-1] for p in done.values()) == ["decoder_model_merged_int4.onnx",
+                                                                "encoder_model_int4.onnx"]
+    m = onnx.load(d / "decoder_model_merged_int4.onnx")
+    branches = [a.g for a in m.graph.node[-1].attribute] if m.graph.node[-1].op_type == "If" else \
+        [a.g for n in m.graph.node if n.op_type == "If" for a in n.attribute]
+    assert len(branches) == 2
+    inits = {i.name for i in m.graph.initializer}
+    for g in branches:      # every MatMul on a constant weight in both decoders became MatMulNBits
+        ops = [n.op_type for n in g.node]
+        assert ops.count("MatMulNBits") >= 8, (g.name, ops.count("MatMul"))
+        assert not [n for n in g.node if n.op_type == "MatMul" and n.input[1] in inits]
+    # the tiny encoder is convolutions only: nothing to pack, so its _int4 file is the float one
+    assert count_ops_deep(onnx.load(d / "encoder_model.onnx"))["MatMul"] == 0
+    assert (d / "encoder_model_int4.onnx").read_bytes() == (d / "encoder_model.onnx").read_bytes()
+    with WhisperOnnxRecognizer(d, quantized="int4", max_new_tokens=6) as q:
+        assert q.decoder.merged.model_path.name == "decoder_model_merged_int4.onnx"
+        e = q.encoder.run_list({"input_features": whisper.features(np.zeros(1600, np.float32))})[0]
+        assert len(q.decoder.generate(e, None, q.prompt, -1, q.gen)) == 6
+
+
+def test_quantize_refuses_an_int8_only_folder(tmp_path):
+    from apps.mobile_translation.int8 import quantize_export
+    from sdk.errors import ModelLoadError
+
+    (tmp_path / "onnx").mkdir()
+    for stem in ("encoder_model", "decoder_model_merged"):
+        (tmp_path / "onnx" / f"{stem}_quantized.onnx").write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match="only quantized files"):
+        quantize_export(tmp_path, bits=4)
+
+
 @pytest.fixture
 def http_dir():
     """Serve a folder on 127.0.0.1; yields (folder setter, base URL)."""

@@ -158,14 +158,9 @@ class WhisperOnnxRecognizer:
     # -- inference --------------------------------------------------------------------
     def features(self, audio_16k: np.ndarray) -> np.ndarray:
         """[1, n_mels, 3000] log-mel features of one ≤30 s window."""
-        from sdk.preprocess import log_mel_spectrogram
+        from sdk.preprocess import whisper_input_features
 
-        a = np.zeros(WINDOW, np.float32)
-        a[: min(len(audio_16k), WINDOW)] = audio_16k[:WINDOW]
-        mel = log_mel_spectrogram(a, n_mels=self.n_mels, whisper=True)
-        if mel.shape[1] < N_FRAMES:
-            mel = np.pad(mel, ((0, 0), (0, N_FRAMES - mel.shape[1])), constant_values=mel.min())
-        return mel[None, :, :N_FRAMES].astype(np.float32)
+        return whisper_input_features(np.asarray(audio_16k, np.float32), n_mels=self.n_mels, n_frames=N_FRAMES)
 
     def encode(self, audio_16k: np.ndarray) -> np.ndarray:
         return self.encoder.run_list({"input_features": self.features(audio_16k)})[0]
