@@ -13,6 +13,7 @@ from sdk.compress import QuantizeInt4
 from sdk.compress.base import PassContext
 from sdk.compress.dequantize import dequantize_file
 from sdk.compress.subgraphs import count_ops_deep, initializer_map, iter_scoped
+from tests.skips import file_or_skip
 
 FP32_ENCODER_BYTES = 32_878_338      # the FP32 export's size in PROVENANCE.md
 
@@ -20,9 +21,7 @@ FP32_ENCODER_BYTES = 32_878_338      # the FP32 export's size in PROVENANCE.md
 @pytest.fixture(scope="module")
 def whisper_dir(shared_dir) -> Path:
     d = shared_dir / "models" / "whisper-tiny.en" / "onnx"
-    if not (d / "encoder_model_quantized.onnx").is_file():
-        pytest.skip(f"Whisper tiny.en INT8 export not found in {d}")
-    return d
+    return file_or_skip(d / "encoder_model_quantized.onnx", f"Whisper tiny.en INT8 export not found in {d}").parent
 
 
 @pytest.fixture(scope="module")

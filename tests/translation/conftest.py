@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.skips import file_or_skip
+
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
@@ -34,9 +36,7 @@ def speak():
 @pytest.fixture(scope="session")
 def ljspeech(shared_dir) -> Path:
     d = shared_dir / "data" / "speech" / "ljspeech"
-    if not (d / "transcripts.tsv").is_file():
-        pytest.skip(f"LJSpeech recordings not found at {d}")
-    return d
+    return file_or_skip(d / "transcripts.tsv", f"LJSpeech recordings not found at {d}").parent
 
 
 def _tiny_dir(tmp_path_factory, name):
