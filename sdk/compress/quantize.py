@@ -232,7 +232,7 @@ class QuantizeInt8(QuantizeStatic):
         per_channel: bool = Field(True, description="one weight scale per output channel (upgrades the opset to "
                                   "13 first when older)")
         ranges: Literal["mse", "mse_silu", "calibrator"] = Field(
-            "mse", description="activation ranges: least squared error over the FP32 values (mse_silu: measured "
+            "mse_silu", description="activation ranges: least squared error over the FP32 values (mse_silu: measured "
             "after the SiLU for tensors only a SiLU reads), or the calibrate_method's own")
         weight_rounding: Literal["gptq", "nearest"] = Field("gptq", description="weights: output-error scale + "
                                                             "GPTQ rounding, or onnxruntime's round-to-nearest")
