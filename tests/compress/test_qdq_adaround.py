@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from sdk.compress import CalibrationData, PassContext, QuantizeInt8, Recipe  # noqa: E402
-from sdk.compress.adaround import reconstruct_qdq  # noqa: E402
-from sdk.compress.graph_prep import load_model  # noqa: E402
+from sdk.compress import CalibrationData, PassContext, QuantizeInt8, Recipe
+from sdk.compress.adaround import reconstruct_qdq
+from sdk.compress.graph_prep import load_model
 
 
 def _optimized_ops(path, tmp_path) -> collections.Counter:

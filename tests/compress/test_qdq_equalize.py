@@ -66,7 +66,7 @@ def test_relu_chain_is_equalized_exactly_and_ranges_even_out():
     for f in feeds:
         np.testing.assert_allclose(_run(e, f["input"]), _run(m, f["input"]), rtol=1e-4, atol=1e-5)
     assert _spread(e, feeds, "a0") < 0.2 * _spread(m, feeds, "a0")     # the per-tensor grid's channels
-    w3 = lambda mm: np.abs(numpy_helper.to_array(  # noqa: E731
+    w3 = lambda mm: np.abs(numpy_helper.to_array(
         next(t for t in mm.graph.initializer if t.name == "w3"))).max(axis=(0, 2, 3))
     assert w3(e).max() / w3(e).min() < w3(m).max() / w3(m).min()      # pointwise input columns too
 
@@ -78,7 +78,7 @@ def test_data_free_equalization_uses_weight_ranges():
     assert rep.summary()["equalized"] == 2
     x = np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32)
     np.testing.assert_allclose(_run(e, x), _run(m, x), rtol=1e-4, atol=1e-5)
-    w1 = lambda mm: np.abs(numpy_helper.to_array(mm.graph.initializer[0])).reshape(8, -1).max(1)  # noqa: E731
+    w1 = lambda mm: np.abs(numpy_helper.to_array(mm.graph.initializer[0])).reshape(8, -1).max(1)
     assert w1(e).max() / w1(e).min() < w1(m).max() / w1(m).min()
 
 
@@ -93,5 +93,5 @@ def test_silu_chain_stays_within_tolerance_and_is_skipped_without_data():
     r_tight = equalize(tight, feeds, silu_tol=1e-5).summary()
     assert r_tight["silu_kept_fraction"] < r_loose["silu_kept_fraction"] <= 1.0
     ref = _run(m, feeds[0]["input"])
-    err = lambda mm: float(np.mean((_run(mm, feeds[0]["input"]) - ref) ** 2) / np.mean(ref ** 2))  # noqa: E731
+    err = lambda mm: float(np.mean((_run(mm, feeds[0]["input"]) - ref) ** 2) / np.mean(ref ** 2))
     assert err(tight) < 1e-4 and err(tight) < err(loose)
