@@ -95,3 +95,16 @@ def test_silu_chain_stays_within_tolerance_and_is_skipped_without_data():
     ref = _run(m, feeds[0]["input"])
     err = lambda mm: float(np.mean((_run(mm, feeds[0]["input"]) - ref) ** 2) / np.mean(ref ** 2))
     assert err(tight) < 1e-4 and err(tight) < err(loose)
+
+
+def test_float_silu_between_integer_convs_becomes_one_quickgelu(tmp_path):
+    """qdq_silu.fuse_silu: Mul(x, Sigmoid(x)) -> com.microsoft.QuickGelu, same outputs."""
+    from sdk.compress.qdq_silu import fuse_silu
+
+    m = _dw_separable("SiLU")
+    f = copy.deepcopy(m)
+    assert fuse_silu(f) == 2
+    ops = [n.op_type for n in f.graph.node]
+    assert ops.count("QuickGelu") == 2 and "Sigmoid" not in ops and "Mul" not in ops
+    x = np.random.default_rng(4).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(_run(f, x), _run(m, x), rtol=1e-4, atol=1e-5)
