@@ -60,7 +60,11 @@ def _qdq_grids(qdq: onnx.ModelProto) -> tuple[dict[str, tuple[float, int]], dict
         if n.op_type == "DequantizeLinear" and n.input[0] in inits and n.input[0].endswith("_quantized"):
             q = numpy_helper.to_array(inits[n.input[0]])
             if q.dtype in (np.int8, np.int32) and n.input[1] in inits:
-                weights[n.input[0][:-len("_quantized")]] = (q, numpy_helper.to_array(inits[n.input[1]]))
+                s = numpy_helper.to_array(inits[n.input[1]])
+                axis = next((a.i for a in n.attribute if a.name == "axis"), 1)   # ONNX's default axis is 1
+                if s.size > 1:                    # per channel: broadcastable along the quantized axis
+                    s = s.reshape([-1 if d == axis % q.ndim else 1 for d in range(q.ndim)])
+                weights[n.input[0][:-len("_quantized")]] = (q, s)
     return acts, weights
 
 
@@ -91,8 +95,7 @@ def fake_quant_module(float_model: onnx.ModelProto, qdq: onnx.ModelProto):
         key = student.param_of.get(name)
         if key is None or tuple(student.params[key].shape) != q.shape:
             continue
-        shape = [-1] + [1] * (q.ndim - 1) if s.size > 1 else [1] * q.ndim
-        s_b = s.astype(np.float32).reshape(shape)
+        s_b = s.astype(np.float32).reshape(s.shape if s.size > 1 else [1] * q.ndim)
         with torch.no_grad():
             student.params[key].copy_(torch.from_numpy(q.astype(np.float32) * s_b))
         if q.dtype == np.int8:                 # int32 biases train in float; re-quantized at write-back
