@@ -162,8 +162,8 @@ def _reconstruct_all(torch, F, float_model, qdq, feeds, iters, batch, crop, lr, 
                     rep.blocks[node.name] = _reconstruct(
                         torch, F, student, node, at, blk, layers[node.name], raw, t_out[blk[-1].output[0]],
                         acts, x_name, scale_of, shared, cons, set(block_of) - done, learned_scale, qinits,
-                        (lo_q, hi_q), {"iters": iters, "batch": batch, "crop": crop, "lr": lr, "reg": reg, "warmup": warmup,
-                                           "learn_ranges": learn_ranges}, rng)
+                        (lo_q, hi_q), {"iters": iters, "batch": batch, "crop": crop, "lr": lr, "reg": reg,
+                                       "warmup": warmup, "learn_ranges": learn_ranges}, rng)
                 done.add(node.name)
                 logger.debug("block %s (%d/%d): %s", node.name, len(done), len(block_of), rep.blocks[node.name])
                 if x_name in learned_scale:           # later readers see the new grid
@@ -192,7 +192,7 @@ def _run_nodes(module: Any, nodes: Sequence[tuple[onnx.NodeProto, dict]], env: M
     out = {}
     for n, at in nodes:
         ins = [module._t(local, t) if t else None for t in n.input]
-        for name, val in zip(n.output, module._op(n, at, ins)):
+        for name, val in zip(n.output, module._op(n, at, ins), strict=False):  # optional outputs
             if name in need_raw:
                 out["raw:" + name] = val
             local[name] = out[name] = module.tensor_hook(name, val) if hook else val
@@ -265,7 +265,7 @@ def _reconstruct(torch, F, student, node, at, blk, L, raw, target, acts, x_name,
     info = {"error_nearest": err(nearest, b_held), "error_before": err(w_held, b_held)}
     u_before = float(u.detach())
     params = [{"params": [V], "lr": lr}]
-    if bias is not None:
+    if bias is not None and b_held is not None:
         params.append({"params": [bias], "lr": lr * 0.1 * float(b_held.abs().mean() + 1e-3)})
     if learn_s:
         params.append({"params": [u], "lr": lr * 0.1})

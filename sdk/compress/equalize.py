@@ -149,7 +149,7 @@ def _collect(model: onnx.ModelProto, tensors: Sequence[str], feeds: Sequence[Map
     samples: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
     per_feed = max(1, SAMPLES_PER_CHANNEL // max(len(feeds), 1))
     for f in feeds:
-        for t, v in zip(tensors, sess.run(list(tensors), {k: x for k, x in f.items() if k in names})):
+        for t, v in zip(tensors, sess.run(list(tensors), {k: x for k, x in f.items() if k in names}), strict=True):
             v = np.asarray(v, np.float32)
             ch = np.moveaxis(v, 1, 0).reshape(v.shape[1], -1)
             m = np.abs(ch).max(1)

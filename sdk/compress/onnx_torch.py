@@ -36,7 +36,8 @@ SUPPORTED_OPS = {
     "GlobalAveragePool", "Flatten", "Gemm", "MatMul", "Resize", "Upsample", "Slice", "Reshape",
     "Transpose", "Split", "Squeeze", "Unsqueeze", "Identity", "Dropout", "SpaceToDepth", "Gather", "ConvTranspose",
 }
-_TRAINABLE = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1), "BatchNormalization": (1, 2), "PRelu": (1,)}
+_TRAINABLE = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1), "BatchNormalization": (1, 2),
+              "PRelu": (1,)}
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:

@@ -39,7 +39,7 @@ logger = logging.getLogger("edgewise")
 __all__ = ["finetune_qdq"]
 
 
-def _qdq_grids(qdq: onnx.ModelProto) -> tuple[dict[str, tuple[float, int]], dict[str, np.ndarray]]:
+def _qdq_grids(qdq: onnx.ModelProto) -> tuple[dict[str, tuple[float, int]], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """(activation tensor -> (scale, zero point) of its uint8 grid, float weight -> (int8 codes,
     per-channel scales)) as the QDQ graph stores them."""
     from sdk.compress.qdq_refine import _activation_params, _zero_point_of
@@ -155,11 +155,11 @@ def finetune_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: Sequ
                disable=not progress_enabled(progress))
     for step in bar:
         idx = rng.choice(len(data), size=min(batch_size, len(data)), replace=False)
-        loss = 0.0
+        loss: Any = 0.0      # a torch scalar once the first term is added
         for i in idx:
             out = student(data[int(i):int(i) + 1])
             outs, tgts = ((out,), (targets[i],)) if single else (out, targets[i])
-            for o, t in zip(outs, tgts):
+            for o, t in zip(outs, tgts, strict=True):
                 d = (o - t) ** 2
                 if weight_fn is not None:
                     d = d * weight_fn(t)

@@ -53,7 +53,7 @@ class RefineReport:
 
     ranges: dict[str, dict[str, float]] = field(default_factory=dict)   # scale name -> old/new MSE, old/new scale
     layers: dict[str, dict[str, float]] = field(default_factory=dict)   # node -> rel. output error before/after
-    noise: list[tuple[str, float]] = field(default_factory=list)        # (node, input-noise / output power), worst first
+    noise: list[tuple[str, float]] = field(default_factory=list)    # (node, input-noise / output power), worst first
 
     def summary(self) -> dict[str, Any]:
         def mean(rows: Iterable[dict[str, float]], key: str) -> float | None:
@@ -269,7 +269,7 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
         hi = {p: -np.inf for p in params}
         for f in feeds:                              # pass 1: the range of every parameter
             got = sess.run(tensors, {k: v for k, v in f.items() if k in in_names})
-            for t, a in zip(tensors, got):
+            for t, a in zip(tensors, got, strict=True):
                 a = np.asarray(a, np.float32).ravel()
                 for p in of_tensor.get(t, []):
                     lo[p], hi[p] = min(lo[p], float(a.min())), max(hi[p], float(a.max()))
@@ -278,7 +278,7 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
         hists = {p: np.zeros(HIST_BINS) for p in params if np.isfinite(lo[p])}
         for f in feeds:                              # pass 2: histograms over those ranges
             got = sess.run(tensors, {k: v for k, v in f.items() if k in in_names})
-            for t, a in zip(tensors, got):
+            for t, a in zip(tensors, got, strict=True):
                 for p in of_tensor.get(t, []):
                     if p in hists:
                         hists[p] += np.histogram(np.asarray(a, np.float32).ravel(), bins=HIST_BINS,
@@ -326,20 +326,24 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
         st = stats.get(L.node.name)
         h = st.hessian if st is not None and st.hessian is not None and st.hessian.shape[0] == rows.shape[1] else None
         per_tensor = old_s.size == 1
-        lo, hi = qrange(weight_bits)
-        q_rtn = np.clip(np.rint(rows / (old_s[:, None] if not per_tensor else old_s)), lo, hi)
+        qlo, qhi = qrange(weight_bits)
+        q_rtn = np.clip(np.rint(rows / (old_s[:, None] if not per_tensor else old_s)), qlo, qhi)
         err_rtn = relative_output_error(rows, q_rtn * (old_s[:, None] if not per_tensor else old_s), h)
         entry = {"error_rtn": err_rtn}
+        q_used: np.ndarray
+        s_used: np.ndarray
         if weights and not per_tensor:
-            s = choose_scales(rows, weight_bits, h).astype(np.float64)
+            s_new = choose_scales(rows, weight_bits, h).astype(np.float64)
             enough = st is not None and st.rows >= 2 * rows.shape[1]
-            q = gptq(rows, h, s, weight_bits) if (h is not None and enough) else round_nearest(rows, s, weight_bits)
-            err = relative_output_error(rows, q * s[:, None], h)
+            q = (gptq(rows, h, s_new, weight_bits) if (h is not None and enough)
+                 else round_nearest(rows, s_new, weight_bits))
+            err = relative_output_error(rows, q * s_new[:, None], h)
             if err < err_rtn:
                 _set(inits, L.w_q, _from_rows(q.astype(np.int8), w.shape, op, L.node))
-                _set(inits, L.w_scale, s.astype(np.float32).reshape(numpy_helper.to_array(inits[L.w_scale]).shape))
+                _set(inits, L.w_scale,
+                     s_new.astype(np.float32).reshape(numpy_helper.to_array(inits[L.w_scale]).shape))
                 entry["error_new"] = err
-                q_used, s_used = q, s
+                q_used, s_used = q, s_new
             else:
                 entry["error_new"] = err_rtn
                 q_used, s_used = q_rtn, old_s
@@ -362,6 +366,7 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
                         entry["bias_shift"] = float(np.abs(shift).mean())
                 _set(inits, fb, b)
             continue
+        assert L.b_float is not None and L.b_scale is not None   # set together with b_q
         bias = numpy_helper.to_array(finits[L.b_float]).astype(np.float64).ravel()
         if bias_correction and st is not None and st.mean.shape[0] == rows.shape[1]:
             shift = (rows - q_used * s_used[:, None]) @ st.mean

@@ -270,9 +270,10 @@ class QuantizeInt8(QuantizeStatic):
         from sdk.compress.qdq_refine import refine_qdq
 
         cfg = self.config
-        kw = dict(ranges=cfg.ranges != "calibrator", silu_aware=cfg.ranges == "mse_silu",
-                  weights=cfg.weight_rounding == "gptq", bias_correction=cfg.bias_correction,
-                  weight_bits=7 if cfg.reduce_range else 8, progress=ctx.progress)
+        weight_bits = 7 if cfg.reduce_range else 8
+        kw: dict[str, Any] = dict(ranges=cfg.ranges != "calibrator", silu_aware=cfg.ranges == "mse_silu",
+                                  weights=cfg.weight_rounding == "gptq", bias_correction=cfg.bias_correction,
+                                  weight_bits=weight_bits, progress=ctx.progress)
         kept: list[str] = []
         extra: dict[str, Any] = {}
         self._eq_report: dict[str, Any] = {}
@@ -286,7 +287,7 @@ class QuantizeInt8(QuantizeStatic):
                 from sdk.compress.adaround import reconstruct_qdq
 
                 extra["reconstruct"] = reconstruct_qdq(float_model, qdq, feeds, iters=cfg.reconstruct_iters,
-                                                       weight_bits=kw["weight_bits"], progress=ctx.progress).summary()
+                                                       weight_bits=weight_bits, progress=ctx.progress).summary()
             wanted = list(cfg.keep_float_nodes) + [n for n, _ in rep.noise[:cfg.keep_float_noisy]]
             if wanted:
                 from sdk.compress.qdq_keep_float import keep_float
