@@ -6,7 +6,14 @@ median paired per-round ratio with its 90% bootstrap interval):
   fp32_256x416        input fixed to the frames' 16:9 aspect ratio + ORT graph optimization
   ort_static_default  onnxruntime quantize_static with no options (QDQ, per-tensor, MinMax)
   ort_static_pct_pc   QDQ, per-channel, Percentile 99.99 (the best plain calibration found so far)
-  int8_reconstructed  sdk.compress quantize_int8: histogram-MSE ranges, GPTQ weights, bias correction
+  int8_mse            sdk.compress quantize_int8 with ranges="mse": histogram-MSE ranges, GPTQ weights,
+                      bias correction
+  int8_reconstructed  quantize_int8 as it is by default: the same, with the grid of a tensor only a SiLU
+                      reads chosen for the error after the SiLU (ranges="mse_silu")
+  int8_silu_float     the same, Sigmoid and Mul left in float between the QLinearConvs and written as
+                      one com.microsoft.QuickGelu (sdk.compress.qdq_silu; the speed side)
+  int8_adaround       (--adaround) + AdaRound block reconstruction (learned rounding, input scales, biases)
+  int8_equalized      (--adaround) + cross-layer equalization before quantizing
   *_256x416           the same INT8 recipes at the 16:9 input
 
 Detection F1 against FP32 (IoU 0.5) is given on the calibration-side frames and on held-out
@@ -15,7 +22,8 @@ where its time goes: on CPUs where onnxruntime runs SiLU (x * sigmoid(x)) as QLi
 QLinearMul, those two cost more than the float graph's fused QuickGelu, and eat the integer
 convolutions' gain.
 
-Run:  .venv/bin/python benchmarks/int8_yolox.py [--rounds 9] [--json]
+Run:  .venv/bin/python benchmarks/int8_yolox.py [--rounds 9] [--adaround] [--json]
+(--adaround adds the reconstruction rows: about 20 minutes each on a busy 2-core machine)
 """
 from __future__ import annotations
 
@@ -29,9 +37,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import onnx  # noqa: E402
+
 from sdk.bench import compare_latency, model_file_size, speedup_interval  # noqa: E402
 from sdk.compress import FrameDetectionAgreement, Recipe  # noqa: E402
 from sdk.compress.frames import FrameCalibration, load_frames, split_frames  # noqa: E402
+from sdk.compress.qdq_silu import fuse_silu  # noqa: E402
 from sdk.runtime import discover_device  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -63,6 +74,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--adaround", action="store_true", help="add the AdaRound and equalization rows (slow)")
     args = ap.parse_args()
     model = SHARED / "models" / "yolox_nano_coco_416.onnx"
     if not model.exists():
@@ -77,18 +89,27 @@ def main() -> int:
     fix = {"pass": "fix_input_shape", "shape": [1, 3, 256, 416]}
     pct = {"pass": "quantize_static", "format": "QDQ", "per_channel": True, "calibrate_method": "Percentile",
            "percentile": 99.99}
-    recipes = {
-        "fp32_256x416": [fix, {"pass": "optimize_graph", "level": "extended"}],
-        "ort_static_default": [{"pass": "quantize_static", "preprocess": False}],
-        "ort_static_pct_pc": [pct],
-        "int8_reconstructed": [{"pass": "quantize_int8"}],
-        "ort_static_pct_pc_256x416": [fix, pct],
-        "int8_reconstructed_256x416": [fix, {"pass": "quantize_int8"}],
-    }
+    q = {"pass": "quantize_int8"}
+    int8 = {"int8_mse": {**q, "ranges": "mse"}, "int8_reconstructed": q,
+            "int8_silu_float": {**q, "op_types_to_keep_float": ["Sigmoid", "Mul"]}}
+    if args.adaround:
+        int8.update({"int8_adaround": {**q, "reconstruct": "adaround", "reconstruct_iters": 100},
+                     "int8_equalized": {**q, "equalize": True}})
+    recipes = {"fp32_256x416": [fix, {"pass": "optimize_graph", "level": "extended"}],
+               "ort_static_default": [{"pass": "quantize_static", "preprocess": False}],
+               "ort_static_pct_pc": [pct], "ort_static_pct_pc_256x416": [fix, pct]}
+    for name, step in int8.items():
+        recipes[name] = [step]
+        recipes[name + "_256x416"] = [fix, step]
     rows: dict[str, dict] = {"fp32": {"path": model}}
     with tempfile.TemporaryDirectory(prefix="edgewise-int8-") as tmp:
         for name, steps in recipes.items():
             p = Recipe(steps).apply(model, Path(tmp) / f"{name}.onnx", calib=cal, work_dir=tmp).path
+            if name.startswith("int8_silu_float"):       # + QuickGelu in place of the float Sigmoid/Mul pairs
+                m = onnx.load(str(p))
+                fuse_silu(m)
+                p = Path(tmp) / f"{name}_quickgelu.onnx"
+                onnx.save(m, str(p))
             rows[name] = {"path": p, "f1_search": ev_s(p), "f1_heldout": ev_h(p)}
             print(f"built {name}: F1 {rows[name]['f1_search']:.3f} / held-out {rows[name]['f1_heldout']:.3f}",
                   file=sys.stderr, flush=True)
@@ -99,7 +120,7 @@ def main() -> int:
             r["speedup"], lo, hi = speedup_interval(tm.wall["fp32"], tm.wall[k])
             r["speedup_ci"] = [lo, hi]
             r["size_ratio"] = model_file_size(model) / model_file_size(r["path"])
-        profiles = {k: op_profile(rows[k]["path"], feeds) for k in ("fp32", "int8_reconstructed")}
+        profiles = {k: op_profile(rows[k]["path"], feeds) for k in ("fp32", "int8_reconstructed", "int8_silu_float")}
     dev = discover_device()
     out = {"cpu": dev.summary(), "frames": {"search": len(search), "held_out": len(held),
            "detections_search": sum(len(d) for d in ev_s.reference),

@@ -10,7 +10,8 @@ Supported ops (what CNN classifiers/detectors exported from PyTorch use): Conv,
 BatchNormalization (running statistics frozen), Relu, Sigmoid, Tanh, LeakyRelu, Clip,
 HardSigmoid, HardSwish, PRelu, Softmax, Add, Sub, Mul, Div, Concat, MaxPool, AveragePool,
 GlobalAveragePool, Flatten, Gemm, MatMul, Resize/Upsample (nearest, by scales), Slice,
-Reshape, Transpose, Split, Squeeze, Unsqueeze, Identity, SpaceToDepth, Gather (constant indices).
+Reshape, Transpose, Split, Squeeze, Unsqueeze, Identity, SpaceToDepth, Gather (constant indices),
+ConvTranspose (2-D).
 ``module.tensor_hook(name, value)`` and ``module.param_hook(name, value)``, when set, may
 replace every tensor a node produces and every trainable weight as it is read (fake
 quantization for quantization-aware fine-tuning). Anything else raises
@@ -33,9 +34,10 @@ SUPPORTED_OPS = {
     "Conv", "BatchNormalization", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid",
     "HardSwish", "PRelu", "Softmax", "Add", "Sub", "Mul", "Div", "Concat", "MaxPool", "AveragePool",
     "GlobalAveragePool", "Flatten", "Gemm", "MatMul", "Resize", "Upsample", "Slice", "Reshape",
-    "Transpose", "Split", "Squeeze", "Unsqueeze", "Identity", "Dropout", "SpaceToDepth", "Gather",
+    "Transpose", "Split", "Squeeze", "Unsqueeze", "Identity", "Dropout", "SpaceToDepth", "Gather", "ConvTranspose",
 }
-_TRAINABLE = {"Conv": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1), "BatchNormalization": (1, 2), "PRelu": (1,)}
+_TRAINABLE = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1), "BatchNormalization": (1, 2),
+              "PRelu": (1,)}
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -144,6 +146,16 @@ def onnx_to_torch(model: onnx.ModelProto | str, batch_free_reshape: bool = True)
                 return [conv(x, ins[1], ins[2] if len(ins) > 2 else None,
                              stride=at.get("strides", [1] * k), padding=pads[:k],
                              dilation=at.get("dilations", [1] * k), groups=at.get("group", 1))]
+            if op == "ConvTranspose":
+                k = len(ins[1].shape) - 2
+                pads = list(at.get("pads", [0] * 2 * k))
+                if k != 2 or pads[:k] != pads[k:] or at.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") \
+                        or "output_shape" in at:
+                    raise CompressionError(f"{node.name}: only 2-D ConvTranspose with symmetric pads is supported")
+                return [F.conv_transpose2d(x, ins[1], ins[2] if len(ins) > 2 else None,
+                                           stride=at.get("strides", [1] * k), padding=pads[:k],
+                                           output_padding=at.get("output_padding", [0] * k),
+                                           dilation=at.get("dilations", [1] * k), groups=at.get("group", 1))]
             if op == "BatchNormalization":
                 return [F.batch_norm(x, ins[3], ins[4], ins[1], ins[2], training=False,
                                      eps=at.get("epsilon", 1e-5))]

@@ -39,7 +39,7 @@ logger = logging.getLogger("edgewise")
 __all__ = ["finetune_qdq"]
 
 
-def _qdq_grids(qdq: onnx.ModelProto) -> tuple[dict[str, tuple[float, int]], dict[str, np.ndarray]]:
+def _qdq_grids(qdq: onnx.ModelProto) -> tuple[dict[str, tuple[float, int]], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """(activation tensor -> (scale, zero point) of its uint8 grid, float weight -> (int8 codes,
     per-channel scales)) as the QDQ graph stores them."""
     from sdk.compress.qdq_refine import _activation_params, _zero_point_of
@@ -60,7 +60,11 @@ def _qdq_grids(qdq: onnx.ModelProto) -> tuple[dict[str, tuple[float, int]], dict
         if n.op_type == "DequantizeLinear" and n.input[0] in inits and n.input[0].endswith("_quantized"):
             q = numpy_helper.to_array(inits[n.input[0]])
             if q.dtype in (np.int8, np.int32) and n.input[1] in inits:
-                weights[n.input[0][:-len("_quantized")]] = (q, numpy_helper.to_array(inits[n.input[1]]))
+                s = numpy_helper.to_array(inits[n.input[1]])
+                axis = next((a.i for a in n.attribute if a.name == "axis"), 1)   # ONNX's default axis is 1
+                if s.size > 1:                    # per channel: broadcastable along the quantized axis
+                    s = s.reshape([-1 if d == axis % q.ndim else 1 for d in range(q.ndim)])
+                weights[n.input[0][:-len("_quantized")]] = (q, s)
     return acts, weights
 
 
@@ -91,8 +95,7 @@ def fake_quant_module(float_model: onnx.ModelProto, qdq: onnx.ModelProto):
         key = student.param_of.get(name)
         if key is None or tuple(student.params[key].shape) != q.shape:
             continue
-        shape = [-1] + [1] * (q.ndim - 1) if s.size > 1 else [1] * q.ndim
-        s_b = s.astype(np.float32).reshape(shape)
+        s_b = s.astype(np.float32).reshape(s.shape if s.size > 1 else [1] * q.ndim)
         with torch.no_grad():
             student.params[key].copy_(torch.from_numpy(q.astype(np.float32) * s_b))
         if q.dtype == np.int8:                 # int32 biases train in float; re-quantized at write-back
@@ -152,11 +155,11 @@ def finetune_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: Sequ
                disable=not progress_enabled(progress))
     for step in bar:
         idx = rng.choice(len(data), size=min(batch_size, len(data)), replace=False)
-        loss = 0.0
+        loss: Any = 0.0      # a torch scalar once the first term is added
         for i in idx:
             out = student(data[int(i):int(i) + 1])
             outs, tgts = ((out,), (targets[i],)) if single else (out, targets[i])
-            for o, t in zip(outs, tgts):
+            for o, t in zip(outs, tgts, strict=True):
                 d = (o - t) ** 2
                 if weight_fn is not None:
                     d = d * weight_fn(t)

@@ -39,7 +39,7 @@ from sdk.compress.weight_rounding import choose_scales, gptq, qrange, relative_o
 
 logger = logging.getLogger("edgewise")
 
-__all__ = ["refine_qdq", "RefineReport", "mse_range", "keep_float"]
+__all__ = ["refine_qdq", "RefineReport", "mse_range"]
 
 #: values sampled per tensor per calibration sample (output power for the noise ranking)
 SAMPLES_PER_TENSOR = 1 << 12
@@ -53,7 +53,7 @@ class RefineReport:
 
     ranges: dict[str, dict[str, float]] = field(default_factory=dict)   # scale name -> old/new MSE, old/new scale
     layers: dict[str, dict[str, float]] = field(default_factory=dict)   # node -> rel. output error before/after
-    noise: list[tuple[str, float]] = field(default_factory=list)        # (node, input-noise / output power), worst first
+    noise: list[tuple[str, float]] = field(default_factory=list)    # (node, input-noise / output power), worst first
 
     def summary(self) -> dict[str, Any]:
         def mean(rows: Iterable[dict[str, float]], key: str) -> float | None:
@@ -68,19 +68,26 @@ class RefineReport:
                 "noisiest_inputs": [[n, round(v, 5)] for n, v in self.noise[:8]]}
 
 
-def _hist_mse(counts: np.ndarray, centers: np.ndarray, lo: np.ndarray, hi: np.ndarray
+def silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def _hist_mse(counts: np.ndarray, centers: np.ndarray, lo: np.ndarray, hi: np.ndarray, fn: Any = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean squared uint8 rounding error of the histogram for each candidate range [lo, hi]
-    (arrays): (mse, scale, zero_point) per candidate."""
+    (arrays): (mse, scale, zero_point) per candidate. With ``fn`` the error is measured after
+    it (``fn(x) - fn(q(x))``): the grid of a tensor that only feeds a SiLU may clip the
+    negative tail that SiLU maps to about 0 anyway."""
     lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
     scale = np.maximum((hi - lo) / 255.0, 1e-12)
     zp = np.clip(np.rint(-lo / scale), 0, 255)
     q = np.clip(np.rint(centers[None, :] / scale[:, None]) + zp[:, None], 0, 255)
-    err = (centers[None, :] - (q - zp[:, None]) * scale[:, None]) ** 2
+    deq = (q - zp[:, None]) * scale[:, None]
+    err = (centers[None, :] - deq) ** 2 if fn is None else (fn(centers)[None, :] - fn(deq)) ** 2
     return (err * counts[None, :]).sum(1) / max(counts.sum(), 1), scale, zp.astype(int)
 
 
-def hist_range(counts: np.ndarray, edges: np.ndarray, steps: int = 40, shrink: float = 0.25
+def hist_range(counts: np.ndarray, edges: np.ndarray, steps: int = 40, shrink: float = 0.25, fn: Any = None
                ) -> tuple[float, int, float, float]:
     """(scale, zero_point, mse, mse of min-max) of the uint8 grid with the least squared error
     over a histogram of the values; candidates shrink the min-max range towards zero (both
@@ -92,7 +99,7 @@ def hist_range(counts: np.ndarray, edges: np.ndarray, steps: int = 40, shrink: f
     r = np.linspace(1.0, shrink, steps)
     los = np.concatenate([[lo], lo * r[1:], np.full(steps - 1, lo), lo * r[1:]])
     his = np.concatenate([[hi], hi * r[1:], hi * r[1:], np.full(steps - 1, hi)])
-    mse, scale, zp = _hist_mse(counts, centers, los, his)
+    mse, scale, zp = _hist_mse(counts, centers, los, his, fn)
     k = int(np.argmin(mse))
     return float(scale[k]), int(zp[k]), float(mse[k]), float(mse[0])
 
@@ -103,6 +110,21 @@ def mse_range(values: np.ndarray, steps: int = 40, shrink: float = 0.25, bins: i
     v = np.asarray(values, np.float64).ravel()
     counts, edges = np.histogram(v, bins=bins, range=(float(v.min()), float(v.max()) + 1e-12))
     return hist_range(counts, edges, steps, shrink)
+
+
+def _silu_inputs(model: onnx.ModelProto) -> set[str]:
+    """Tensors whose only readers are a ``Sigmoid`` and a ``Mul(x, Sigmoid(x))``."""
+    cons: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for t in n.input:
+            cons.setdefault(t, []).append(n)
+    out = set()
+    for t, c in cons.items():
+        sig = [n for n in c if n.op_type == "Sigmoid"]
+        if len(c) == 2 and len(sig) == 1 and any(n.op_type == "Mul" and sorted(n.input) == sorted([t, sig[0].output[0]])
+                                                 for n in c):
+            out.add(t)
+    return out
 
 
 def _inits(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
@@ -192,73 +214,6 @@ def _noise_ranking(qdq: onnx.ModelProto, finits: Mapping[str, onnx.TensorProto],
     return sorted(out, key=lambda t: -t[1])
 
 
-def keep_float(qdq: onnx.ModelProto, float_model: onnx.ModelProto, nodes: Iterable[str]) -> list[str]:
-    """Run ``nodes`` in float for real: their activation inputs bypass the Quantize/Dequantize
-    pair (they read the float tensor) and their weights are the FP32 ones. Excluding a node in
-    onnxruntime's quantizer is not enough: when its neighbours are quantized, its input still
-    goes through a DequantizeLinear, and onnxruntime's load-time weight quantization then
-    turns it into an integer conv again. Q/DQ nodes left without consumers are removed.
-    Returns the nodes changed."""
-    names = set(nodes)
-    prod = {o: n for n in qdq.graph.node for o in n.output}
-    inits = _inits(qdq)
-    finits = _inits(float_model)
-    fprod = {o: n for n in float_model.graph.node for o in n.output}
-    changed: list[str] = []
-    skipped: list[str] = []
-    for n in qdq.graph.node:
-        if n.name not in names:
-            continue
-        for k, t in enumerate(n.input):
-            dq = prod.get(t)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            src = dq.input[0]
-            if src in inits:                                   # a quantized weight or bias
-                fname = src[:-len("_quantized")] if src.endswith("_quantized") else None
-                if fname in finits:
-                    # onnxruntime names a bias's DequantizeLinear output after the float bias
-                    new = fname if fname not in prod else fname + "_float"
-                    if new not in inits:
-                        t = onnx.TensorProto()
-                        t.CopyFrom(finits[fname])
-                        t.name = new
-                        qdq.graph.initializer.append(t)
-                        inits[new] = t
-                    n.input[k] = new
-                continue
-            q = prod.get(src)
-            if q is None or q.op_type != "QuantizeLinear":
-                continue
-            # onnxruntime's quantizer drops a Relu/Clip whose clamp the 8-bit grid does anyway, so
-            # the float tensor behind a Q can lack the activation: bypass only where the tensor
-            # comes from the same op as in the FP32 model
-            here, there = prod.get(q.input[0]), fprod.get(q.input[0])
-            same = (here is None and there is None) or (here is not None and there is not None
-                                                       and here.op_type == there.op_type)
-            if not same:
-                skipped.append(n.name)
-                break
-            n.input[k] = q.input[0]
-        else:
-            changed.append(n.name)
-    # drop Q/DQ nodes nobody reads any more
-    while True:
-        used = {t for n in qdq.graph.node for t in n.input} | {o.name for o in qdq.graph.output}
-        dead = [n for n in qdq.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
-                and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            qdq.graph.node.remove(n)
-    used = {t for n in qdq.graph.node for t in n.input}
-    for t in [t for t in qdq.graph.initializer if t.name not in used]:
-        qdq.graph.initializer.remove(t)
-    if skipped:
-        logger.info("kept quantized (an activation was folded into their input grid): %s", ", ".join(skipped))
-    return changed
-
-
 def _as_rows(w: np.ndarray, op: str, node: onnx.NodeProto) -> np.ndarray:
     """Weight as ``[out, in]`` (the layout of :mod:`weight_rounding`)."""
     if op == "Conv":
@@ -276,12 +231,15 @@ def _from_rows(rows: np.ndarray, shape: tuple[int, ...], op: str, node: onnx.Nod
 
 def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[Mapping[str, np.ndarray]],
                *, ranges: bool = True, weights: bool = True, bias_correction: bool = True,
-               weight_bits: int = 8, requantize_weights: bool = False, progress: bool = False) -> RefineReport:
+               weight_bits: int = 8, requantize_weights: bool = False, silu_aware: bool = False,
+               progress: bool = False) -> RefineReport:
     """Rewrite ``qdq``'s scales, zero points, int8 weights and int32 biases in place (see the
     module docstring). ``float_model`` is the graph ``qdq`` was quantized from (same tensor
     and initializer names, as onnxruntime's quantizer keeps them); ``feeds`` its inputs.
     ``requantize_weights`` (with ``weights=False``): store ``float_model``'s weights rounded to
-    nearest on the grid ``qdq`` already has (after quantization-aware fine-tuning changed them)."""
+    nearest on the grid ``qdq`` already has (after quantization-aware fine-tuning changed them).
+    ``silu_aware``: the range of a tensor read only by a SiLU (``Sigmoid`` + ``Mul``) minimises
+    the error after the SiLU."""
     import onnxruntime as ort
 
     if not feeds:
@@ -291,6 +249,7 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
     finits = _inits(float_model)
     params = _activation_params(qdq)
     samples: dict[str, list[np.ndarray]] = {}
+    silu_in = _silu_inputs(float_model)
     if ranges and params:
         tensors = sorted({t for ts in params.values() for t in ts})
         known = {vi.name for vi in float_model.graph.value_info} | {o.name for o in float_model.graph.output} | \
@@ -310,7 +269,7 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
         hi = {p: -np.inf for p in params}
         for f in feeds:                              # pass 1: the range of every parameter
             got = sess.run(tensors, {k: v for k, v in f.items() if k in in_names})
-            for t, a in zip(tensors, got):
+            for t, a in zip(tensors, got, strict=True):
                 a = np.asarray(a, np.float32).ravel()
                 for p in of_tensor.get(t, []):
                     lo[p], hi[p] = min(lo[p], float(a.min())), max(hi[p], float(a.max()))
@@ -319,7 +278,7 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
         hists = {p: np.zeros(HIST_BINS) for p in params if np.isfinite(lo[p])}
         for f in feeds:                              # pass 2: histograms over those ranges
             got = sess.run(tensors, {k: v for k, v in f.items() if k in in_names})
-            for t, a in zip(tensors, got):
+            for t, a in zip(tensors, got, strict=True):
                 for p in of_tensor.get(t, []):
                     if p in hists:
                         hists[p] += np.histogram(np.asarray(a, np.float32).ravel(), bins=HIST_BINS,
@@ -331,11 +290,12 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
             if numpy_helper.to_array(inits[zp_name]).dtype != np.uint8:   # the uint8 activations of ORT's CPU path
                 continue
             edges = np.linspace(lo[scale_name], hi[scale_name] + 1e-12, HIST_BINS + 1)
-            s, z, mse, _ = hist_range(counts, edges)
+            fn = silu if silu_aware and all(t in silu_in for t in params[scale_name]) else None
+            s, z, mse, _ = hist_range(counts, edges, fn=fn)
             old = float(numpy_helper.to_array(inits[scale_name]).ravel()[0])
             old_z = int(numpy_helper.to_array(inits[zp_name]).ravel()[0])
             mse_old = float(_hist_mse(counts, (edges[:-1] + edges[1:]) / 2,
-                                      np.array([-old_z * old]), np.array([(255 - old_z) * old]))[0][0])
+                                      np.array([-old_z * old]), np.array([(255 - old_z) * old]), fn)[0][0])
             if mse >= mse_old:                  # onnxruntime's own range was better on these values
                 continue
             _set(inits, scale_name, np.float32(s))
@@ -366,20 +326,24 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
         st = stats.get(L.node.name)
         h = st.hessian if st is not None and st.hessian is not None and st.hessian.shape[0] == rows.shape[1] else None
         per_tensor = old_s.size == 1
-        lo, hi = qrange(weight_bits)
-        q_rtn = np.clip(np.rint(rows / (old_s[:, None] if not per_tensor else old_s)), lo, hi)
+        qlo, qhi = qrange(weight_bits)
+        q_rtn = np.clip(np.rint(rows / (old_s[:, None] if not per_tensor else old_s)), qlo, qhi)
         err_rtn = relative_output_error(rows, q_rtn * (old_s[:, None] if not per_tensor else old_s), h)
         entry = {"error_rtn": err_rtn}
+        q_used: np.ndarray
+        s_used: np.ndarray
         if weights and not per_tensor:
-            s = choose_scales(rows, weight_bits, h).astype(np.float64)
+            s_new = choose_scales(rows, weight_bits, h).astype(np.float64)
             enough = st is not None and st.rows >= 2 * rows.shape[1]
-            q = gptq(rows, h, s, weight_bits) if (h is not None and enough) else round_nearest(rows, s, weight_bits)
-            err = relative_output_error(rows, q * s[:, None], h)
+            q = (gptq(rows, h, s_new, weight_bits) if (h is not None and enough)
+                 else round_nearest(rows, s_new, weight_bits))
+            err = relative_output_error(rows, q * s_new[:, None], h)
             if err < err_rtn:
                 _set(inits, L.w_q, _from_rows(q.astype(np.int8), w.shape, op, L.node))
-                _set(inits, L.w_scale, s.astype(np.float32).reshape(numpy_helper.to_array(inits[L.w_scale]).shape))
+                _set(inits, L.w_scale,
+                     s_new.astype(np.float32).reshape(numpy_helper.to_array(inits[L.w_scale]).shape))
                 entry["error_new"] = err
-                q_used, s_used = q, s
+                q_used, s_used = q, s_new
             else:
                 entry["error_new"] = err_rtn
                 q_used, s_used = q_rtn, old_s
@@ -402,6 +366,7 @@ def refine_qdq(float_model: onnx.ModelProto, qdq: onnx.ModelProto, feeds: list[M
                         entry["bias_shift"] = float(np.abs(shift).mean())
                 _set(inits, fb, b)
             continue
+        assert L.b_float is not None and L.b_scale is not None   # set together with b_q
         bias = numpy_helper.to_array(finits[L.b_float]).astype(np.float64).ravel()
         if bias_correction and st is not None and st.mean.shape[0] == rows.shape[1]:
             shift = (rows - q_used * s_used[:, None]) @ st.mean

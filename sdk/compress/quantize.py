@@ -179,10 +179,11 @@ class QuantizeStatic(Pass):
             self._quantize(Path(model_in), Path(model_out), ctx, work)
         return PassResult(verify_loadable(Path(model_out), self.name))
 
-    def _quantize(self, model_in: Path, model_out: Path, ctx: PassContext, work: Path
-                  ) -> tuple[Path, list[dict[str, np.ndarray]]]:
+    def _quantize(self, model_in: Path, model_out: Path, ctx: PassContext, work: Path,
+                  rewrite: Any = None) -> tuple[Path, list[dict[str, np.ndarray]]]:
         """onnxruntime's quantize_static; returns the float model it quantized (pre-processed,
-        in ``work``) and the calibration feeds it used."""
+        in ``work``) and the calibration feeds it used. ``rewrite(path, feeds) -> path`` may
+        change the pre-processed FP32 model before it is quantized."""
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         cfg = self.config
@@ -193,6 +194,8 @@ class QuantizeStatic(Pass):
         calib = ctx.calib if isinstance(ctx.calib, CalibrationData) else CalibrationData(ctx.calib)
         src = _prepared(model_in, work / "static_prep.onnx", cfg)
         feeds = calib.for_model(src, limit=cfg.calibration_samples)
+        if rewrite is not None:
+            src = rewrite(src, feeds)
         act, wt = TYPE_PAIRS[cfg.types]
         extra = dict(cfg.extra_options)
         if cfg.calibrate_method == "Percentile":
@@ -236,8 +239,9 @@ class QuantizeInt8(QuantizeStatic):
                                        "QuantizeLinear/DequantizeLinear parameters")
         per_channel: bool = Field(True, description="one weight scale per output channel (upgrades the opset to "
                                   "13 first when older)")
-        ranges: Literal["mse", "calibrator"] = Field("mse", description="activation ranges: least squared error "
-                                                     "over the FP32 values, or the calibrate_method's own")
+        ranges: Literal["mse", "mse_silu", "calibrator"] = Field(
+            "mse_silu", description="activation ranges: least squared error over the FP32 values (mse_silu: measured "
+            "after the SiLU for tensors only a SiLU reads), or the calibrate_method's own")
         weight_rounding: Literal["gptq", "nearest"] = Field("gptq", description="weights: output-error scale + "
                                                             "GPTQ rounding, or onnxruntime's round-to-nearest")
         bias_correction: bool = Field(True, description="fold the mean output shift of the weight rounding into "
@@ -248,6 +252,14 @@ class QuantizeInt8(QuantizeStatic):
         keep_float_nodes: list[str] = Field(default_factory=list, description="nodes run in float for real "
                                             "(float input and weights), unlike nodes_to_exclude, which onnxruntime "
                                             "turns back into integer convs when their neighbours are quantized")
+        equalize: bool = Field(False, description="cross-layer equalization of Conv -> activation -> Conv pairs "
+                               "before quantizing (sdk.compress.equalize; SiLU pairs within equalize_silu_tol)")
+        equalize_silu_tol: float = Field(1e-5, gt=0, description="relative squared change a SiLU channel may take "
+                                         "from equalization")
+        reconstruct: Literal["none", "adaround"] = Field("none", description="adaround: learn the weight rounding, "
+                                                         "input scales and biases block by block against the FP32 "
+                                                         "model (sdk.compress.adaround; extra 'train')")
+        reconstruct_iters: int = Field(200, ge=1, description="optimisation steps per block for reconstruct")
 
     config: Config  # the validated config (narrows Pass.config for the type checker)
 
@@ -258,21 +270,41 @@ class QuantizeInt8(QuantizeStatic):
         from sdk.compress.qdq_refine import refine_qdq
 
         cfg = self.config
+        weight_bits = 7 if cfg.reduce_range else 8
+        kw: dict[str, Any] = dict(ranges=cfg.ranges != "calibrator", silu_aware=cfg.ranges == "mse_silu",
+                                  weights=cfg.weight_rounding == "gptq", bias_correction=cfg.bias_correction,
+                                  weight_bits=weight_bits, progress=ctx.progress)
         kept: list[str] = []
+        extra: dict[str, Any] = {}
+        self._eq_report: dict[str, Any] = {}
         with _WorkDir(ctx) as work:
-            src, feeds = self._quantize(Path(model_in), Path(model_out), ctx, work)
+            src, feeds = self._quantize(Path(model_in), Path(model_out), ctx, work,
+                                        rewrite=self._equalize if cfg.equalize else None)
             qdq = onnx.load(str(model_out))
             float_model = load_model(src, check=False)
-            rep = refine_qdq(float_model, qdq, list(feeds), ranges=cfg.ranges == "mse",
-                             weights=cfg.weight_rounding == "gptq", bias_correction=cfg.bias_correction,
-                             weight_bits=7 if cfg.reduce_range else 8, progress=ctx.progress)
+            rep = refine_qdq(float_model, qdq, list(feeds), **kw)
+            if cfg.reconstruct == "adaround":
+                from sdk.compress.adaround import reconstruct_qdq
+
+                extra["reconstruct"] = reconstruct_qdq(float_model, qdq, feeds, iters=cfg.reconstruct_iters,
+                                                       weight_bits=weight_bits, progress=ctx.progress).summary()
             wanted = list(cfg.keep_float_nodes) + [n for n, _ in rep.noise[:cfg.keep_float_noisy]]
             if wanted:
-                from sdk.compress.qdq_refine import keep_float
+                from sdk.compress.qdq_keep_float import keep_float
 
                 kept = keep_float(qdq, float_model, list(dict.fromkeys(wanted)))
             save_model(qdq, model_out)
-        return PassResult(verify_loadable(Path(model_out), self.name), {**rep.summary(), "kept_float": kept})
+        return PassResult(verify_loadable(Path(model_out), self.name),
+                          {**rep.summary(), "kept_float": kept, **extra, **self._eq_report})
+
+    def _equalize(self, src: Path, feeds: list[dict[str, np.ndarray]]) -> Path:
+        """Cross-layer equalization of the pre-processed FP32 model (a new file next to it)."""
+        from sdk.compress.equalize import equalize
+        from sdk.compress.graph_prep import save_model
+
+        model = load_model(src, check=False)
+        self._eq_report = {"equalize": equalize(model, feeds, silu_tol=self.config.equalize_silu_tol).summary()}
+        return save_model(model, Path(src).with_name(Path(src).stem + ".equalized.onnx"))
 
 
 def _calibration_cache(ctx: PassContext, model: Path, feeds: list[dict[str, np.ndarray]], cfg: Any) -> str | None:
