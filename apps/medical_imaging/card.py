@@ -27,7 +27,8 @@ def model_card(name: str, r: dict, rows: list[dict], metrics: dict, cfg: TrainCo
     cand = "\n".join(f"| {c['name']} | {c['metric'] if c['metric'] is None else round(c['metric'], 4)} | "
                      f"{c['latency_ms'] if c['latency_ms'] is None else round(c['latency_ms'], 4)} | "
                      f"{c['size_bytes']} | {c['error'] or ''} |" for c in opt.get("candidates", []))
-    opt_text = (f"\n## Optimization search (sdk.compress.optimize, AUC budget {cfg.max_auc_drop})\n\n"
+    budget = opt.get("budget", cfg.max_auc_drop)
+    opt_text = (f"\n## Optimization search (sdk.compress.optimize, AUC budget {budget})\n\n"
                 f"{opt.get('note', '')}\n\n| candidate | val AUC | latency ms | bytes | error |\n"
                 "|---|---|---|---|---|\n"
                 f"{cand}\n") if opt else ""

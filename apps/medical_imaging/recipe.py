@@ -6,6 +6,7 @@ import json
 import logging
 import platform
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,19 @@ def preprocess_spec(norm: tuple[float, float]):
                                CastDtype(dtype="float32")])
 
 
+def auc_budget(requested: float | None, judge: Any) -> float:
+    """The AUC budget of the optimize search: the one asked for, else 0.005 or, where the
+    validation split is too small to tell 0.005 apart (one sample of its smaller class moves the
+    AUC by more than half of it), twice that step, so the search can judge it."""
+    if requested is not None:
+        return float(requested)
+    step = judge.resolution() or 0.0
+    budget = max(0.005, 2.0 * step)
+    if budget > 0.005:
+        log.info("AUC budget %.4f: the validation split (%s) cannot resolve 0.005", budget, judge.size_text())
+    return budget
+
+
 def build_bundles(teacher, xt, yt, xv, yv, *, work: Path, cfg: TrainConfig, history: dict) -> dict:
     from apps.medical_imaging.nets import STUDENT_WIDTH, Student, StudentExport, TeacherExport
     from apps.medical_imaging.train_torch import augmented_copies, seed_everything
@@ -92,9 +106,10 @@ def build_bundles(teacher, xt, yt, xv, yv, *, work: Path, cfg: TrainConfig, hist
                          input_names=["input"], output_names=["logits", "features"])
 
     calib = CalibrationData.from_arrays({"input": Xt[:: max(1, len(Xt) // 256)]})
-    opt = optimize(s_path, calib, AUC(Xv, yv, output_index=0),
-                   OptimizeOptions(budget={"max_drop": cfg.max_auc_drop}, out_dir=work / "optimize",
-                                   progress=progress))
+    judge = AUC(Xv, yv, output_index=0)
+    budget = auc_budget(cfg.max_auc_drop, judge)
+    opt = optimize(s_path, calib, judge,
+                   OptimizeOptions(budget={"max_drop": budget}, out_dir=work / "optimize", progress=progress))
     chosen = Path(opt.chosen.path)
     log.info("optimize: %s", opt.note)
 
@@ -117,7 +132,7 @@ def build_bundles(teacher, xt, yt, xv, yv, *, work: Path, cfg: TrainConfig, hist
                  "policy": policy.model_dump(), "ood": ood.model_dump(),
                  "training": {"seed": cfg.seed, "teacher_epochs": cfg.teacher_epochs,
                               "student_epochs": cfg.student_epochs,
-                              "optimize": {"chosen": opt.chosen.name, "note": opt.note,
+                              "optimize": {"chosen": opt.chosen.name, "note": opt.note, "budget": budget,
                                            "candidates": [{k: c.to_dict()[k] for k in
                                                            ("name", "metric", "latency_ms", "size_bytes", "error")}
                                                           for c in opt.candidates]}

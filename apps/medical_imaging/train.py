@@ -58,7 +58,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--teacher-epochs", type=int, default=None, help="default: the task's (pneumonia 15)")
     ap.add_argument("--student-epochs", type=int, default=None, help="default: the task's (pneumonia 12)")
-    ap.add_argument("--max-auc-drop", type=float, default=0.005, help="AUC budget of the optimize search")
+    ap.add_argument("--max-auc-drop", type=float, default=None,
+                    help="AUC budget of the optimize search (default: 0.005, or the smallest the validation split "
+                         "can resolve: twice the AUC step of one sample of its smaller class)")
     ap.add_argument("--reuse-teacher", action="store_true", help="load WORK/teacher.pt if present")
     ap.add_argument("--stop-after", choices=["teacher", "student", "all"], default="all")
     ap.add_argument("--ood", nargs="*", default=None, help="OOD probe .npz files (default: the task's)")

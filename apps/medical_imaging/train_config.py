@@ -29,7 +29,8 @@ class TrainConfig(BaseModel):
     seed: int = 0
     teacher_epochs: int = Field(gt=0)
     student_epochs: int = Field(gt=0)
-    max_auc_drop: float = Field(0.005, ge=0, le=1, description="AUC budget of the optimize search")
+    max_auc_drop: float | None = Field(None, ge=0, le=1, description="AUC budget of the optimize search (None: "
+                                       "0.005, or twice the AUC step of one validation sample where that is larger)")
     reuse_teacher: bool = Field(False, description="load WORK/teacher_<task>.pt if present")
     stop_after: Literal["teacher", "student", "all"] = "all"
     ood: tuple[str, ...] = Field((), description="out-of-distribution probe .npz files")

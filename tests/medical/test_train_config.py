@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -43,3 +44,18 @@ def test_norm_must_be_set_before_use_and_keys_are_checked():
         TrainConfig(data="x.npz", teacher_epochs=1, student_epochs=1, max_auc_drop=2.0)
     with pytest.raises(ValidationError, match="extra"):
         TrainConfig(data="x.npz", teacher_epochs=1, student_epochs=1, epochs=3)
+
+
+def test_default_auc_budget_is_one_the_validation_split_can_resolve():
+    """0.005 where the split resolves it; else twice the AUC step of one sample of the smaller
+    class (optimize refuses a budget under that); a budget asked for is kept as it is."""
+    from apps.medical_imaging.recipe import auc_budget
+    from sdk.compress import AUC
+
+    def judge(n_pos, n_neg):
+        x = np.zeros((n_pos + n_neg, 1, 28, 28), np.float32)
+        return AUC(x, np.array([1] * n_pos + [0] * n_neg), output_index=0)
+
+    assert auc_budget(None, judge(1000, 2000)) == 0.005
+    assert auc_budget(None, judge(389, 135)) == pytest.approx(2 / 135)
+    assert auc_budget(0.003, judge(389, 135)) == 0.003
