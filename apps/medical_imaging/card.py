@@ -28,6 +28,7 @@ def model_card(name: str, r: dict, rows: list[dict], metrics: dict, cfg: TrainCo
                      f"{c['latency_ms'] if c['latency_ms'] is None else round(c['latency_ms'], 4)} | "
                      f"{c['size_bytes']} | {c['error'] or ''} |" for c in opt.get("candidates", []))
     budget = opt.get("budget", cfg.max_auc_drop)
+    budget = f"{budget:.4f}" if isinstance(budget, (int, float)) else "default"
     opt_text = (f"\n## Optimization search (sdk.compress.optimize, AUC budget {budget})\n\n"
                 f"{opt.get('note', '')}\n\n| candidate | val AUC | latency ms | bytes | error |\n"
                 "|---|---|---|---|---|\n"
