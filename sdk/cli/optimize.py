@@ -89,17 +89,11 @@ def _array_data(paths: list[Path]) -> bool:
                                 (paths[0].is_dir() and any(paths[0].glob("*.npy"))))
 
 
-def _split_list(items: list[Any], holdout: float | None) -> tuple[list[Any], list[Any]]:
-    """(search, held-out) of loose samples: every k-th sample is held out."""
-    from sdk.compress.audio_calib import split_every_kth
-
-    return split_every_kth(items, holdout)
-
-
 def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
     """(calibration, search evaluator, held-out evaluator or None, extra input shapes)."""
     from sdk.compress import AUC, CalibrationData, FrameDetectionAgreement, OutputFidelity, Top1Accuracy, YoloxDecoder
     from sdk.compress.frames import FrameCalibration, frame_input_shapes, load_frames, model_input_hw, split_frames
+    from sdk.compress.holdout import split_every_kth
 
     paths = [Path(p) for p in args.calib]
     for p in paths:
@@ -125,7 +119,7 @@ def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
             X, y = z["X"], z["y"]
         cls = Top1Accuracy if args.eval == "top1" else AUC
         idx = list(range(len(y)))
-        s_idx, h_idx = _split_list(idx, holdout)
+        s_idx, h_idx = split_every_kth(idx, holdout)
         calib = _loose_calibration(args, paths, model_path, bundle)
         return calib, cls(X[s_idx], y[s_idx]), (cls(X[h_idx], y[h_idx]) if h_idx else None), shapes
     if args.eval == "detection" and not _array_data(paths):
@@ -149,7 +143,7 @@ def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
                          "fed at its own input size")
     calib = _loose_calibration(args, paths, model_path, bundle)
     feeds = calib.for_model(model_path)
-    s_feeds, h_feeds = _split_list(feeds, holdout)
+    s_feeds, h_feeds = split_every_kth(feeds, holdout)
     calib = CalibrationData(s_feeds)
     if args.eval == "detection":
         from sdk.compress import DetectionAgreement

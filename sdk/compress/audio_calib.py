@@ -11,16 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from sdk.compress.calibration import CalibrationData
 from sdk.compress.evaluators import OutputFidelity
+from sdk.compress.holdout import split_every_kth
 from sdk.errors import CompressionError
 
-__all__ = ["AudioFidelity", "audio_evaluation", "audio_files", "encoder_feeds", "is_audio_data", "split_every_kth",
-           "split_files"]
+__all__ = ["AudioFidelity", "audio_evaluation", "audio_files", "encoder_feeds", "is_audio_data", "split_files"]
 
 
 def audio_files(paths: Sequence[str | Path]) -> list[Path]:
@@ -44,21 +43,6 @@ def is_audio_data(paths: Sequence[str | Path]) -> bool:
         return p.suffix.lower() in AUDIO_EXTS or (p.is_dir() and any(f.suffix.lower() in AUDIO_EXTS
                                                                       for f in p.rglob("*")))
     return bool(paths) and all(one(Path(p)) for p in paths)
-
-
-def split_every_kth(items: Sequence[Any], holdout: float | None, what: str = "sample(s)"
-                    ) -> tuple[list[Any], list[Any]]:
-    """(search, held-out): every k-th item (k = round(1 / holdout)) is held out."""
-    items = list(items)
-    if not holdout:
-        return items, []
-    k = max(2, round(1 / holdout))
-    held = [x for i, x in enumerate(items) if i % k == k - 1]
-    search = [x for i, x in enumerate(items) if i % k != k - 1]
-    if not held or not search:
-        raise ValueError(f"cannot hold out {holdout:.0%} of {len(items)} {what}: give at least {k} "
-                         f"(more data) or --no-holdout")
-    return search, held
 
 
 def split_files(files: Sequence[Path], holdout: float | None) -> tuple[list[Path], list[Path]]:

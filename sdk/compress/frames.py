@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from sdk.compress.calibration import IMAGE_EXTS, VIDEO_EXTS, CalibrationData, Feeds
+from sdk.compress.holdout import every_kth
 from sdk.errors import DecodeError
 
 __all__ = ["Frame", "load_frames", "split_frames", "FrameCalibration", "frame_input_shapes", "model_input_hw"]
@@ -86,9 +87,9 @@ def split_frames(frames: Sequence[Frame], holdout: float) -> tuple[list[Frame], 
     search: list[Frame] = []
     held: list[Frame] = []
     if len(by_src) >= 4:
-        k = max(2, round(1 / holdout))
-        for i, src in enumerate(sorted(by_src)):
-            (held if i % k == k - 1 else search).extend(by_src[src])
+        search_src, held_src = every_kth(sorted(by_src), holdout)
+        search = [f for src in search_src for f in by_src[src]]
+        held = [f for src in held_src for f in by_src[src]]
     else:
         for src in sorted(by_src):
             fs = sorted(by_src[src], key=lambda f: f.index)

@@ -2,7 +2,7 @@
 counters, and the events given to its ``on_event`` callback."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = ["StageStats", "StreamStats", "StreamEvent"]
@@ -61,8 +61,8 @@ class StageStats:
         return self.latency.p90_ms if self.latency is not None else 0.0
 
     def to_dict(self) -> dict:
-        d: dict[str, Any] = {k: getattr(self, k) for k in ("received", "emitted", "consumed", "dropped",
-                                                            "gated", "late", "errors", "queued", "high_water")}
+        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)
+                             if f.name not in ("name", "latency", "age")}
         d["latency"] = self.latency.model_dump() if self.latency is not None else None
         d["age"] = self.age.model_dump() if self.age is not None else None
         return d
