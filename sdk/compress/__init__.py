@@ -45,6 +45,7 @@ from sdk.compress.quantize import QuantizeDynamic, QuantizeInt8, QuantizeStatic,
 from sdk.compress.quantize_lowbit import ConvertFP16, QuantizeInt4
 from sdk.compress.quantize_weights import QuantizeWeights, WeightQuantizer
 from sdk.compress.recipe import Recipe, RecipeResult
+from sdk.compress.relu_distill import ReluDistill
 from sdk.compress.report import write_report
 from sdk.compress.results import Candidate, OptimizeResult, choose, pareto_front
 from sdk.compress.search import optimize
@@ -57,7 +58,7 @@ __all__ = [
     "Pass", "ModelPass", "PassConfig", "PassContext", "PassResult", "register_pass", "find_pass", "available_passes",
     "PASSES",
     "Recipe", "RecipeResult", "Workspace",
-    "QuantizeDynamic", "QuantizeStatic", "QuantizeInt8", "QuantizeInt4", "ConvertFP16", "OptimizeGraph",
+    "QuantizeDynamic", "QuantizeStatic", "QuantizeInt8", "QuantizeInt4", "ConvertFP16", "OptimizeGraph", "ReluDistill",
     "SpecializeInputs", "FixInputShape", "QuantizeWeights", "WeightQuantizer",
     "PruneMagnitude", "PruneChannels", "Distill", "DistillConfig", "DistillResult", "distill", "export_onnx",
     # data and evaluation

@@ -29,7 +29,10 @@ from sdk.compress.recipe import Recipe
 from sdk.compress.transformer_candidates import is_transformer, transformer_candidates
 
 __all__ = ["CandidateSet", "candidate_set", "default_candidates", "sensitivity_candidates", "shape_candidates",
-           "SENSITIVITY_CONFIG", "isa_profile"]
+           "relu_candidates", "SENSITIVITY_CONFIG", "isa_profile", "MIN_SILU_FOR_RELU"]
+
+#: a model needs this many SiLUs before the ReLU-student candidates are worth their training time
+MIN_SILU_FOR_RELU = 8
 
 SENSITIVITY_CONFIG = {"format": "QDQ", "types": "U8S8", "per_channel": True, "calibrate_method": "Percentile",
                       "percentile": 99.99}
@@ -166,3 +169,30 @@ def sensitivity_candidates(sres: Any, keep_float_k: Sequence[int] = (1, 3), redu
             tag = "x".join(str(d) for d in dims)
             out[f"input_{tag}_int8_reconstructed_{label}"] = Recipe([{"pass": "fix_input_shape", "shape": dims}, q])
     return out
+
+
+def relu_candidates(model_path: str | Path, shapes: Sequence[Sequence[int]], steps: int = 600,
+                    types: str = "U8S8", reduce_range: bool = False) -> tuple[dict[str, Recipe], str | None]:
+    """INT8 of the model's ReLU student (``relu_distill`` then ``quantize_int8``) at each fixed
+    input shape and at the model's own; and why there are none (fewer than
+    :data:`MIN_SILU_FOR_RELU` SiLUs, or no PyTorch), else None. The fixed shapes come first:
+    the student is trained once, by the first candidate built, so at the smallest input."""
+    import importlib.util
+
+    from sdk.compress.relu_swap import silu_pairs
+
+    n = len(silu_pairs(load_model(model_path, check=False, load_external_data=False)))
+    if n < MIN_SILU_FOR_RELU:
+        return {}, f"the model has {n} SiLU activation(s); the ReLU student is tried from {MIN_SILU_FOR_RELU}"
+    if importlib.util.find_spec("torch") is None:
+        return {}, (f"the model has {n} SiLUs, which INT8 runs slowly here; distilling a ReLU student needs "
+                    "PyTorch: pip install 'edgewise[train]'")
+    distill = {"pass": "relu_distill", "steps": int(steps)}
+    q = {"pass": "quantize_int8", "types": types, "reduce_range": reduce_range}
+    out: dict[str, Recipe] = {}
+    for shape in shapes:
+        dims = [int(d) for d in shape]
+        tag = "x".join(str(d) for d in dims)
+        out[f"input_{tag}_relu_int8"] = Recipe([{"pass": "fix_input_shape", "shape": dims}, distill, q])
+    out["relu_int8"] = Recipe([distill, q])
+    return out, None

@@ -30,6 +30,7 @@ from sdk.compress.candidates import (
     SENSITIVITY_CONFIG,
     candidate_set,
     isa_profile,
+    relu_candidates,
     sensitivity_candidates,
     shape_candidates,
 )
@@ -180,8 +181,15 @@ def _candidate_recipes(model: Path, opts: OptimizeOptions, device: Any, reduce_r
     else:
         recipes = dict(co.recipes)
     recipes.update(co.extra)
+    types = "S8S8" if profile == "arm" else "U8S8"
     recipes.update(shape_candidates([list(s) for s in co.input_shapes], int8=co.recipes is None,
-                                    reduce_range=reduce_range, types="S8S8" if profile == "arm" else "U8S8"))
+                                    reduce_range=reduce_range, types=types))
+    if co.relu_distill or (co.relu_distill is None and co.recipes is None):
+        relu, why = relu_candidates(model, [list(s) for s in co.input_shapes], co.relu_distill_steps, types,
+                                    reduce_range)
+        recipes.update(relu)
+        if why is not None and (co.relu_distill or "PyTorch" in why):
+            skipped.append({"name": "relu_int8 (ReLU student)", "reason": why})
     if BASELINE in recipes:
         raise ValueError(f"candidate name {BASELINE!r} is reserved for the input model")
     return recipes, skipped, profile, per_node

@@ -24,6 +24,7 @@ class Workspace:
         self.calib = calib
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._stats: dict[Hashable, Any] = {}
+        self._memo: dict[Hashable, Any] = {}
 
     def layer_stats(self, model_path: str | Path, key: Hashable, compute: Callable[[], T]) -> T:
         """``compute()``'s statistics of ``model_path`` under ``key``, computed once per file
@@ -34,6 +35,13 @@ class Workspace:
         if full not in self._stats:
             self._stats[full] = compute()
         return self._stats[full]
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` once per ``key`` for the life of the workspace (a result that depends on
+        the data and on what the key names, not on a file: trained weights)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def __repr__(self) -> str:
         calib = getattr(self.calib, "name", type(self.calib).__name__) if self.calib is not None else None
