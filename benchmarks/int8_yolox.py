@@ -14,6 +14,8 @@ median paired per-round ratio with its 90% bootstrap interval):
                       one com.microsoft.QuickGelu (sdk.compress.qdq_silu; the speed side)
   int8_adaround       (--adaround) + AdaRound block reconstruction (learned rounding, input scales, biases)
   int8_equalized      (--adaround) + cross-layer equalization before quantizing
+  relu_int8           (--relu) the ReLU student (sdk.compress.relu_distill: SiLU swapped for ReLU, distilled
+                      onto the FP32 model on the calibration frames), then quantize_int8; trained once
   *_256x416           the same INT8 recipes at the 16:9 input
 
 Detection F1 against FP32 (IoU 0.5) is given on the calibration-side frames and on held-out
@@ -23,7 +25,8 @@ QLinearMul, those two cost more than the float graph's fused QuickGelu, and eat 
 convolutions' gain.
 
 Run:  .venv/bin/python benchmarks/int8_yolox.py [--rounds 9] [--adaround] [--json]
-(--adaround adds the reconstruction rows: about 20 minutes each on a busy 2-core machine)
+(--adaround adds the reconstruction rows: about 20 minutes each on a busy 2-core machine;
+ --relu adds the ReLU-student rows: one training of --relu-steps steps, about 1-2 s a step on 2 cores)
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ sys.path.insert(0, str(REPO))
 import onnx  # noqa: E402
 
 from sdk.bench import compare_latency, model_file_size, speedup_interval  # noqa: E402
-from sdk.compress import FrameDetectionAgreement, Recipe  # noqa: E402
+from sdk.compress import FrameDetectionAgreement, Recipe, Workspace  # noqa: E402
 from sdk.compress.frames import FrameCalibration, load_frames, split_frames  # noqa: E402
 from sdk.compress.qdq_silu import fuse_silu  # noqa: E402
 from sdk.runtime import discover_device  # noqa: E402
@@ -75,6 +78,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--adaround", action="store_true", help="add the AdaRound and equalization rows (slow)")
+    ap.add_argument("--relu", action="store_true", help="add the ReLU-student rows (trains once; slow)")
+    ap.add_argument("--relu-steps", type=int, default=600, help="training steps of the ReLU student")
     args = ap.parse_args()
     model = SHARED / "models" / "yolox_nano_coco_416.onnx"
     if not model.exists():
@@ -101,10 +106,15 @@ def main() -> int:
     for name, step in int8.items():
         recipes[name] = [step]
         recipes[name + "_256x416"] = [fix, step]
+    if args.relu:          # the 256x416 row first: the student is trained once, at the smaller input
+        relu = {"pass": "relu_distill", "steps": args.relu_steps}
+        recipes["relu_int8_256x416"] = [fix, relu, q]
+        recipes["relu_int8"] = [relu, q]
     rows: dict[str, dict] = {"fp32": {"path": model}}
+    ws = Workspace(cal)        # shared: the ReLU student is trained once for both of its rows
     with tempfile.TemporaryDirectory(prefix="edgewise-int8-") as tmp:
         for name, steps in recipes.items():
-            p = Recipe(steps).apply(model, Path(tmp) / f"{name}.onnx", calib=cal, work_dir=tmp).path
+            p = Recipe(steps).apply(model, Path(tmp) / f"{name}.onnx", workspace=ws, work_dir=tmp).path
             if name.startswith("int8_silu_float"):       # + QuickGelu in place of the float Sigmoid/Mul pairs
                 m = onnx.load(str(p))
                 fuse_silu(m)
@@ -120,7 +130,8 @@ def main() -> int:
             r["speedup"], lo, hi = speedup_interval(tm.wall["fp32"], tm.wall[k])
             r["speedup_ci"] = [lo, hi]
             r["size_ratio"] = model_file_size(model) / model_file_size(r["path"])
-        profiles = {k: op_profile(rows[k]["path"], feeds) for k in ("fp32", "int8_reconstructed", "int8_silu_float")}
+        prof_rows = ("fp32", "int8_reconstructed", "int8_silu_float") + (("relu_int8",) if args.relu else ())
+        profiles = {k: op_profile(rows[k]["path"], feeds) for k in prof_rows}
     dev = discover_device()
     out = {"cpu": dev.summary(), "frames": {"search": len(search), "held_out": len(held),
            "detections_search": sum(len(d) for d in ev_s.reference),

@@ -68,10 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-sensitivity", action="store_true", help="skip the per-node sensitivity analysis")
     p.add_argument("--no-bit-allocation", action="store_true",
                    help="skip choosing which weights can be stored at 4 bits (the weights_mixed_int4 candidate)")
-    p.add_argument("--relu-distill", choices=("auto", "on", "off"), default="auto",
-                   help="INT8 of a ReLU student distilled from a SiLU network on the calibration data (INT8 SiLU is "
-                        "slow on CPU; needs the train extra; about 10 minutes on 2 cores for YOLOX-nano). auto: "
-                        "with the default candidates when the model has SiLUs and PyTorch is installed")
+    p.add_argument("--relu-distill", action="store_true",
+                   help="also try INT8 of a ReLU student distilled from the (SiLU) model on the calibration data: "
+                        "onnxruntime runs INT8 SiLU slowly on CPU, INT8 ReLU fast (needs the train extra; trains "
+                        "once, about 1-2 s a step on 2 cores)")
     p.add_argument("--distill-steps", type=int, default=600, metavar="N",
                    help="training steps of the ReLU student (default 600)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
@@ -265,7 +265,7 @@ def options_from_args(args: argparse.Namespace, out_dir: Path, holdout: Any,
         data={"holdout": holdout},
         candidates={"recipes": {"recipe": Recipe.from_file(args.recipe)} if args.recipe else None,
                     "input_shapes": input_shapes,
-                    "relu_distill": {"auto": None, "on": True, "off": False}[args.relu_distill],
+                    "relu_distill": args.relu_distill,
                     "relu_distill_steps": args.distill_steps})
 
 

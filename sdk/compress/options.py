@@ -101,10 +101,8 @@ class CandidateOptions(_Section):
                                                                       "fixed to each of these shapes")
     device: Optional[DeviceInfo] = Field(None, description="the device to build the candidate set for (default: "
                                                            "this machine)")
-    relu_distill: Optional[bool] = Field(None, description="try INT8 of a ReLU student distilled from a SiLU "
-                                                           "network (sdk.compress.relu_distill); None = with the "
-                                                           "default candidates, when the model has SiLUs and "
-                                                           "PyTorch is installed")
+    relu_distill: bool = Field(False, description="also try INT8 of a ReLU student distilled from a SiLU network "
+                                                  "(sdk.compress.relu_distill; trains once, needs PyTorch)")
     relu_distill_steps: int = Field(600, ge=1, description="training steps of the ReLU student")
 
     @field_validator("recipes", "extra", mode="before")

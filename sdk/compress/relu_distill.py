@@ -5,12 +5,17 @@ SiLU ones). This pass makes the swap usable: the input model is the teacher, the
 the student, both run in PyTorch through :func:`~sdk.compress.onnx_torch.onnx_to_torch`, and
 the student's weights are trained on the unlabelled calibration data to reproduce
 
-* every swapped activation of the teacher (mean squared error relative to the teacher's
-  energy, averaged over the layers: dense supervision, so a few hundred steps suffice), and
+* the input of every swapped activation (the convolution outputs: mean squared error relative
+  to the teacher's energy, averaged over the layers; a ReLU cannot reproduce SiLU's negative
+  tail, but the next convolution can make up for it, so these are the targets it can reach), and
 * the teacher's outputs: for a detector's ``[batch, anchors, 4 + 1 + classes]`` output with
   probabilities after the box (YOLOX layout), box L1 weighted by the teacher's confidence
   plus binary cross-entropy to the teacher's objectness and class probabilities; otherwise
   relative MSE.
+
+The swap is annealed: for the first ``anneal`` share of the steps each activation computes
+``(1 - a) * silu(x) + a * relu(x)`` with ``a`` rising from 0 to 1, so the student starts as the
+teacher and moves to ReLU while it learns; the rest of the steps train the pure ReLU network.
 
 Raw frames (:class:`~sdk.compress.frames.FrameCalibration`) are augmented every step: random
 crops of 50-100% of the side, mirroring and brightness/contrast, letterboxed to the model's
@@ -38,7 +43,7 @@ from pydantic import Field
 
 from sdk.compress.base import Pass, PassConfig, PassContext, PassResult, register_pass
 from sdk.compress.graph_prep import load_model, save_model
-from sdk.compress.relu_swap import swap_silu_for_relu
+from sdk.compress.relu_swap import silu_pairs, swap_silu_for_relu
 from sdk.errors import CompressionError, require
 
 __all__ = ["ReluDistill", "ReluDistillConfig", "distill_relu"]
@@ -48,9 +53,13 @@ logger = logging.getLogger("edgewise")
 
 class ReluDistillConfig(PassConfig):
     steps: int = Field(600, ge=1, description="training steps (one batch each)")
-    lr: float = Field(1e-3, gt=0, description="AdamW learning rate, cosine-decayed to 0")
+    lr: float = Field(2e-4, gt=0, description="AdamW learning rate, cosine-decayed to 0")
     batch_size: int = Field(8, ge=1, description="samples per step")
     feature_weight: float = Field(1.0, ge=0, description="weight of the per-activation feature term")
+    anneal: float = Field(0.7, ge=0.0, le=1.0,
+                          description="share of the steps over which each activation moves from SiLU to ReLU "
+                                      "((1 - a) * silu(x) + a * relu(x), a rising linearly to 1); 0 = swap at "
+                                      "once and train the ReLU network from the first step")
     output_loss: Literal["auto", "detection", "mse"] = Field(
         "auto", description="detection: YOLOX-layout box/objectness/class loss; mse: relative MSE; auto: "
                             "detection when the output looks like [batch, anchors, 5 + classes] probabilities")
@@ -146,23 +155,33 @@ def distill_relu(model: onnx.ModelProto, model_path: Path, calib: Any, cfg: Relu
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    teacher, student = onnx_to_torch(model), onnx_to_torch(student_model)
+    # the student runs the original graph with each SiLU output blended towards ReLU of its input
+    # (alpha[0] rises to 1 over the annealing steps); its weights go into the swapped graph at the end
+    teacher, student = onnx_to_torch(model), onnx_to_torch(model)
     for p in teacher.parameters():
         p.requires_grad_(False)
     if len(student.input_names) != 1:
         raise CompressionError(f"relu_distill supports single-input models, got inputs {student.input_names}")
-    wanted = set(swapped)
+    pre_of = {mul.output[0]: sig.input[0] for sig, mul in silu_pairs(model)}
+    pre_names = set(pre_of.values())        # the conv outputs the activations read: the feature targets
+    alpha = [1.0 if cfg.anneal == 0 else 0.0]
     feats_t: dict[str, Any] = {}
     feats_s: dict[str, Any] = {}
 
-    def capture(store: dict[str, Any]) -> Any:
-        def hook(name: str, value: Any) -> Any:
-            if name in wanted:
-                store[name] = value
-            return value
-        return hook
+    def teacher_hook(name: str, value: Any) -> Any:
+        if name in pre_names:
+            feats_t[name] = value
+        return value
 
-    teacher.tensor_hook, student.tensor_hook = capture(feats_t), capture(feats_s)
+    def student_hook(name: str, value: Any) -> Any:
+        if name in pre_names:
+            feats_s[name] = value
+        elif name in pre_of and alpha[0] > 0:
+            relu = torch.relu(feats_s[pre_of[name]])
+            value = relu if alpha[0] >= 1 else (1 - alpha[0]) * value + alpha[0] * relu
+        return value
+
+    teacher.tensor_hook, student.tensor_hook = teacher_hook, student_hook
     inp = next(i for i in model.graph.input if i.name == student.input_names[0])
     dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
     hw = (int(dims[2]), int(dims[3])) if len(dims) == 4 and all(dims[2:]) else None
@@ -175,6 +194,8 @@ def distill_relu(model: onnx.ModelProto, model_path: Path, calib: Any, cfg: Relu
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        if cfg.anneal > 0:
+            alpha[0] = min(1.0, (step + 1) / (cfg.anneal * cfg.steps))
         x = torch.from_numpy(samples.batch(cfg.batch_size))
         with torch.no_grad():
             t_out = teacher(x)
@@ -184,8 +205,8 @@ def distill_relu(model: onnx.ModelProto, model_path: Path, calib: Any, cfg: Relu
         if detection is None:
             detection = len(t_outs) == 1 and _is_detection(t_outs[0])
         out_loss = sum(_output_loss(torch, o, t, detection) for o, t in zip(s_outs, t_outs, strict=True))
-        feat = sum(((feats_s[k] - feats_t[k]) ** 2).mean() / ((feats_t[k] ** 2).mean() + 1e-6) for k in swapped)
-        feat = feat / len(swapped)
+        feat = sum(((feats_s[k] - feats_t[k]) ** 2).mean() / ((feats_t[k] ** 2).mean() + 1e-6) for k in pre_names)
+        feat = feat / len(pre_names)
         loss = out_loss + cfg.feature_weight * feat
         opt.zero_grad()
         loss.backward()
@@ -193,7 +214,7 @@ def distill_relu(model: onnx.ModelProto, model_path: Path, calib: Any, cfg: Relu
         hist.append((float(out_loss.detach()), float(feat.detach())))
         if step % 10 == 0 and hasattr(bar, "set_postfix"):
             bar.set_postfix(output=f"{hist[-1][0]:.3g}", features=f"{hist[-1][1]:.3g}")
-    trained = write_back(student, student_model)
+    trained = write_back(student, student_model)      # same initializers: the swap only rewires nodes
     k = min(10, len(hist))
     first, last = np.mean(hist[:k], 0), np.mean(hist[-k:], 0)
     report = {"swapped": len(swapped), "steps": cfg.steps, "seconds": round(time.perf_counter() - t0, 1),

@@ -184,11 +184,11 @@ def _candidate_recipes(model: Path, opts: OptimizeOptions, device: Any, reduce_r
     types = "S8S8" if profile == "arm" else "U8S8"
     recipes.update(shape_candidates([list(s) for s in co.input_shapes], int8=co.recipes is None,
                                     reduce_range=reduce_range, types=types))
-    if co.relu_distill or (co.relu_distill is None and co.recipes is None):
+    if co.relu_distill:
         relu, why = relu_candidates(model, [list(s) for s in co.input_shapes], co.relu_distill_steps, types,
                                     reduce_range)
         recipes.update(relu)
-        if why is not None and (co.relu_distill or "PyTorch" in why):
+        if why is not None:
             skipped.append({"name": "relu_int8 (ReLU student)", "reason": why})
     if BASELINE in recipes:
         raise ValueError(f"candidate name {BASELINE!r} is reserved for the input model")

@@ -89,7 +89,7 @@ def test_distilled_student_gets_closer_to_the_teacher_and_is_trained_once(tmp_pa
     real = rd.distill_relu
     monkeypatch.setattr(rd, "distill_relu", lambda *a, **k: calls.append(1) or real(*a, **k))
     ws = Workspace(calib)
-    step = {"pass": "relu_distill", "steps": 60, "lr": 3e-3, "batch_size": 2}
+    step = {"pass": "relu_distill", "steps": 60, "lr": 3e-3, "batch_size": 2, "anneal": 0.0}
     res = Recipe([step]).apply(src, tmp_path / "student.onnx", workspace=ws)
     rep = res.reports[next(iter(res.reports))]
     assert rep["swapped"] == 2 and rep["augmented_frames"] == 4 and rep["trained_at"] == [32, 48]
@@ -104,6 +104,11 @@ def test_distilled_student_gets_closer_to_the_teacher_and_is_trained_once(tmp_pa
     Recipe([{"pass": "fix_input_shape", "shape": [1, 3, 32, 48]}, step]).apply(src, tmp_path / "s2.onnx",
                                                                                 workspace=ws)
     assert len(calls) == 1
+    # annealed (the default): the student starts as the teacher and still ends a ReLU network closer to it
+    annealed = Recipe([{**step, "anneal": 0.7, "lr": 1e-3}]).apply(src, tmp_path / "s3.onnx", workspace=ws).path
+    a = onnx.load(str(annealed))
+    assert [n.op_type for n in a.graph.node].count("Relu") == 2
+    assert err(a) < err(swap_silu_for_relu(m)[0])
 
 
 def test_relu_distill_refuses_a_model_without_silu(tmp_path):
@@ -145,8 +150,8 @@ def _image_folder(path, n: int = 6):
     return path
 
 
-def test_cli_relu_distill_on_adds_the_relu_student_candidate(tmp_path, capsys):
-    """`edgewise optimize --relu-distill on --distill-steps N`: the ReLU-student INT8 candidate is
+def test_cli_relu_distill_adds_the_relu_student_candidate(tmp_path, capsys):
+    """`edgewise optimize --relu-distill --distill-steps N`: the ReLU-student INT8 candidate is
     built (relu_distill then quantize_int8), judged and reported next to the given recipe."""
     pytest.importorskip("torch")
     import json
@@ -158,7 +163,7 @@ def test_cli_relu_distill_on_adds_the_relu_student_candidate(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("- pass: optimize_graph\n")
     rc = main(["optimize", str(model), "--calib", str(_image_folder(tmp_path / "imgs")), "--image-scale", "255",
-               "--recipe", str(recipe), "--relu-distill", "on", "--distill-steps", "4", "--no-holdout",
+               "--recipe", str(recipe), "--relu-distill", "--distill-steps", "4", "--no-holdout",
                "--max-drop", "0.5", "--out", str(tmp_path / "b"), "--json", "--no-progress"])
     assert rc == 0
     data = json.loads(capsys.readouterr().out)
@@ -176,7 +181,7 @@ def test_cli_relu_distill_on_a_model_without_silu_says_why(tiny_cnn_path, tmp_pa
     recipe = tmp_path / "r.yaml"
     recipe.write_text("- pass: optimize_graph\n")
     rc = main(["optimize", str(tiny_cnn_path), "--calib", str(_image_folder(tmp_path / "imgs")), "--image-scale",
-               "255", "--recipe", str(recipe), "--relu-distill", "on", "--no-holdout", "--out", str(tmp_path / "b"),
+               "255", "--recipe", str(recipe), "--relu-distill", "--no-holdout", "--out", str(tmp_path / "b"),
                "--json", "--no-progress"])
     assert rc == 0
     data = json.loads(capsys.readouterr().out)
