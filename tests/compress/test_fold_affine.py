@@ -97,7 +97,7 @@ def test_folded_ppocr_int8_runs_integer_kernels(ppocr_det, tmp_path):
     """The default search tries the folded INT8; its graph keeps every conv in QLinearConv, and
     the affine blocks are gone (a third of the INT8 run time when left as QLinearMul/Add)."""
     cs = candidate_set(ppocr_det, "cpu")
-    assert {"folded_fp32_optimized", "folded_int8_reconstructed"} <= set(cs.recipes)
+    assert {"folded_fp32_optimized", "folded_int8_reconstructed", "folded_int8_adaround"} <= set(cs.recipes)
     rng = np.random.default_rng(0)
     calib = [{"x": rng.uniform(-1, 1, (1, 3, 96, 160)).astype(np.float32)} for _ in range(2)]
     folded = Recipe([{"pass": "fold_affine"}]).apply(ppocr_det, tmp_path / "f32.onnx").path
