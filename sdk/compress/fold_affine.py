@@ -198,63 +198,73 @@ def _fold_before(gr: _Graph) -> int:
     """Mul(a) -> Add(b) -> unpadded Conv, scalars, into the conv."""
     folded = 0
     for conv in [n for n in gr.g.node if n.op_type == "Conv"]:
-        while True:
-            params = _conv_params(gr, conv)
-            prev = gr.prod.get(conv.input[0])
-            if params is None or prev is None or prev.op_type not in ("Mul", "Add") or not _unpadded(conv):
-                break
-            if gr.only_reader(prev.output[0]) is not conv:
-                break
-            src = next((t for t in prev.input if t not in gr.consts), None)
-            v = gr.const_operand(prev, src) if src is not None else None
-            if v is None or np.asarray(v).size != 1:
-                break
-            a = float(np.asarray(v).ravel()[0])
-            w, b = params
-            if prev.op_type == "Mul":
-                w = w * a
-            else:
-                b = b + a * w.reshape(w.shape[0], -1).sum(1)
-            _write_conv(gr, conv, w, b)
-            conv.input[0] = prev.output[0]
-            gr.bypass(prev, src)
+        while _fold_one_before(gr, conv):
             folded += 1
     return folded
 
 
+def _fold_one_before(gr: _Graph, conv: onnx.NodeProto) -> bool:
+    params = _conv_params(gr, conv)
+    prev = gr.prod.get(conv.input[0])
+    if params is None or prev is None or prev.op_type not in ("Mul", "Add") or not _unpadded(conv):
+        return False
+    if gr.only_reader(prev.output[0]) is not conv:
+        return False
+    src = next((t for t in prev.input if t not in gr.consts), None)
+    if src is None:
+        return False
+    v = gr.const_operand(prev, src)
+    if v is None or np.asarray(v).size != 1:
+        return False
+    a = float(np.asarray(v).ravel()[0])
+    w, b = params
+    if prev.op_type == "Mul":
+        w = w * a
+    else:
+        b = b + a * w.reshape(w.shape[0], -1).sum(1)
+    _write_conv(gr, conv, w, b)
+    gr.bypass(prev, src)
+    return True
+
+
 def _hardswish(gr: _Graph) -> int:
     """``x * Clip(x + 3, 0, 6) / 6`` -> ``x * HardSigmoid(x)``; returns how many."""
-    done = 0
-    for add in [n for n in gr.g.node if n.op_type == "Add"]:
-        x = next((t for t in add.input if t not in gr.consts), None)
-        three = gr.const_operand(add, x) if x is not None else None
-        if three is None or three.size != 1 or float(three.ravel()[0]) != 3.0:
-            continue
-        clip = gr.only_reader(add.output[0])
-        if clip is None or clip.op_type != "Clip" or len(clip.input) < 3:
-            continue
-        lo, hi = gr.consts.get(clip.input[1]), gr.consts.get(clip.input[2])
-        if lo is None or hi is None or float(lo) != 0.0 or float(hi) != 6.0:
-            continue
-        mul = gr.only_reader(clip.output[0])
-        if mul is None or mul.op_type != "Mul" or sorted(mul.input) != sorted([x, clip.output[0]]):
-            continue
-        div = gr.only_reader(mul.output[0])
-        six = gr.const_operand(div, mul.output[0]) if div is not None and div.op_type == "Div" else None
-        if six is None or six.size != 1 or float(six.ravel()[0]) != 6.0 or div.input[0] != mul.output[0]:
-            continue
-        hs = helper.make_node("HardSigmoid", [x], [clip.output[0]], name=(add.name or clip.output[0]) + "_hsig",
-                              alpha=1.0 / 6.0, beta=0.5)
-        idx = list(gr.g.node).index(add)
-        gr.g.node.remove(add)
-        gr.g.node.remove(clip)
-        gr.g.node.insert(idx, hs)
-        out = div.output[0]
-        gr.g.node.remove(div)
-        mul.output[0] = out
-        gr.refresh()
-        done += 1
-    return done
+    return sum(_hardswish_at(gr, add) for add in [n for n in gr.g.node if n.op_type == "Add"])
+
+
+def _is_const(gr: _Graph, node: onnx.NodeProto, other: str, value: float) -> bool:
+    v = gr.const_operand(node, other)
+    return v is not None and v.size == 1 and float(v.ravel()[0]) == value
+
+
+def _hardswish_at(gr: _Graph, add: onnx.NodeProto) -> bool:
+    x = next((t for t in add.input if t not in gr.consts), None)
+    if x is None or not _is_const(gr, add, x, 3.0):
+        return False
+    clip = gr.only_reader(add.output[0])
+    if clip is None or clip.op_type != "Clip" or len(clip.input) < 3:
+        return False
+    lo, hi = gr.consts.get(clip.input[1]), gr.consts.get(clip.input[2])
+    if lo is None or hi is None or float(lo) != 0.0 or float(hi) != 6.0:
+        return False
+    mul = gr.only_reader(clip.output[0])
+    if mul is None or mul.op_type != "Mul" or sorted(mul.input) != sorted([x, clip.output[0]]):
+        return False
+    div = gr.only_reader(mul.output[0])
+    if div is None or div.op_type != "Div" or div.input[0] != mul.output[0] \
+            or not _is_const(gr, div, mul.output[0], 6.0):
+        return False
+    hs = helper.make_node("HardSigmoid", [x], [clip.output[0]], name=(add.name or clip.output[0]) + "_hsig",
+                          alpha=1.0 / 6.0, beta=0.5)
+    idx = list(gr.g.node).index(add)
+    gr.g.node.remove(add)
+    gr.g.node.remove(clip)
+    gr.g.node.insert(idx, hs)
+    out = div.output[0]
+    gr.g.node.remove(div)
+    mul.output[0] = out
+    gr.refresh()
+    return True
 
 
 def _prune(gr: _Graph) -> None:
