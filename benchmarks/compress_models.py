@@ -143,7 +143,7 @@ def ort_default_static(model: Path, out: Path, feeds: list[dict]) -> Path:
 # --- one model ---------------------------------------------------------------------------
 def run_model(name: str, model: Path, calib: CalibrationData, evaluator: Evaluator, out: Path,
               extra: dict | None = None, rounds: int = 7, input_shapes: tuple = (), max_drop: str = "1%",
-              holdout: Evaluator | None = None) -> dict:
+              holdout: Evaluator | None = None, also: tuple[str, ...] = ()) -> dict:
     t0 = time.time()
     opts = OptimizeOptions(out_dir=out / name, progress=True, budget={"max_drop": max_drop},
                            latency={"rounds": rounds, "iters": 10}, sensitivity={"evals": 6, "keep_float_k": (2,)},
@@ -164,6 +164,8 @@ def run_model(name: str, model: Path, calib: CalibrationData, evaluator: Evaluat
         except Exception as exc:  # noqa: BLE001 - recorded, the row says why
             ort_rows[label] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     same = {"chosen": res.chosen.path, "size_only": size_pick.path}
+    named = {c.name: c for c in res.candidates if c.ok and c.name in also}   # timed beside the others
+    same.update({name: c.path for name, c in named.items()})
     for label, p in same.items():
         if Path(p) != Path(model):
             paths[label] = p
@@ -174,12 +176,12 @@ def run_model(name: str, model: Path, calib: CalibrationData, evaluator: Evaluat
         paths.setdefault(label, model)
     base_metric = res.baseline.metric
     rows = {}
-    for label in ["fp32", "ort_dynamic", "ort_static", "chosen", "size_only"]:
+    for label in ["fp32", "ort_dynamic", "ort_static", "chosen", "size_only", *named]:
         if label not in paths:
             rows[label] = ort_rows[label]
             continue
-        metric = {"fp32": base_metric, "chosen": res.chosen.metric,
-                  "size_only": size_pick.metric}.get(label, ort_rows.get(label, {}).get("metric"))
+        metric = {"fp32": base_metric, "chosen": res.chosen.metric, "size_only": size_pick.metric,
+                  **{n: c.metric for n, c in named.items()}}.get(label, ort_rows.get(label, {}).get("metric"))
         rows[label] = {"speedup": lat["fp32"] / lat[label], "latency_ms": lat[label],
                        "size_ratio": model_file_size(model) / model_file_size(Path(paths[label])),
                        "metric": metric, "delta": metric - base_metric}
@@ -239,7 +241,7 @@ def with_text(img: np.ndarray, seed: int) -> np.ndarray:
     return out
 
 
-def bench_ppocr(out: Path) -> dict:
+def bench_ppocr(out: Path, adaround: bool = False) -> dict:
     from skimage import data as skd
 
     from sdk.demo import ppocr_det_model_path
@@ -252,9 +254,17 @@ def bench_ppocr(out: Path) -> dict:
                             + [{"x": ppocr_input(text_imgs[0])}])
     evalset = [ppocr_input(with_text(f, 100 + i)) for i, f in enumerate(stills)] + [ppocr_input(text_imgs[1])]
     ev = OutputFidelity(model, [{"x": x} for x in evalset], metric="cosine")
-    # AdaRound block reconstruction: the INT8 that meets the cosine budget (slow: ~20 min on 2 busy cores)
-    ada = {"int8_adaround": Recipe([{"pass": "quantize_int8", "reconstruct": "adaround", "reconstruct_iters": 100}])}
-    return run_model("ppocr_v4_det", model, calib, ev, out, extra=ada)
+    # held out from calibration and from the search's choice: mirrored stills and other clip
+    # frames, with other text drawn on them
+    _, more = driving_frames(per_video=10)
+    held = [ppocr_input(np.ascontiguousarray(with_text(f, 200 + i)[:, ::-1])) for i, f in enumerate(stills + more)]
+    holdout = OutputFidelity(model, [{"x": x} for x in held], metric="cosine")
+    extra = {}
+    if adaround:   # the longer AdaRound (100 steps a block on 32 frames; ~20 min on 2 busy cores)
+        extra["folded_int8_adaround100"] = Recipe([{"pass": "fold_affine"}, {"pass": "quantize_int8",
+                                                "reconstruct": "adaround", "reconstruct_iters": 100}])
+    return run_model("ppocr_v4_det", model, calib, ev, out, extra=extra, holdout=holdout,
+                     also=("folded_fp32_optimized", "folded_int8_reconstructed", "folded_int8_adaround", *extra))
 
 
 def bench_silero(out: Path) -> dict:
@@ -292,12 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="yolox,ppocr,silero")
     ap.add_argument("--out", default="/tmp/edgewise-compress-bench")
     ap.add_argument("--no-prune", action="store_true", help="YOLOX: skip the prune+distill candidates (slow)")
+    ap.add_argument("--adaround", action="store_true", help="PP-OCR: also try AdaRound reconstruction (~20 min)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
     results = []
     for m in args.models.split(","):
-        fn = {"yolox": lambda o: bench_yolox(o, not args.no_prune), "ppocr": bench_ppocr,
+        fn = {"yolox": lambda o: bench_yolox(o, not args.no_prune), "ppocr": lambda o: bench_ppocr(o, args.adaround),
               "silero": bench_silero}[m.strip()]
         try:
             results.append(fn(out))
@@ -319,14 +330,14 @@ def print_table(results: list[dict]) -> None:
         print(f"\n{r['model']}  (metric: {r['metric']}; budget: drop <= {r.get('budget', '1%')}; "
               f"search {r['search_s']} s; report {r['report']})")
         held = any("holdout" in row for row in r["rows"].values())
-        print(f"  {'variant':<12} {'recipe':<26} {'latency ms':>10} {'speedup':>8} {'size':>7} {'metric':>8} "
+        print(f"  {'variant':<26} {'recipe':<26} {'latency ms':>10} {'speedup':>8} {'size':>7} {'metric':>8} "
               f"{'delta':>8}"
               + (f" {'held-out':>9}" if held else ""))
         for label, row in r["rows"].items():
             if "error" in row:
-                print(f"  {label:<12} FAILED: {row['error']}")
+                print(f"  {label:<26} FAILED: {row['error']}")
                 continue
-            print(f"  {label:<12} {row.get('recipe', ''):<26} {row['latency_ms']:>10.2f} {row['speedup']:>7.2f}x "
+            print(f"  {label:<26} {row.get('recipe', ''):<26} {row['latency_ms']:>10.2f} {row['speedup']:>7.2f}x "
                   f"{row['size_ratio']:>6.2f}x {row['metric']:>8.4f} {row['delta']:>+8.4f}"
                   + (f" {row['holdout']:>9.4f}" if "holdout" in row else ""))
         print(f"  optimizer: {r['note']}")

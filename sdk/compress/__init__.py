@@ -28,6 +28,7 @@ from sdk.compress.evaluators import (
     Top1Accuracy,
 )
 from sdk.compress.export import export_onnx
+from sdk.compress.fold_affine import FoldAffine
 from sdk.compress.graph_passes import FixInputShape, OptimizeGraph, SpecializeInputs
 from sdk.compress.graph_prep import prepare_for_quantization, upgrade_opset
 from sdk.compress.options import (
@@ -59,7 +60,7 @@ __all__ = [
     "PASSES",
     "Recipe", "RecipeResult", "Workspace",
     "QuantizeDynamic", "QuantizeStatic", "QuantizeInt8", "QuantizeInt4", "ConvertFP16", "OptimizeGraph", "ReluDistill",
-    "SpecializeInputs", "FixInputShape", "QuantizeWeights", "WeightQuantizer",
+    "SpecializeInputs", "FixInputShape", "FoldAffine", "QuantizeWeights", "WeightQuantizer",
     "PruneMagnitude", "PruneChannels", "Distill", "DistillConfig", "DistillResult", "distill", "export_onnx",
     # data and evaluation
     "CalibrationData", "Evaluator", "Top1Accuracy", "AUC", "DetectionAgreement", "FrameDetectionAgreement",

@@ -260,6 +260,9 @@ class QuantizeInt8(QuantizeStatic):
                                                          "input scales and biases block by block against the FP32 "
                                                          "model (sdk.compress.adaround; extra 'train')")
         reconstruct_iters: int = Field(200, ge=1, description="optimisation steps per block for reconstruct")
+        reconstruct_blocks: int | None = Field(None, ge=1, description="reconstruct only the first this many "
+                                               "blocks in graph order (None: all); the rest keep their rounding")
+        reconstruct_frames: int = Field(32, ge=1, description="calibration frames the reconstruction uses")
 
     config: Config  # the validated config (narrows Pass.config for the type checker)
 
@@ -287,7 +290,9 @@ class QuantizeInt8(QuantizeStatic):
                 from sdk.compress.adaround import reconstruct_qdq
 
                 extra["reconstruct"] = reconstruct_qdq(float_model, qdq, feeds, iters=cfg.reconstruct_iters,
-                                                       weight_bits=weight_bits, progress=ctx.progress).summary()
+                                                       weight_bits=weight_bits, max_blocks=cfg.reconstruct_blocks,
+                                                       max_frames=cfg.reconstruct_frames,
+                                                       progress=ctx.progress).summary()
             wanted = list(cfg.keep_float_nodes) + [n for n, _ in rep.noise[:cfg.keep_float_noisy]]
             if wanted:
                 from sdk.compress.qdq_keep_float import keep_float
