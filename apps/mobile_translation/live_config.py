@@ -25,7 +25,8 @@ class LiveConfig(BaseModel):
     streaming_asr: bool = Field(True, description="recognise while the speaker talks when the recogniser "
                                 "supports it (PocketSphinx; Whisper re-decodes with LocalAgreement-2 partials), "
                                 "so little is left to do at the end of speech")
-    warm_up: bool = Field(True, description="run the recogniser once on silence at start")
+    warm_up: bool = Field(True, description="run the recogniser once on silence and start the "
+                          "translator (Apertium's persistent pipeline) at start")
     decode_on_pause: bool = Field(False, description="Whisper: also decode as soon as the speaker pauses, so the "
                                   "text may be ready when the end-pointer's silence has passed (not shown to help on "
                                   "the loaded 2-core build machine, hence off)")
