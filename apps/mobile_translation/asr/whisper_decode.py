@@ -235,7 +235,8 @@ class WindowDecoder:
                 finished += [(s, q, True) for s, q in zip(new_sums, new_seqs, strict=True)]
                 break
             idx = np.array(parents, np.int64)
-            cache = {n: np.take(v, idx, axis=0) for n, v in cache.items()}
+            if len(idx) != len(seqs) or (idx != np.arange(len(idx))).any():   # greedy keeps its one row
+                cache = {n: np.take(v, idx, axis=0) for n, v in cache.items()}
             seqs, sums = new_seqs, np.array(new_sums)
             logits, cache = self._step(enc_w[:len(seqs)], cache, [s[-1] for s in seqs])
         else:

@@ -44,6 +44,20 @@ def _engine_options(threads: int | None):
                          session=SessionOptions(intra_op_threads=threads, allow_spinning=False))
 
 
+def _decoder_engine(path: Path, opts, int8_matmul: bool):
+    """The decoder's Engine; with ``int8_matmul`` its dequantize-per-step logits run as INT8
+    (:mod:`apps.mobile_translation.asr.int8_matmul`: 4-5x faster steps on the shipped INT8 files)."""
+    from sdk.runtime import Engine
+
+    if int8_matmul:
+        from apps.mobile_translation.asr.int8_matmul import load_fused
+
+        model, n = load_fused(path)
+        if n:
+            return Engine(model, opts, label=str(path))
+    return Engine(path, opts)
+
+
 class WhisperOnnxRecognizer:
     name = "whisper-onnx"
     long_form = True   # segments long windows itself (file mode gives it VAD-merged groups)
@@ -51,7 +65,7 @@ class WhisperOnnxRecognizer:
     def __init__(self, model: str | Path = "whisper-tiny-en", lang: str = "en", task: str = "transcribe",
                  num_beams: int = 5, max_new_tokens: int = 224, quantized: bool | None = None,
                  threads: int | None = None, store=None, use_cache: bool = True,
-                 options: DecodeOptions | None = None):
+                 options: DecodeOptions | None = None, int8_matmul: bool = True):
         from sdk.runtime import Engine
 
         if task not in ("transcribe", "translate"):
@@ -66,7 +80,7 @@ class WhisperOnnxRecognizer:
         engines = {}
         try:
             self.n_mels = self._n_mels()
-            engines = {k: Engine(v, opts) for k, v in files.items() if k != "encoder"}
+            engines = {k: _decoder_engine(v, opts, int8_matmul) for k, v in files.items() if k != "encoder"}
             self.decoder = KVDecoder(**engines)
         except BaseException:
             self.encoder.close()
