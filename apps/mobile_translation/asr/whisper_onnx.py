@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from apps.mobile_translation.asr.base import SAMPLE_RATE, Segment, Transcript, check_audio
-from apps.mobile_translation.asr.whisper_decode import DecodeOptions, DecodeResult, WhisperTokens, WindowDecoder
+from apps.mobile_translation.asr.whisper_decode import (
+    DecodeCancelled,
+    DecodeOptions,
+    DecodeResult,
+    WhisperTokens,
+    WindowDecoder,
+)
 from apps.mobile_translation.bpe import ByteLevelBPEDecoder
 from apps.mobile_translation.onnx_files import decoder_files, resolve_model_dir
 from apps.mobile_translation.seq2seq import GenerationConfig, KVDecoder
@@ -218,8 +224,11 @@ class WhisperOnnxRecognizer:
         return out, advance if advance > 0 else seg_len
 
     def transcribe(self, audio_f32_16k: np.ndarray, timestamps: bool | None = None,
-                   options: DecodeOptions | None = None, results: list | None = None) -> Transcript:
+                   options: DecodeOptions | None = None, results: list | None = None, stop=None) -> Transcript:
         """The whole signal in 30 s windows; one :class:`Segment` per timestamped segment.
+
+        ``stop``: a callable checked after the encoder and before each decoder step; when it
+        returns True the decode ends with ``DecodeCancelled``.
 
         The :class:`DecodeResult` of each window goes to ``results`` when given (safe when
         several threads decode at once), and to ``last_results``.
@@ -237,8 +246,10 @@ class WhisperOnnxRecognizer:
         while len(audio) - seek >= MIN_WINDOW or (seek == 0 and len(audio)):
             piece = audio[seek:seek + WINDOW]
             enc = self.encode(piece)
+            if stop is not None and stop():
+                raise DecodeCancelled
             prompt, sot_index = self._prompt(previous if opts.condition_on_previous_text else [], ts)
-            res = self.window.decode_with_fallback(enc, prompt, sot_index, opts, rng)
+            res = self.window.decode_with_fallback(enc, prompt, sot_index, opts, rng, stop)
             window_results.append(res)
             if res.is_silence(opts):
                 seek += len(piece)
