@@ -7,7 +7,6 @@ from apps.mobile_translation.endpoint import EndpointConfig
 from apps.mobile_translation.engines import EngineConfig
 from sdk.errors import AudioDeviceError
 
-
 LIVE_SILENCE_MS = 416
 
 
