@@ -86,7 +86,7 @@ def test_silent_pipeline_times_out_with_a_typed_error():
             pipe.ask("hello")
         assert pipe._proc is None            # killed, restarted on the next call
         pipe.script = "exit 3"
-        with pytest.raises(InferenceError, match="exited"):
+        with pytest.raises(InferenceError, match="exited|stopped"):   # before or after it read the text
             pipe.ask("hello")
 
 
