@@ -114,17 +114,17 @@ def test_finish_waits_for_a_partial_that_covers_the_speech():
     assert [k for _, k in rec.calls] == ["partial"]
 
 
-def test_pause_hint_restarts_a_stale_partial_on_all_the_audio():
+def test_pause_hint_restarts_a_stale_partial_as_the_final_decode():
     rec = HeldWhisper(["where is", "where is the hospital"])
     s = WhisperStream(rec, step_s=0.5, min_audio_s=0.5)
     _feed(s, 16)
     assert _wait(lambda: rec.started == [8192])
     _feed(s, 8)                                # less than a step more: no new decode is due
-    s.pause_hint()                             # the speaker paused: decode all 12288 samples now
-    assert _wait(lambda: rec.started == [8192, 12288]) and s.cancelled_decodes == 1
-    rec.release.set()
+    s.pause_hint()                             # the speaker paused: the final decode of all 12288 samples, now
+    assert _wait(lambda: rec.calls == [(12288, "final")]) and s.cancelled_decodes == 1
     assert _wait(lambda: s.updates == 1)
-    assert s.finish(speech_end_s=0.7).text == "where is" and rec.calls == [(12288, "partial")]
+    # no more speech came: that decode is the final transcript, nothing is decoded again
+    assert s.finish(speech_end_s=0.768).text == "final text" and rec.calls == [(12288, "final")]
 
 
 @pytest.mark.shared

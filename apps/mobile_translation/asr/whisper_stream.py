@@ -65,6 +65,7 @@ class WhisperStream:
         self._prev: list[str] = []
         self._last_text = ""
         self._last_ok = False
+        self._last_final: Transcript | None = None   # the last decode, when it ran with the final settings
         self.updates = 0
         self.partial_compute_s = 0.0
         self._cv = threading.Condition()
@@ -106,14 +107,18 @@ class WhisperStream:
                     self._cv.wait()
                 if self._closed:
                     return
+                # a pause decode is the final decode started early: the final settings (timestamps,
+                # fallback), so that when no more speech comes its text is what finish() would compute
+                final = self._urgent
                 audio, self._scheduled_n, self._busy, self._urgent = self._audio(), self._n, True, False
                 self._abort = False
             try:
                 t0 = time.perf_counter()
                 results: list = []
                 try:
-                    text = self.rec.transcribe(audio, options=self.partial_opts, results=results,
-                                               stop=lambda: self._abort or self._cancelled).text
+                    tr = self.rec.transcribe(audio, options=self.final_opts if final else self.partial_opts,
+                                             results=results, stop=lambda: self._abort or self._cancelled)
+                    text = tr.text
                 except DecodeCancelled:
                     self.cancelled_decodes += 1
                     continue
@@ -121,6 +126,7 @@ class WhisperStream:
                     self.partial_compute_s += time.perf_counter() - t0
                 thr = self.partial_opts.compression_ratio_threshold
                 self._last_ok = all(not r.looped and (thr is None or r.compression_ratio <= thr) for r in results)
+                self._last_final = tr if final else None
                 self._update(text, len(audio))
             finally:
                 with self._cv:
@@ -155,6 +161,8 @@ class WhisperStream:
         audio = self._audio()
         t0 = time.perf_counter()
         covered = need > 0 and self._decoded_n >= need
+        if covered and self._last_final is not None:
+            return self._last_final
         if covered and self._last_ok:
             text = self._last_text.strip()
             segs = [Segment(text, 0.0, self._decoded_n / SAMPLE_RATE)] if text else []
