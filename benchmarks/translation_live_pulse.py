@@ -13,7 +13,7 @@ same sink (the microphone is gated meanwhile). Reported, from the app's own even
 Needs ``apt install pulseaudio pulseaudio-utils libasound2-plugins libportaudio2``. Whisper
 tiny.en is installed into a temporary store from ../shared with ``edgewise pull --from``.
 
-    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--no-decode-on-pause]
+    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--decode-on-pause]
                                                 [--trace] [--json]
 """
 from __future__ import annotations
@@ -130,10 +130,8 @@ def main() -> int:
     ap.add_argument("--asr", default="auto", choices=["auto", "pocketsphinx"])
     ap.add_argument("--to", default="es")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--decode-on-pause", action="store_true", help="Whisper also decodes as soon as the speaker "
-                    "pauses (LiveConfig.decode_on_pause; the default now, the flag is kept for old commands)")
-    ap.add_argument("--no-decode-on-pause", action="store_true", help="decode only every 0.8 s of speech and at "
-                    "the end of speech")
+    ap.add_argument("--decode-on-pause", action="store_true", help="Whisper also starts the final decode as soon "
+                    "as the speaker pauses (LiveConfig.decode_on_pause)")
     ap.add_argument("--trace", action="store_true", help="also check the latency from the PortAudio callbacks' "
                     "own times (see CallbackTrace)")
     args = ap.parse_args()
@@ -161,7 +159,7 @@ def main() -> int:
         events: list[dict] = []
         cfg = LiveConfig(engines=EngineConfig(src="en", tgt=args.to, asr=args.asr, num_beams=1),
                          input_device=device, output_device=device, speak=True, max_reopen_attempts=1,
-                         decode_on_pause=not args.no_decode_on_pause)
+                         decode_on_pause=args.decode_on_pause)
         with LiveTranslator(cfg, on_event=events.append) as lt:
             plan = lt.engines.plan.describe()
             warm_s = lt.warm_up_s
