@@ -130,8 +130,8 @@ def main() -> int:
     ap.add_argument("--asr", default="auto", choices=["auto", "pocketsphinx"])
     ap.add_argument("--to", default="es")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--decode-on-pause", action="store_true", help="Whisper also decodes as soon as the speaker "
-                    "pauses (LiveConfig.decode_on_pause)")
+    ap.add_argument("--decode-on-pause", action="store_true", help="Whisper also starts the final decode as soon "
+                    "as the speaker pauses (LiveConfig.decode_on_pause)")
     ap.add_argument("--trace", action="store_true", help="also check the latency from the PortAudio callbacks' "
                     "own times (see CallbackTrace)")
     args = ap.parse_args()

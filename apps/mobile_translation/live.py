@@ -66,9 +66,11 @@ class LiveTranslator(Closing):
         self._mic: ReopeningMicrophone | None = None
         self._seg: Segmenter | None = None
         self._out: SpeakerOutput | None = None
-        if self.cfg.warm_up and hasattr(self.engines.asr, "warm_up"):
+        if self.cfg.warm_up:   # the first utterance is then no slower than the rest
             t0 = time.perf_counter()
-            self.engines.asr.warm_up()   # the first utterance is then no slower than the rest
+            for engine in (self.engines.asr, getattr(self.engines, "mt", None)):
+                if hasattr(engine, "warm_up"):
+                    engine.warm_up()
             self.warm_up_s = time.perf_counter() - t0
 
     # -- events -----------------------------------------------------------------------

@@ -52,7 +52,10 @@ class Segmenter:
         self.partials = 0
         self.lost_in_device_error = 0
         self.speech_s = 0.0              # seconds of speech handed on
-        self._was_speaking = False
+        self._quiet = 0                  # chunks under the VAD's lower threshold since the last speech
+        # a pause decode waits for the trailing pad the end-pointer keeps, so that it covers the very
+        # audio the utterance will hold (a word's quiet tail included) and can be the final text
+        self._pause_chunks = max(1, min(c.chunks(c.post_pad_ms), c.chunks(c.min_silence_ms) - 1))
 
     def _reset(self) -> None:
         self.endpointer.reset()
@@ -75,10 +78,10 @@ class Segmenter:
         if not utts and not self.endpointer.in_speech:
             self.cancel_stream()  # a click shorter than min_speech was dropped
         self._feed()
-        speaking = prob >= self.endpointer.cfg.neg_threshold_value
-        if self.decode_on_pause and self._was_speaking and not speaking and hasattr(self._stream, "pause_hint"):
-            self._stream.pause_hint()   # silence begins: decode now, while the end-pointer waits
-        self._was_speaking = speaking and self.endpointer.in_speech
+        self._quiet = 0 if prob >= self.endpointer.cfg.neg_threshold_value or not self.endpointer.in_speech \
+            else self._quiet + 1
+        if self.decode_on_pause and self._quiet == self._pause_chunks and hasattr(self._stream, "pause_hint"):
+            self._stream.pause_hint()   # a pause: decode now, while the end-pointer waits out the silence
         return out
 
     def gated(self, chunk) -> None:
@@ -101,7 +104,8 @@ class Segmenter:
         transcript = None
         if self._stream is not None:
             stream, self._stream, self._fed = self._stream, None, 0
-            transcript = (_Pending(stream, utt.speech_end_s - utt.start_s)
+            # the partial that may serve as the final text must have heard all of the utterance's audio
+            transcript = (_Pending(stream, utt.end_s - utt.start_s)
                           if getattr(stream, "takes_speech_end", False) else stream.finish())
         return Heard(utt, t_end, utt.t_enqueued, transcript)
 

@@ -84,7 +84,10 @@ class KVDecoder:
             if self.past_names and (self.num_heads is None or self.head_dim is None):
                 raise ModelLoadError("the merged decoder's cache shapes are dynamic; pass num_heads and head_dim")
         self._first_out = [t.name for t in first.outputs]
-        self._past_out = [t.name for t in past_eng.outputs] if past_eng is not None else []
+        # later steps fetch only the logits and the self-attention cache: the encoder half never
+        # changes after step 0, and copying it out of onnxruntime each step costs milliseconds
+        past_out = [t.name for t in past_eng.outputs] if past_eng is not None else []
+        self._past_out = [n for n in past_out if not ((m := _PRESENT.match(n)) and m.group(2) == "encoder")]
         self.calls = {"no_past": 0, "with_past": 0}
 
     # -- one step ---------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Streaming partials: LocalAgreement-2 commits, the final text at end of speech, warm-up."""
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -9,7 +11,7 @@ import pytest
 from fakes import wait_until
 
 from apps.mobile_translation.asr.base import Transcript
-from apps.mobile_translation.asr.whisper_decode import DecodeOptions
+from apps.mobile_translation.asr.whisper_decode import DecodeCancelled, DecodeOptions
 from apps.mobile_translation.asr.whisper_stream import WhisperStream, agreed_prefix
 
 
@@ -22,7 +24,7 @@ class ScriptedWhisper:
     calls: list[tuple[int, str]] = field(default_factory=list)
     last_results: list = field(default_factory=list)
 
-    def transcribe(self, audio, options=None, results=None):
+    def transcribe(self, audio, options=None, results=None, stop=None):
         kind = "partial" if options is not None and not options.timestamps else "final"
         self.calls.append((len(audio), kind))
         if results is not None:
@@ -61,6 +63,68 @@ def test_local_agreement_commits_what_two_hypotheses_share():
     assert s2.final_opts.temperatures == (0.0, 0.4) and s2.final_opts.timestamps
     s3 = WhisperStream(rec)
     s3.cancel()
+
+
+@dataclass
+class HeldWhisper(ScriptedWhisper):
+    """Each partial decode waits for ``release`` and honours ``stop()`` meanwhile, as a real one does."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+    started: list[int] = field(default_factory=list)
+
+    def transcribe(self, audio, options=None, results=None, stop=None):
+        if options is not None and not options.timestamps:
+            self.started.append(len(audio))
+            end = time.monotonic() + 3.0       # held at most 3 s: a missing cancel fails, never hangs
+            while not self.release.is_set() and time.monotonic() < end:
+                if stop is not None and stop():
+                    raise DecodeCancelled
+                time.sleep(0.005)
+        return super().transcribe(audio, options, results)
+
+
+def _feed(s, chunks):
+    for _ in range(chunks):
+        s.feed(np.zeros(512, np.float32))
+
+
+def test_finish_cancels_a_partial_that_ends_before_the_speech():
+    rec = HeldWhisper(["where is"])
+    s = WhisperStream(rec, step_s=0.5, min_audio_s=0.5)
+    _feed(s, 16)                               # 0.51 s: a partial starts and is held
+    assert _wait(lambda: rec.started == [8192])
+    _feed(s, 16)                               # the speaker goes on to 1.02 s
+    t = s.finish(speech_end_s=1.0)             # not waited for: cancelled, then one full decode
+    assert t.text == "final text" and s.cancelled_decodes == 1
+    assert rec.calls == [(16384, "final")]
+
+
+def test_finish_waits_for_a_partial_that_covers_the_speech():
+    rec = HeldWhisper(["where is the hospital"])
+    s = WhisperStream(rec, step_s=1.0, min_audio_s=1.0)
+    _feed(s, 32)
+    assert _wait(lambda: rec.started == [16384])
+    out = []
+    th = threading.Thread(target=lambda: out.append(s.finish(speech_end_s=1.0)))
+    th.start()
+    time.sleep(0.05)
+    rec.release.set()
+    th.join(10)
+    assert out and out[0].text == "where is the hospital" and s.cancelled_decodes == 0
+    assert [k for _, k in rec.calls] == ["partial"]
+
+
+def test_pause_hint_restarts_a_stale_partial_as_the_final_decode():
+    rec = HeldWhisper(["where is", "where is the hospital"])
+    s = WhisperStream(rec, step_s=0.5, min_audio_s=0.5)
+    _feed(s, 16)
+    assert _wait(lambda: rec.started == [8192])
+    _feed(s, 8)                                # less than a step more: no new decode is due
+    s.pause_hint()                             # the speaker paused: the final decode of all 12288 samples, now
+    assert _wait(lambda: rec.calls == [(12288, "final")]) and s.cancelled_decodes == 1
+    assert _wait(lambda: s.updates == 1)
+    # no more speech came: that decode is the final transcript, nothing is decoded again
+    assert s.finish(speech_end_s=0.768).text == "final text" and rec.calls == [(12288, "final")]
 
 
 @pytest.mark.shared

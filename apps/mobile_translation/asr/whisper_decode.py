@@ -14,6 +14,8 @@
   the window counts as silence when it exceeds ``no_speech_threshold`` and the text is
   unlikely (mean log-probability below ``log_prob_threshold``).
 - **Token limit**: at most ``max_new_tokens`` per window (Whisper's 224).
+- **Cancellation**: a ``stop()`` callable, checked before every decoder step, ends the decode
+  with :class:`DecodeCancelled` (the live loop drops a partial that newer audio made stale).
 """
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 NEG = -np.inf
+
+
+class DecodeCancelled(Exception):
+    """The caller's ``stop()`` asked a decode in progress to end (not an error)."""
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -183,7 +189,8 @@ class WindowDecoder:
         keep = repeated_tail([seq[i] for i in text_pos])
         return None if keep is None else (text_pos[keep - 1] + 1 if keep else 0)
 
-    def _search(self, enc, prompt, sot_index, opts: DecodeOptions, temperature: float, rng) -> DecodeResult:
+    def _search(self, enc, prompt, sot_index, opts: DecodeOptions, temperature: float, rng,
+                stop=None) -> DecodeResult:
         """Beam search (temperature 0) or ``best_of`` samples; the best hypothesis by mean log-probability."""
         width = opts.beam_size if temperature == 0 else opts.best_of
         ts = opts.timestamps and self.tok.has_timestamps
@@ -195,6 +202,8 @@ class WindowDecoder:
         finished: list[tuple[float, list[int], bool]] = []
         enc_w = np.repeat(enc, width, axis=0)
         for step in range(max_new):
+            if stop is not None and stop():
+                raise DecodeCancelled
             logp = self._rules(logits, seqs, ts, max_init)
             cand: list[tuple[float, int, int]] = []   # (score, parent, token)
             if temperature == 0:
@@ -235,7 +244,8 @@ class WindowDecoder:
                 finished += [(s, q, True) for s, q in zip(new_sums, new_seqs, strict=True)]
                 break
             idx = np.array(parents, np.int64)
-            cache = {n: np.take(v, idx, axis=0) for n, v in cache.items()}
+            if len(idx) != len(seqs) or (idx != np.arange(len(idx))).any():   # greedy keeps its one row
+                cache = {n: np.take(v, idx, axis=0) for n, v in cache.items()}
             seqs, sums = new_seqs, np.array(new_sums)
             logits, cache = self._step(enc_w[:len(seqs)], cache, [s[-1] for s in seqs])
         else:
@@ -249,13 +259,13 @@ class WindowDecoder:
                             compression_ratio(text), looped, text)
 
     def decode_with_fallback(self, enc, prompt: list[int], sot_index: int, opts: DecodeOptions,
-                             rng: np.random.Generator | None = None) -> DecodeResult:
+                             rng: np.random.Generator | None = None, stop=None) -> DecodeResult:
         """Decode at each temperature in turn until the result passes the quality checks."""
         rng = rng or np.random.default_rng(opts.seed)
         tried: list[DecodeResult] = []
         reasons: list[str] = []
         for temp in opts.temperatures:
-            res = self._search(enc, prompt, sot_index, opts, temp, rng)
+            res = self._search(enc, prompt, sot_index, opts, temp, rng, stop)
             why = []
             if res.looped:
                 why.append("repetition")

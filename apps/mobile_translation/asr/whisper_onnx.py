@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from apps.mobile_translation.asr.base import SAMPLE_RATE, Segment, Transcript, check_audio
-from apps.mobile_translation.asr.whisper_decode import DecodeOptions, DecodeResult, WhisperTokens, WindowDecoder
+from apps.mobile_translation.asr.whisper_decode import (
+    DecodeCancelled,
+    DecodeOptions,
+    DecodeResult,
+    WhisperTokens,
+    WindowDecoder,
+)
 from apps.mobile_translation.bpe import ByteLevelBPEDecoder
 from apps.mobile_translation.onnx_files import decoder_files, resolve_model_dir
 from apps.mobile_translation.seq2seq import GenerationConfig, KVDecoder
@@ -44,6 +50,20 @@ def _engine_options(threads: int | None):
                          session=SessionOptions(intra_op_threads=threads, allow_spinning=False))
 
 
+def _decoder_engine(path: Path, opts, int8_matmul: bool):
+    """The decoder's Engine; with ``int8_matmul`` its dequantize-per-step logits run as INT8
+    (:mod:`apps.mobile_translation.asr.int8_matmul`: 4-5x faster steps on the shipped INT8 files)."""
+    from sdk.runtime import Engine
+
+    if int8_matmul:
+        from apps.mobile_translation.asr.int8_matmul import load_fused
+
+        model, n = load_fused(path)
+        if n:
+            return Engine(model, opts, label=str(path))
+    return Engine(path, opts)
+
+
 class WhisperOnnxRecognizer:
     name = "whisper-onnx"
     long_form = True   # segments long windows itself (file mode gives it VAD-merged groups)
@@ -51,7 +71,7 @@ class WhisperOnnxRecognizer:
     def __init__(self, model: str | Path = "whisper-tiny-en", lang: str = "en", task: str = "transcribe",
                  num_beams: int = 5, max_new_tokens: int = 224, quantized: bool | None = None,
                  threads: int | None = None, store=None, use_cache: bool = True,
-                 options: DecodeOptions | None = None):
+                 options: DecodeOptions | None = None, int8_matmul: bool = True):
         from sdk.runtime import Engine
 
         if task not in ("transcribe", "translate"):
@@ -66,7 +86,7 @@ class WhisperOnnxRecognizer:
         engines = {}
         try:
             self.n_mels = self._n_mels()
-            engines = {k: Engine(v, opts) for k, v in files.items() if k != "encoder"}
+            engines = {k: _decoder_engine(v, opts, int8_matmul) for k, v in files.items() if k != "encoder"}
             self.decoder = KVDecoder(**engines)
         except BaseException:
             self.encoder.close()
@@ -204,8 +224,11 @@ class WhisperOnnxRecognizer:
         return out, advance if advance > 0 else seg_len
 
     def transcribe(self, audio_f32_16k: np.ndarray, timestamps: bool | None = None,
-                   options: DecodeOptions | None = None, results: list | None = None) -> Transcript:
+                   options: DecodeOptions | None = None, results: list | None = None, stop=None) -> Transcript:
         """The whole signal in 30 s windows; one :class:`Segment` per timestamped segment.
+
+        ``stop``: a callable checked after the encoder and before each decoder step; when it
+        returns True the decode ends with ``DecodeCancelled``.
 
         The :class:`DecodeResult` of each window goes to ``results`` when given (safe when
         several threads decode at once), and to ``last_results``.
@@ -223,8 +246,10 @@ class WhisperOnnxRecognizer:
         while len(audio) - seek >= MIN_WINDOW or (seek == 0 and len(audio)):
             piece = audio[seek:seek + WINDOW]
             enc = self.encode(piece)
+            if stop is not None and stop():
+                raise DecodeCancelled
             prompt, sot_index = self._prompt(previous if opts.condition_on_previous_text else [], ts)
-            res = self.window.decode_with_fallback(enc, prompt, sot_index, opts, rng)
+            res = self.window.decode_with_fallback(enc, prompt, sot_index, opts, rng, stop)
             window_results.append(res)
             if res.is_silence(opts):
                 seek += len(piece)

@@ -11,6 +11,11 @@ waits for ``min_silence_ms`` of silence before it ends an utterance, so the last
 often already covers all of the speech: it is then the final text (nothing is left to
 decode); otherwise the utterance is decoded once more, in full, with the recogniser's
 own settings (timestamps) and one fallback temperature.
+
+A decode in flight that cannot cover the speech is cancelled rather than waited for (at
+the next decoder step: the encoder run itself is not interrupted): by ``finish`` when its
+audio ends before the speech does, and by ``pause_hint`` (the speaker paused) when more
+audio has arrived since it started, so that the decode of everything said starts sooner.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from dataclasses import replace
 import numpy as np
 
 from apps.mobile_translation.asr.base import SAMPLE_RATE, Segment, Transcript
+from apps.mobile_translation.asr.whisper_decode import DecodeCancelled
 
 _WORD = re.compile(r"[^\w']+")
 
@@ -59,11 +65,14 @@ class WhisperStream:
         self._prev: list[str] = []
         self._last_text = ""
         self._last_ok = False
+        self._last_final: Transcript | None = None   # the last decode, when it ran with the final settings
         self.updates = 0
         self.partial_compute_s = 0.0
         self._cv = threading.Condition()
         self._busy = False
         self._urgent = False         # decode now (the speaker paused), whatever the step
+        self._abort = False          # the decode in flight is stale: end it at its next step
+        self.cancelled_decodes = 0
         self._closed = False
         self._cancelled = False
         self._thread = threading.Thread(target=self._loop, name="ew-whisper-partials", daemon=True)
@@ -82,6 +91,7 @@ class WhisperStream:
         with self._cv:
             if self._n >= self.min_audio and self._n > self._scheduled_n:
                 self._urgent = True
+                self._abort = self._busy   # the one in flight misses what was said since it began
                 self._cv.notify()
 
     def _ready(self) -> bool:
@@ -97,14 +107,26 @@ class WhisperStream:
                     self._cv.wait()
                 if self._closed:
                     return
+                # a pause decode is the final decode started early: the final settings (timestamps,
+                # fallback), so that when no more speech comes its text is what finish() would compute
+                final = self._urgent
                 audio, self._scheduled_n, self._busy, self._urgent = self._audio(), self._n, True, False
+                self._abort = False
             try:
                 t0 = time.perf_counter()
                 results: list = []
-                text = self.rec.transcribe(audio, options=self.partial_opts, results=results).text
-                self.partial_compute_s += time.perf_counter() - t0
+                try:
+                    tr = self.rec.transcribe(audio, options=self.final_opts if final else self.partial_opts,
+                                             results=results, stop=lambda: self._abort or self._cancelled)
+                    text = tr.text
+                except DecodeCancelled:
+                    self.cancelled_decodes += 1
+                    continue
+                finally:
+                    self.partial_compute_s += time.perf_counter() - t0
                 thr = self.partial_opts.compression_ratio_threshold
                 self._last_ok = all(not r.looped and (thr is None or r.compression_ratio <= thr) for r in results)
+                self._last_final = tr if final else None
                 self._update(text, len(audio))
             finally:
                 with self._cv:
@@ -122,8 +144,11 @@ class WhisperStream:
         if self.on_partial is not None:
             self.on_partial(" ".join(self.committed), " ".join(words[len(self.committed):]), covered / SAMPLE_RATE)
 
-    def _stop_thread(self) -> None:
+    def _stop_thread(self, need: int = 0) -> None:
+        """Stop the partials; a decode in flight is waited for only if it covers ``need`` samples."""
         with self._cv:
+            if self._busy and self._scheduled_n < need:
+                self._abort = True
             self._closed = True
             self._cv.notify_all()
             while self._busy:
@@ -131,10 +156,13 @@ class WhisperStream:
 
     def finish(self, speech_end_s: float | None = None) -> Transcript:
         """The final transcript; reuses the last partial when it covered all of the speech."""
-        self._stop_thread()
+        need = int(speech_end_s * SAMPLE_RATE) if speech_end_s is not None else 0
+        self._stop_thread(need if need > 0 else self._n)
         audio = self._audio()
         t0 = time.perf_counter()
-        covered = speech_end_s is not None and self._decoded_n >= int(speech_end_s * SAMPLE_RATE) > 0
+        covered = need > 0 and self._decoded_n >= need
+        if covered and self._last_final is not None:
+            return self._last_final
         if covered and self._last_ok:
             text = self._last_text.strip()
             segs = [Segment(text, 0.0, self._decoded_n / SAMPLE_RATE)] if text else []

@@ -2,6 +2,11 @@
 
 An offline fallback that needs no model download: Debian/Ubuntu ``apt install apertium
 apertium-eng-spa`` (other pairs: ``apertium-<pair>``). ``-u`` hides the unknown-word marks.
+
+``translate`` (one sentence, the live loop) goes through one persistent null-flush pipeline
+(:mod:`apps.mobile_translation.mt.apertium_pipe`, ~10 ms instead of a ~0.4 s process start);
+where that pipeline cannot run or fails, the sentence goes through ``apertium -u`` as before.
+``translate_batch`` (file mode) starts ``apertium -u`` once for all its lines.
 """
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ import shutil
 import subprocess
 import time
 
+from apps.mobile_translation.mt.apertium_pipe import ApertiumPipe
 from apps.mobile_translation.mt.base import Translation
+from sdk import logger
 from sdk.closing import Closing
 from sdk.errors import DependencyMissingError, InferenceError
 
@@ -47,7 +54,8 @@ def installed_pairs(binary: str = "apertium") -> list[str]:
 class ApertiumTranslator(Closing):
     name = "apertium"
 
-    def __init__(self, src: str = "en", tgt: str = "es", timeout_s: float = 20.0, binary: str = "apertium"):
+    def __init__(self, src: str = "en", tgt: str = "es", timeout_s: float = 20.0, binary: str = "apertium",
+                 persistent: bool = True):
         self.src, self.tgt, self.timeout_s = src, tgt, float(timeout_s)
         self.pair = apertium_pair(src, tgt)
         exe = shutil.which(binary)
@@ -57,6 +65,26 @@ class ApertiumTranslator(Closing):
                 f"`apt install apertium apertium-{self.pair}` (or pick --mt marian-onnx)")
         self.binary = exe
         self._check_pair()
+        self.persistent = persistent
+        self.pipe: ApertiumPipe | None = None   # started by the first translate() or warm_up()
+        self.pipe_failures = 0
+
+    def warm_up(self) -> None:
+        """Start the persistent pipeline now, so the first sentence does not pay for it."""
+        self._pipe()
+
+    def _pipe(self) -> ApertiumPipe | None:
+        if self.pipe is not None or not self.persistent:
+            return self.pipe
+        try:
+            self.pipe = ApertiumPipe(self.pair, timeout_s=min(self.timeout_s, 10.0))
+            self.pipe.ask("Hello.")
+        except (DependencyMissingError, InferenceError, OSError) as exc:
+            logger.warning("persistent Apertium pipeline unavailable (%s); each sentence starts apertium", exc)
+            if self.pipe is not None:
+                self.pipe.close()
+            self.pipe, self.persistent = None, False
+        return self.pipe
 
     def _check_pair(self) -> None:
         try:
@@ -72,6 +100,16 @@ class ApertiumTranslator(Closing):
                 f"install the pair with `apt install apertium-{self.pair}` if Debian has it")
 
     def translate(self, text: str) -> Translation:
+        pipe = self._pipe()
+        if pipe is not None:
+            t0 = time.perf_counter()
+            try:
+                return Translation(text, pipe.ask(text), time.perf_counter() - t0)
+            except ValueError:
+                pass             # a character the stream format cannot carry: the one-shot command
+            except InferenceError as exc:
+                self.pipe_failures += 1
+                logger.warning("%s; translating this sentence with a new apertium process", exc)
         return self.translate_batch([text])[0]
 
     def translate_batch(self, texts: list[str]) -> list[Translation]:
@@ -96,4 +134,6 @@ class ApertiumTranslator(Closing):
         return [Translation(src, out.strip(), dt) for src, out in zip(texts, lines, strict=True)]
 
     def close(self) -> None:
-        pass
+        if self.pipe is not None:
+            self.pipe.close()
+            self.pipe = None
