@@ -19,29 +19,18 @@ __all__ = ["fuse_silu"]
 def fuse_silu(model: onnx.ModelProto) -> int:
     """Replace every ``Mul(x, Sigmoid(x))`` whose Sigmoid output nobody else reads by a
     QuickGelu node (in place); returns how many."""
+    from sdk.compress.relu_swap import silu_pairs
+
     g = model.graph
-    cons: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for t in n.input:
-            cons.setdefault(t, []).append(n)
-    prod = {o: n for n in g.node for o in n.output}
-    outputs = {o.name for o in g.output}
-    fused = 0
-    for mul in [n for n in g.node if n.op_type == "Mul" and len(n.input) == 2]:
-        for a, b in (mul.input, reversed(mul.input)):
-            sig = prod.get(b)
-            if sig is None or sig.op_type != "Sigmoid" or sig.input[0] != a:
-                continue
-            if cons.get(b, []) != [mul] or b in outputs:
-                continue
-            node = helper.make_node("QuickGelu", [a], [mul.output[0]], name=mul.name + "_silu",
-                                    domain="com.microsoft", alpha=1.0)
-            idx = list(g.node).index(mul)
-            g.node.remove(mul)
-            g.node.insert(idx, node)
-            g.node.remove(sig)
-            fused += 1
-            break
-    if fused and not any(o.domain == "com.microsoft" for o in model.opset_import):
+    pairs = silu_pairs(model)
+    for sig, mul in pairs:
+        x = next(i for i in mul.input if i != sig.output[0])
+        node = helper.make_node("QuickGelu", [x], [mul.output[0]], name=mul.name + "_silu",
+                                domain="com.microsoft", alpha=1.0)
+        idx = list(g.node).index(mul)
+        g.node.remove(mul)
+        g.node.insert(idx, node)
+        g.node.remove(sig)
+    if pairs and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    return fused
+    return len(pairs)
