@@ -68,7 +68,9 @@ def test_slow_consumer_flags_and_bounded_backlog():
     # the oldest were dropped: what was processed is increasing and ends with the newest
     assert asr.seen == sorted(asr.seen) and asr.seen[-1] == n - 1 and asr.seen[0] == 0
     assert len(asr.seen) < n
-    assert made[0].blocked_s < 0.05  # the callback only copied (generous bound for a loaded CI machine)
+    # the callback only copied: had it waited for the consumer it would have taken one ASR step
+    # (0.6 s); compared with that stall rather than with a fixed time, so load does not flake it
+    assert made[0].blocked_s < asr.seconds / 4
     lt.close()
 
 
