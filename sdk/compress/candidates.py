@@ -154,7 +154,7 @@ def _add_folded(cs: CandidateSet, model: Any) -> None:
             cs.recipes[f"folded_{name}"] = Recipe([fold, *cs.recipes[name].to_list()])
     if "int8_reconstructed" not in cs.recipes:
         return
-    if importlib.util.find_spec("torch") is None:
+    if not _has_torch():
         cs.skip("folded_int8_adaround", "AdaRound needs torch (extra 'train')")
         return
     q = {**cs.recipes["int8_reconstructed"].to_list()[0], **ADAROUND_CHEAP}
@@ -167,19 +167,27 @@ def default_candidates(model_path: str | Path, target: str = "cpu", static: bool
     return candidate_set(model_path, target, device, static).recipes
 
 
+def _fixed_shape(shape: Sequence[int]) -> tuple[str, dict[str, Any]]:
+    """("input_1x3xHxW", the fix_input_shape step) for a candidate at a fixed input shape."""
+    dims = [int(d) for d in shape]
+    return "input_" + "x".join(str(d) for d in dims), {"pass": "fix_input_shape", "shape": dims}
+
+
+def _has_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
 def shape_candidates(shapes: Sequence[Sequence[int]], int8: bool = True, reduce_range: bool = False,
                      types: str = "U8S8") -> dict[str, Recipe]:
     """Per fixed input shape: FP32 with ORT's graph optimization, and (``int8``) the
     reconstructed INT8 model at that shape."""
     out: dict[str, Recipe] = {}
     for shape in shapes:
-        dims = [int(d) for d in shape]
-        tag = "x".join(str(d) for d in dims)
-        fix = {"pass": "fix_input_shape", "shape": dims}
-        out[f"input_{tag}_optimized"] = Recipe([fix, {"pass": "optimize_graph", "level": "extended"}])
+        tag, fix = _fixed_shape(shape)
+        out[f"{tag}_optimized"] = Recipe([fix, {"pass": "optimize_graph", "level": "extended"}])
         if int8:
-            out[f"input_{tag}_int8_reconstructed"] = Recipe([fix, {"pass": "quantize_int8", "types": types,
-                                                                   "reduce_range": reduce_range}])
+            out[f"{tag}_int8_reconstructed"] = Recipe([fix, {"pass": "quantize_int8", "types": types,
+                                                             "reduce_range": reduce_range}])
     return out
 
 
@@ -201,9 +209,8 @@ def sensitivity_candidates(sres: Any, keep_float_k: Sequence[int] = (1, 3), redu
         q = {"pass": "quantize_int8", "reduce_range": reduce_range, "keep_float_nodes": nodes}
         out[f"int8_reconstructed_{label}"] = Recipe([q])
         for shape in shapes:
-            dims = [int(d) for d in shape]
-            tag = "x".join(str(d) for d in dims)
-            out[f"input_{tag}_int8_reconstructed_{label}"] = Recipe([{"pass": "fix_input_shape", "shape": dims}, q])
+            tag, fix = _fixed_shape(shape)
+            out[f"{tag}_int8_reconstructed_{label}"] = Recipe([fix, q])
     return out
 
 
@@ -213,22 +220,19 @@ def relu_candidates(model_path: str | Path, shapes: Sequence[Sequence[int]], ste
     input shape and at the model's own; and why there are none (fewer than
     :data:`MIN_SILU_FOR_RELU` SiLUs, or no PyTorch), else None. The fixed shapes come first:
     the student is trained once, by the first candidate built, so at the smallest input."""
-    import importlib.util
-
     from sdk.compress.relu_swap import silu_pairs
 
     n = len(silu_pairs(load_model(model_path, check=False, load_external_data=False)))
     if n < MIN_SILU_FOR_RELU:
         return {}, f"the model has {n} SiLU activation(s); the ReLU student is tried from {MIN_SILU_FOR_RELU}"
-    if importlib.util.find_spec("torch") is None:
+    if not _has_torch():
         return {}, (f"the model has {n} SiLUs, which INT8 runs slowly here; distilling a ReLU student needs "
                     "PyTorch: pip install 'edgewise[train]'")
     distill = {"pass": "relu_distill", "steps": int(steps)}
     q = {"pass": "quantize_int8", "types": types, "reduce_range": reduce_range}
     out: dict[str, Recipe] = {}
     for shape in shapes:
-        dims = [int(d) for d in shape]
-        tag = "x".join(str(d) for d in dims)
-        out[f"input_{tag}_relu_int8"] = Recipe([{"pass": "fix_input_shape", "shape": dims}, distill, q])
+        tag, fix = _fixed_shape(shape)
+        out[f"{tag}_relu_int8"] = Recipe([fix, distill, q])
     out["relu_int8"] = Recipe([distill, q])
     return out, None

@@ -42,6 +42,7 @@ from onnx import numpy_helper
 from pydantic import Field
 
 from sdk.compress.base import Pass, PassConfig, PassContext, PassResult, register_pass
+from sdk.compress.frames import _letterboxed  # the tensors FrameCalibration feeds the model
 from sdk.compress.graph_prep import load_model, save_model
 from sdk.compress.relu_swap import silu_pairs, swap_silu_for_relu
 from sdk.errors import CompressionError, require
@@ -100,8 +101,6 @@ class _Samples:
         if not self.images:
             x = self.tensors[int(rng.integers(len(self.tensors)))]
             return np.ascontiguousarray(x[..., ::-1]) if x.ndim == 4 and rng.random() < 0.5 else x
-        from sdk.preprocess import letterbox
-
         im = self.images[int(rng.integers(len(self.images)))]
         h, w = im.shape[:2]
         s = rng.uniform(0.5, 1.0)
@@ -112,9 +111,7 @@ class _Samples:
             crop = crop[:, ::-1]
         crop = np.clip(crop.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.uniform(-25, 25), 0, 255)
         assert self.hw is not None
-        out, _ = letterbox(np.ascontiguousarray(crop.astype(np.uint8)), self.hw, pad_value=self.pad_value)
-        x = out.transpose(2, 0, 1)[None].astype(np.float32)
-        return x / self.scale if self.scale != 1.0 else x
+        return _letterboxed(np.ascontiguousarray(crop.astype(np.uint8)), self.hw, self.pad_value, self.scale)
 
 
 def _is_detection(t: Any) -> bool:
@@ -241,13 +238,13 @@ class ReluDistill(Pass):
         assert isinstance(cfg, ReluDistillConfig)
         key = ("relu_distill", _weights_key(model, cfg))
         cached = ctx.workspace.memo(key, lambda: _trained_values(model, Path(model_in), ctx, cfg))
-        student, swapped = swap_silu_for_relu(model)
+        student, _ = swap_silu_for_relu(model)
         values, report = cached
         for init in student.graph.initializer:
             if init.name in values:
                 init.CopyFrom(numpy_helper.from_array(values[init.name], init.name))
         save_model(student, model_out)
-        return PassResult(Path(model_out), {**report, "swapped": len(swapped)})
+        return PassResult(Path(model_out), report)
 
 
 def _trained_values(model: onnx.ModelProto, path: Path, ctx: PassContext, cfg: ReluDistillConfig
