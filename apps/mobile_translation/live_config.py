@@ -33,9 +33,8 @@ class LiveConfig(BaseModel):
                           "translator (Apertium's persistent pipeline) at start")
     decode_on_pause: bool = Field(False, description="Whisper: also start the final decode as soon as the speaker "
                                   "pauses (cancelling a stale partial), so the text is ready about when the "
-                                  "end-pointer's silence has passed: end of speech -> text median 0.59-0.76 s instead "
-                                  "of 0.81-0.92 s, but live WER 0.10-0.14 instead of 0.05 in the runs of "
-                                  "benchmarks/translation_live_pulse.py, hence off")
+                                  "end-pointer's silence has passed; faster but it lost phrases in "
+                                  "benchmarks/translation_live_pulse.py (figures in the app README), hence off")
 
 
 def _default_source(sample_rate: int, block_size: int, device, buffer_s: float):
