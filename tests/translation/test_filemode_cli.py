@@ -96,3 +96,24 @@ def test_demo_runs_offline(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "hospital" in res["translation"].lower(), out
     assert "translated (Apertium)" in out
+
+
+def test_live_cli_passes_decode_on_pause(monkeypatch):
+    """`edgewise translate live --decode-on-pause` reaches LiveConfig (the API option it names)."""
+    import apps.mobile_translation.live as live
+    from sdk.cli.main import main
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(cfg, on_event=None):
+        seen["cfg"] = cfg
+        raise Stop
+
+    monkeypatch.setattr(live, "LiveTranslator", fake)
+    for flag, want in (([], False), (["--decode-on-pause"], True)):
+        with pytest.raises(Stop):
+            main(["translate", "live", "--asr", "pocketsphinx", "--no-speak", *flag])
+        assert seen["cfg"].decode_on_pause is want
