@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import struct
 import tempfile
 import zipfile
@@ -30,8 +31,19 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                            max_leaves=25)
 
 
+_SCRATCH = tempfile.TemporaryDirectory(prefix="ew-fuzz-")   # removed when the test process exits
+
+
+def _fresh_dir() -> Path:
+    """An empty folder for one example; the previous example's files go (hypothesis runs hundreds)."""
+    d = Path(_SCRATCH.name) / "case"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir()
+    return d
+
+
 def _tmpfile(data: bytes, suffix: str) -> Path:
-    d = Path(tempfile.mkdtemp(prefix="ew-fuzz-"))
+    d = _fresh_dir()
     p = d / f"f{suffix}"
     p.write_bytes(data)
     return p
@@ -121,7 +133,7 @@ def test_read_header_and_decode(data, suffix):
 def test_manifest(data):
     from sdk.bundle.verify import read_manifest
 
-    d = Path(tempfile.mkdtemp(prefix="ew-fuzz-"))
+    d = _fresh_dir()
     (d / "manifest.json").write_bytes(data)
     try:
         read_manifest(d)
@@ -212,7 +224,7 @@ def test_audit_verify(data, with_real_prefix):
     from apps.medical_imaging.audit_key import load_key
 
     load_key(create=True)                      # the device key exists: MACs and checkpoint are checked
-    d = Path(tempfile.mkdtemp(prefix="ew-fuzz-"))
+    d = _fresh_dir()
     path = d / "audit.jsonl"
     if with_real_prefix:
         AuditLog(path).append(time="t", model="m", model_version="1", sdk_version="0", model_sha256="a",
@@ -234,7 +246,7 @@ def test_signature_file(tmp_path_factory, data):
     from sdk.errors import SignatureError
     from tests.sdk.test_bundle import make_manifest, make_model
 
-    d = Path(tempfile.mkdtemp(prefix="ew-fuzz-"))
+    d = _fresh_dir()
     generate_keypair(d / "k.pem", d / "k.pub")
     save_bundle(d / "b", make_manifest(), {"model.onnx": make_model()})
     (d / "b" / SIGNATURE_NAME).write_bytes(data)
