@@ -21,7 +21,7 @@ Reported, from the app's own events:
 Needs ``apt install pulseaudio pulseaudio-utils libasound2-plugins libportaudio2`` (pacat is in
 pulseaudio-utils). Whisper tiny.en is installed into a temporary store from ../shared with ``edgewise pull --from``.
 
-    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--decode-on-pause]
+    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--no-decode-on-pause]
                                                 [--trace] [--json]
 """
 from __future__ import annotations
@@ -163,8 +163,9 @@ def main() -> int:
     ap.add_argument("--asr", default="auto", choices=["auto", "pocketsphinx"])
     ap.add_argument("--to", default="es")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--decode-on-pause", action="store_true", help="Whisper also starts the final decode as soon "
-                    "as the speaker pauses (LiveConfig.decode_on_pause)")
+    ap.add_argument("--decode-on-pause", action=argparse.BooleanOptionalAction, default=None,
+                    help="Whisper also starts the final decode as soon as the speaker pauses "
+                    "(LiveConfig.decode_on_pause; default: LiveConfig's, on)")
     ap.add_argument("--trace", action="store_true", help="also check the latency from the PortAudio callbacks' "
                     "own times (see CallbackTrace)")
     args = ap.parse_args()
@@ -187,10 +188,11 @@ def main() -> int:
                      "--trust-on-first-use", "--json"])
         from apps.mobile_translation.engines import EngineConfig
         from apps.mobile_translation.live import LiveConfig, LiveTranslator
+
         events: list[dict] = []
         cfg = LiveConfig(engines=EngineConfig(src="en", tgt=args.to, asr=args.asr, num_beams=1),
                          input_device=device, output_device=device, speak=True, max_reopen_attempts=1,
-                         decode_on_pause=args.decode_on_pause)
+                         **({} if args.decode_on_pause is None else {"decode_on_pause": args.decode_on_pause}))
         with LiveTranslator(cfg, on_event=events.append) as lt:
             plan = lt.engines.plan.describe()
             warm_s = lt.warm_up_s
@@ -227,6 +229,7 @@ def main() -> int:
     norm = EnglishTextNormalizer()
     wer = jiwer.wer(norm(" ".join(t for _, t, _ in clips)), norm(" ".join(u["text"] for u in utts))) if utts else None
     res = {"cpu": dev.cpu_model, "isa": ",".join(k for k, v in dev.isa.items() if v), "engines": plan,
+           "decode_on_pause": cfg.decode_on_pause,
            "warm_up_s": round(warm_s, 3), "utterances_played": len(clips), "utterances_translated": len(utts),
            "first": {"text_s": lat_t[0] if lat_t else None, "first_audio_s": lat_a[0] if lat_a else None},
            "rest": {"text_median_s": pct(lat_t[1:], 50), "text_p90_s": pct(lat_t[1:], 90),
