@@ -1,19 +1,27 @@
 """Live translation latency through a real virtual audio device: a PulseAudio null sink.
 
-Real LJ Speech recordings are played into the null sink; the live loop records its monitor
-through PortAudio (the ALSA ``pulse`` device), runs silero VAD → end-pointing → ASR (Whisper
-partials while the speech plays) → MT → eSpeak NG, and plays the translation back into the
-same sink (the microphone is gated meanwhile). Reported, from the app's own events:
+Real LJ Speech recordings are played into the null sink by ``pacat``, a process of its own;
+the live loop records its monitor through PortAudio (the ALSA ``pulse`` device), runs silero
+VAD → end-pointing → ASR (Whisper partials while the speech plays) → MT → eSpeak NG, and
+plays the translation back into the same sink (the microphone is gated meanwhile).
+
+The speaker is a separate process because a person speaking is no part of the app: a player
+inside this process (a PortAudio stream, as before) starved while the app decoded, PulseAudio
+filled the holes with silence or skipped the late audio, and the holes cut utterances in two
+(the reply to the first part then muted the microphone over the rest). ``player_underruns``
+counts holes inside a clip: 0 for a clean run.
+
+Reported, from the app's own events:
 
 - end of speech → translated text, and → first synthesized sample written to the device,
   for the session's first utterance and as median / p90 over the rest;
 - WER of the live transcripts (Whisper English normalizer), partial updates per utterance;
 - peak resident memory of the process.
 
-Needs ``apt install pulseaudio pulseaudio-utils libasound2-plugins libportaudio2``. Whisper
-tiny.en is installed into a temporary store from ../shared with ``edgewise pull --from``.
+Needs ``apt install pulseaudio pulseaudio-utils libasound2-plugins libportaudio2`` (pacat is in
+pulseaudio-utils). Whisper tiny.en is installed into a temporary store from ../shared with ``edgewise pull --from``.
 
-    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--decode-on-pause]
+    python benchmarks/translation_live_pulse.py [--utterances 8] [--asr auto|pocketsphinx] [--no-decode-on-pause]
                                                 [--trace] [--json]
 """
 from __future__ import annotations
@@ -79,6 +87,32 @@ def pick(n: int) -> list[tuple[str, str, np.ndarray]]:
     return out[:n]
 
 
+class Player:
+    """Plays clips into the null sink through ``pacat``, a process of its own, and counts the underruns
+    inside a clip (each one a hole in the speech the app hears)."""
+
+    def __init__(self, folder: str):
+        if not shutil.which("pacat"):
+            raise SystemExit("pacat is not installed (apt install pulseaudio-utils)")
+        self.folder, self.underruns, self._proc, self._n = Path(folder), 0, None, 0
+
+    def play(self, audio: np.ndarray) -> None:
+        self.wait()
+        f = self.folder / f"clip{self._n}.f32"
+        self._n += 1
+        np.asarray(audio, "<f4").tofile(f)
+        self._proc = subprocess.Popen(["pacat", "--playback", "-v", f"--device={SINK}", "--format=float32le",
+                                       "--rate=16000", "--channels=1", "--raw", str(f)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def wait(self) -> None:
+        if self._proc is not None:
+            _, err = self._proc.communicate(timeout=60)
+            # PulseAudio reports one underrun when a clip's last sample has played: not a hole
+            self.underruns += max(0, err.count("Stream underrun") - 1)
+            self._proc = None
+
+
 class CallbackTrace:
     """``--trace``: the PortAudio callbacks' own times, a check that does not trust the app's stamps.
 
@@ -106,8 +140,7 @@ class CallbackTrace:
 
     def check(self, player_writes: list[float], loud: float = 0.02) -> dict:
         mic = np.array(self.mic) if self.mic else np.zeros((0, 3))
-        ids = list(dict.fromkeys(s[2] for s in self.spk))
-        app = [s for s in self.spk if len(ids) > 1 and s[2] == ids[1]]
+        app = self.spk    # the only speaker in this process is the app's (the player is pacat)
         starts = [b[0] for a, b in itertools.pairwise(app) if a[1] == 0 and b[1] > 0] + ([app[0][0]] if app else [])
         out = []
         for k, p in enumerate(player_writes):
@@ -130,8 +163,9 @@ def main() -> int:
     ap.add_argument("--asr", default="auto", choices=["auto", "pocketsphinx"])
     ap.add_argument("--to", default="es")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--decode-on-pause", action="store_true", help="Whisper also starts the final decode as soon "
-                    "as the speaker pauses (LiveConfig.decode_on_pause)")
+    ap.add_argument("--decode-on-pause", action=argparse.BooleanOptionalAction, default=None,
+                    help="Whisper also starts the final decode as soon as the speaker pauses "
+                    "(LiveConfig.decode_on_pause; default: LiveConfig's, on)")
     ap.add_argument("--trace", action="store_true", help="also check the latency from the PortAudio callbacks' "
                     "own times (see CallbackTrace)")
     args = ap.parse_args()
@@ -154,12 +188,11 @@ def main() -> int:
                      "--trust-on-first-use", "--json"])
         from apps.mobile_translation.engines import EngineConfig
         from apps.mobile_translation.live import LiveConfig, LiveTranslator
-        from sdk.pipeline import SpeakerSink
 
         events: list[dict] = []
         cfg = LiveConfig(engines=EngineConfig(src="en", tgt=args.to, asr=args.asr, num_beams=1),
                          input_device=device, output_device=device, speak=True, max_reopen_attempts=1,
-                         decode_on_pause=args.decode_on_pause)
+                         **({} if args.decode_on_pause is None else {"decode_on_pause": args.decode_on_pause}))
         with LiveTranslator(cfg, on_event=events.append) as lt:
             plan = lt.engines.plan.describe()
             warm_s = lt.warm_up_s
@@ -168,12 +201,12 @@ def main() -> int:
             while time.monotonic() < end and not lt.counters["streams_opened"]:
                 time.sleep(0.05)
             time.sleep(2.0)  # the ALSA-pulse input needs a moment before audio flows
-            player = SpeakerSink(sample_rate=16000, device=device, buffer_s=30.0).open()   # a whole clip
+            player = Player(home)
             for _rid, _, audio in clips:
                 c = lt.counters
                 empty0, played0 = c["empty_transcripts"], c["played"] + c["output_errors"]
                 player_writes.append(time.monotonic())
-                player.write(np.concatenate([audio, np.zeros(8000, np.float32)]))
+                player.play(np.concatenate([audio, np.zeros(8000, np.float32)]))
                 deadline = time.monotonic() + len(audio) / 16000 + 20
                 while time.monotonic() < deadline:   # until its translation plays (or nothing was heard)
                     c = lt.counters
@@ -183,7 +216,7 @@ def main() -> int:
                 while time.monotonic() < lt.gate.open_at + 0.3:   # let the translation play out
                     time.sleep(0.05)
                 time.sleep(0.5)
-            player.close()
+            player.wait()
             lt.stop()
             stats = lt.stats()
     utts = [e for e in events if e["event"] == "utterance"]
@@ -196,6 +229,7 @@ def main() -> int:
     norm = EnglishTextNormalizer()
     wer = jiwer.wer(norm(" ".join(t for _, t, _ in clips)), norm(" ".join(u["text"] for u in utts))) if utts else None
     res = {"cpu": dev.cpu_model, "isa": ",".join(k for k, v in dev.isa.items() if v), "engines": plan,
+           "decode_on_pause": cfg.decode_on_pause,
            "warm_up_s": round(warm_s, 3), "utterances_played": len(clips), "utterances_translated": len(utts),
            "first": {"text_s": lat_t[0] if lat_t else None, "first_audio_s": lat_a[0] if lat_a else None},
            "rest": {"text_median_s": pct(lat_t[1:], 50), "text_p90_s": pct(lat_t[1:], 90),
@@ -212,7 +246,7 @@ def main() -> int:
            "all": {"text_median_s": pct(lat_t, 50), "text_p90_s": pct(lat_t, 90),
                    "first_audio_median_s": pct(lat_a, 50), "first_audio_p90_s": pct(lat_a, 90)},
            "played": [t for _, t, _ in clips],
-           "load_average_1min": round(os.getloadavg()[0], 2), "stats": stats,
+           "load_average_1min": round(os.getloadavg()[0], 2), "player_underruns": player.underruns, "stats": stats,
            "trace_check": trace.check(player_writes) if trace is not None else None}
     if args.json:
         print(json.dumps(res, indent=2, ensure_ascii=False))
@@ -221,7 +255,7 @@ def main() -> int:
           f"warm-up {res['warm_up_s']} s")
     print(f"{len(utts)}/{len(clips)} LJ Speech utterances translated through the PulseAudio null sink; "
           f"WER {res['wer']}; "
-          f"{res['partials_per_utterance']} partial updates per utterance")
+          f"{res['partials_per_utterance']} partial updates per utterance; player underruns {res['player_underruns']}")
     a = res["all"]
     print(f"all utterances: text median {a['text_median_s']} s (p90 {a['text_p90_s']}), first sample median "
           f"{a['first_audio_median_s']} s (p90 {a['first_audio_p90_s']})")

@@ -151,9 +151,9 @@ def register(subparsers) -> None:
     live.add_argument("--output-device", default=None, help="PortAudio output device (index or name)")
     live.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     live.add_argument("--no-speak", action="store_true", help="print only, do not synthesize speech")
-    live.add_argument("--decode-on-pause", action="store_true",
-                      help="Whisper: start the final decode at the speaker's pause (text sooner; lost phrases in "
-                           "the live benchmark, see the app README)")
+    live.add_argument("--decode-on-pause", action=argparse.BooleanOptionalAction, default=True,
+                      help="Whisper: start the final decode at the speaker's pause, so the text comes sooner "
+                           "(default on; --no-decode-on-pause waits for the end-pointer)")
     live.set_defaults(func=_cmd_live)
 
     f = sub.add_parser("file", help="WAV in -> transcript + translation (JSON, SRT) + synthesized WAV")

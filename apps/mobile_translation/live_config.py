@@ -31,10 +31,10 @@ class LiveConfig(BaseModel):
                                 "so little is left to do at the end of speech")
     warm_up: bool = Field(True, description="run the recogniser once on silence and start the "
                           "translator (Apertium's persistent pipeline) at start")
-    decode_on_pause: bool = Field(False, description="Whisper: also start the final decode as soon as the speaker "
+    decode_on_pause: bool = Field(True, description="Whisper: also start the final decode as soon as the speaker "
                                   "pauses (cancelling a stale partial), so the text is ready about when the "
-                                  "end-pointer's silence has passed; faster but it lost phrases in "
-                                  "benchmarks/translation_live_pulse.py (figures in the app README), hence off")
+                                  "end-pointer's silence has passed; a decode that did not hear all of the "
+                                  "utterance is never the final text (figures in the app README)")
 
 
 def _default_source(sample_rate: int, block_size: int, device, buffer_s: float):

@@ -99,7 +99,7 @@ def test_demo_runs_offline(tmp_path, capsys):
 
 
 def test_live_cli_passes_decode_on_pause(monkeypatch):
-    """`edgewise translate live --decode-on-pause` reaches LiveConfig (the API option it names)."""
+    """`edgewise translate live --[no-]decode-on-pause` reaches LiveConfig (the API option it names; on by default)."""
     import apps.mobile_translation.live as live
     from sdk.cli.main import main
 
@@ -113,7 +113,7 @@ def test_live_cli_passes_decode_on_pause(monkeypatch):
         raise Stop
 
     monkeypatch.setattr(live, "LiveTranslator", fake)
-    for flag, want in (([], False), (["--decode-on-pause"], True)):
+    for flag, want in (([], True), (["--no-decode-on-pause"], False), (["--decode-on-pause"], True)):
         with pytest.raises(Stop):
             main(["translate", "live", "--asr", "pocketsphinx", "--no-speak", *flag])
         assert seen["cfg"].decode_on_pause is want

@@ -94,6 +94,18 @@ class WhisperStream:
                 self._abort = self._busy   # the one in flight misses what was said since it began
                 self._cv.notify()
 
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until no decode runs or is due (a caller feeding recorded audio faster than real
+        time gets the partials a fast enough recogniser would give); False on timeout."""
+        end = time.monotonic() + timeout
+        with self._cv:
+            while not self._closed and (self._busy or self._ready()):
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(min(left, 0.05))
+        return True
+
     def _ready(self) -> bool:
         return self._n >= self.min_audio and (self._urgent or self._n - self._scheduled_n >= self.step)
 
