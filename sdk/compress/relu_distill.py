@@ -9,11 +9,9 @@ the student's weights are trained on the unlabelled calibration data to reproduc
   to the teacher's energy, averaged over the layers; a ReLU cannot reproduce SiLU's negative
   tail, but the next convolution can make up for it, so these are the targets it can reach), and
 * the teacher's outputs: for a detector's ``[batch, anchors, 4 + 1 + classes]`` output with
-  probabilities after the box (YOLOX layout), box L1 weighted by the teacher's confidence,
-  binary cross-entropy to the teacher's objectness and class probabilities, and the same on
-  the scores the decoder thresholds (objectness x class probability), counted only where either
-  model gives more than 0.02: the misses of a student trained without it were car/truck flips
-  and cars just above the decoder's 0.3 threshold that it scored below; otherwise relative MSE.
+  probabilities after the box (YOLOX layout), box L1 weighted by the teacher's confidence
+  plus binary cross-entropy to the teacher's objectness and class probabilities; otherwise
+  relative MSE.
 
 The swap is annealed: for the first ``anneal`` share of the steps each activation computes
 ``(1 - a) * silu(x) + a * relu(x)`` with ``a`` rising from 0 to 1, so the student starts as the
@@ -63,9 +61,6 @@ class ReluDistillConfig(PassConfig):
                           description="share of the steps over which each activation moves from SiLU to ReLU "
                                       "((1 - a) * silu(x) + a * relu(x), a rising linearly to 1); 0 = swap at "
                                       "once and train the ReLU network from the first step")
-    score_weight: float = Field(5.0, ge=0, description="detection loss: weight of the cross-entropy on the decoder's "
-                                                       "scores (objectness x class probability) where either "
-                                                       "model gives more than 0.02")
     output_loss: Literal["auto", "detection", "mse"] = Field(
         "auto", description="detection: YOLOX-layout box/objectness/class loss; mse: relative MSE; auto: "
                             "detection when the output looks like [batch, anchors, 5 + classes] probabilities")
@@ -126,7 +121,7 @@ def _is_detection(t: Any) -> bool:
     return bool(probs.min() >= 0.0 and probs.max() <= 1.0)
 
 
-def _output_loss(torch: Any, o: Any, t: Any, detection: bool, score_weight: float = 0.0) -> Any:
+def _output_loss(torch: Any, o: Any, t: Any, detection: bool) -> Any:
     if not detection:
         return ((o - t) ** 2).mean() / ((t ** 2).mean() + 1e-6)
     eps = 1e-6
@@ -141,12 +136,7 @@ def _output_loss(torch: Any, o: Any, t: Any, detection: bool, score_weight: floa
     box = (torch.abs(o[..., :4] - t[..., :4]) * w).sum() / (w.sum() + eps)
     obj = bce(o[..., 4:5], obj_t).mean()
     cls = (bce(o[..., 5:], t[..., 5:]) * obj_t).sum() / (obj_t.sum() * (t.shape[-1] - 5) + eps)
-    loss = box + 5.0 * (obj + cls)
-    if score_weight:
-        s_t, s_o = obj_t * t[..., 5:], o[..., 4:5] * o[..., 5:]
-        near = (torch.maximum(s_t, s_o.detach()) > 0.02).to(s_t.dtype)
-        loss = loss + score_weight * (bce(s_o, s_t) * near).sum() / (near.sum() + 1.0)
-    return loss
+    return box + 5.0 * (obj + cls)
 
 
 def distill_relu(model: onnx.ModelProto, model_path: Path, calib: Any, cfg: ReluDistillConfig,
@@ -211,8 +201,7 @@ def distill_relu(model: onnx.ModelProto, model_path: Path, calib: Any, cfg: Relu
         s_outs = s_out if isinstance(s_out, tuple) else (s_out,)
         if detection is None:
             detection = len(t_outs) == 1 and _is_detection(t_outs[0])
-        out_loss = sum(_output_loss(torch, o, t, detection, cfg.score_weight)
-                       for o, t in zip(s_outs, t_outs, strict=True))
+        out_loss = sum(_output_loss(torch, o, t, detection) for o, t in zip(s_outs, t_outs, strict=True))
         feat = sum(((feats_s[k] - feats_t[k]) ** 2).mean() / ((feats_t[k] ** 2).mean() + 1e-6) for k in pre_names)
         feat = feat / len(pre_names)
         loss = out_loss + cfg.feature_weight * feat
