@@ -13,9 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sdk.compress import PassContext, Recipe
 from sdk.compress.candidates import candidate_set
 from sdk.compress.fold_affine import FoldAffine, fold_affine
-from sdk.package_files import package_file
 from tests.compress.test_qdq_refine import _optimized_ops
-from tests.skips import file_or_skip
 
 
 def _c(name: str, v) -> onnx.NodeProto:
@@ -84,12 +82,6 @@ def test_fold_affine_pass_without_anything_to_fold(tiny_cnn_path, tmp_path):
     res = FoldAffine().run(tiny_cnn_path, tmp_path / "f.onnx", PassContext())
     assert res.report["after_conv"] + res.report["before_conv"] + res.report["hardswish"] <= 1
     assert "folded_int8_reconstructed" not in candidate_set(tiny_cnn_path, "cpu").recipes
-
-
-@pytest.fixture(scope="module")
-def ppocr_det():
-    return file_or_skip(package_file("rapidocr_onnxruntime", "models", "ch_PP-OCRv4_det_infer.onnx"),
-                        "rapidocr-onnxruntime (PP-OCRv4 detector) is not installed; `make setup`")
 
 
 @pytest.mark.slow
