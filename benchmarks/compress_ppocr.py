@@ -47,11 +47,14 @@ def variants() -> dict[str, list[dict]]:
         "int8_reconstructed": [q8],                          # before this change: the default INT8
         "fixed_int8_reconstructed": [FIX, q8],
         "folded_int8_reconstructed": [FOLD, q8],
+        "folded_int8_reconstructed_unabsorbed": [FOLD, {**q8, "absorb_affine": False}],   # before absorb_affine
         "folded_int8_reconstructed_ortopt": [FOLD, q8, OPT],   # ORT's graph optimization saved
         "folded_static_qdq_pct_pc": [FOLD, {"pass": "quantize_static", **PCT}],
         "folded_static_qop_pct_pc": [FOLD, {"pass": "quantize_static", "format": "QOperator", **PCT}],
         "folded_int8_adaround": [FOLD, {**q8, **ADAROUND_CHEAP}],
-        "folded_int8_adaround_30blocks": [FOLD, {**q8, **ADAROUND_CHEAP, "reconstruct_blocks": 30}],
+        "folded_int8_adaround_unabsorbed": [FOLD, {**q8, **ADAROUND_CHEAP, "absorb_affine": False}],
+        "folded_int8_adaround_20steps": [FOLD, {**q8, **ADAROUND_CHEAP, "reconstruct_iters": 20,
+                                                "reconstruct_frames": 8}],   # the previous default
     }
 
 

@@ -81,7 +81,9 @@ def test_fold_affine_is_exact_and_leaves_padded_inputs_alone():
 def test_fold_affine_pass_without_anything_to_fold(tiny_cnn_path, tmp_path):
     res = FoldAffine().run(tiny_cnn_path, tmp_path / "f.onnx", PassContext())
     assert res.report["after_conv"] + res.report["before_conv"] + res.report["hardswish"] <= 1
-    assert "folded_int8_reconstructed" not in candidate_set(tiny_cnn_path, "cpu").recipes
+    cs = candidate_set(tiny_cnn_path, "cpu")
+    assert "folded_int8_reconstructed" not in cs.recipes
+    assert {"int8_reconstructed", "static_qdq_pct_pc"} <= set(cs.recipes) and cs.sensitivity
 
 
 @pytest.mark.slow
@@ -90,6 +92,9 @@ def test_folded_ppocr_int8_runs_integer_kernels(ppocr_det, tmp_path):
     the affine blocks are gone (a third of the INT8 run time when left as QLinearMul/Add)."""
     cs = candidate_set(ppocr_det, "cpu")
     assert {"folded_fp32_optimized", "folded_int8_reconstructed", "folded_int8_adaround"} <= set(cs.recipes)
+    # the unfolded static INT8 and the sensitivity analysis (on the unfolded graph) are skipped, saying why
+    assert not [n for n in cs.recipes if n.startswith(("static_", "int8_"))] and not cs.sensitivity
+    assert any("int8_reconstructed" in s["name"] and "folded" in s["reason"] for s in cs.skipped)
     rng = np.random.default_rng(0)
     calib = [{"x": rng.uniform(-1, 1, (1, 3, 96, 160)).astype(np.float32)} for _ in range(2)]
     folded = Recipe([{"pass": "fold_affine"}]).apply(ppocr_det, tmp_path / "f32.onnx").path
