@@ -70,7 +70,7 @@ def _chain(node: onnx.NodeProto, inits: dict, prod: dict, cons: dict, outputs: s
     dq1 = prod.get(x)
     q1 = prod.get(dq1.input[0]) if dq1 is not None and dq1.op_type == "DequantizeLinear" else None
     if dq1 is None or q1 is None or q1.op_type != "QuantizeLinear" or len(cons.get(q1.output[0], [])) != 1 \
-            or len(cons.get(x, [])) != 1:
+            or len(cons.get(x, [])) != 1 or list(dq1.input[1:]) != list(q1.input[1:]):
         return None
     q2 = _only(cons, node.output[0], "QuantizeLinear")
     dq2 = _only(cons, q2.output[0], "DequantizeLinear") if q2 is not None else None
