@@ -11,6 +11,7 @@ the fastest FP32 variant, with the ISA and the load average. ``--profile`` adds 
 per-op kernel time (1 and 2 threads) of the named variants.
 
 Run:  nice .venv/bin/python benchmarks/compress_ppocr.py [--only a,b] [--rounds 30] [--profile fp32,...]
+      nice .venv/bin/python benchmarks/compress_ppocr.py --write-inputs DIR   (the same inputs for the CLI)
 """
 from __future__ import annotations
 
@@ -46,11 +47,14 @@ def variants() -> dict[str, list[dict]]:
         "int8_reconstructed": [q8],                          # before this change: the default INT8
         "fixed_int8_reconstructed": [FIX, q8],
         "folded_int8_reconstructed": [FOLD, q8],
+        "folded_int8_reconstructed_unabsorbed": [FOLD, {**q8, "absorb_affine": False}],   # before absorb_affine
         "folded_int8_reconstructed_ortopt": [FOLD, q8, OPT],   # ORT's graph optimization saved
         "folded_static_qdq_pct_pc": [FOLD, {"pass": "quantize_static", **PCT}],
         "folded_static_qop_pct_pc": [FOLD, {"pass": "quantize_static", "format": "QOperator", **PCT}],
         "folded_int8_adaround": [FOLD, {**q8, **ADAROUND_CHEAP}],
-        "folded_int8_adaround_30blocks": [FOLD, {**q8, **ADAROUND_CHEAP, "reconstruct_blocks": 30}],
+        "folded_int8_adaround_unabsorbed": [FOLD, {**q8, **ADAROUND_CHEAP, "absorb_affine": False}],
+        "folded_int8_adaround_20steps": [FOLD, {**q8, **ADAROUND_CHEAP, "reconstruct_iters": 20,
+                                                "reconstruct_frames": 8}],   # the previous default
     }
 
 
@@ -67,6 +71,18 @@ def data() -> tuple[list[dict], list[dict], list[dict]]:
     held = [cm.ppocr_input(np.ascontiguousarray(cm.with_text(f, 200 + i)[:, ::-1]))
             for i, f in enumerate(stills + more)]
     return [{"x": x} for x in calib], [{"x": x} for x in search], [{"x": x} for x in held]
+
+
+def write_inputs(folder: Path, feeds: list[dict]) -> int:
+    """Each input as ``folder/NNN.npy`` (1x3xHxW float32); prints the command that optimizes on them."""
+    from sdk.demo import ppocr_det_model_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(feeds):
+        np.save(folder / f"{i:03d}.npy", f["x"])
+    print(f"wrote {len(feeds)} inputs to {folder}; run:\n  edgewise optimize {ppocr_det_model_path()} "
+          f"--calib {folder} --eval fidelity --out <DIR>")
+    return 0
 
 
 def build(name: str, steps: list[dict], model: Path, calib: list[dict], out: Path) -> tuple[Path, float | None]:
@@ -120,11 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="", help="comma-separated variants (and/or fp32) to profile per op")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--build-only", action="store_true", help="build the variants, score and time nothing")
+    ap.add_argument("--write-inputs", metavar="DIR", help="write the calibration, search and held-out inputs "
+                    "(in that order) as DIR/NNN.npy, the folder `edgewise optimize --calib DIR` reads, and stop")
     args = ap.parse_args(argv)
+    calib, search, held = data()
+    if args.write_inputs:
+        return write_inputs(Path(args.write_inputs), calib + search + held)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = ppocr_det_model_path()
-    calib, search, held = data()
     table = variants()
     names = [n for n in (args.only.split(",") if args.only else table) if n]
     paths = {"fp32": model}

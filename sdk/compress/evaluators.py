@@ -203,6 +203,9 @@ class OutputFidelity(Evaluator):
             res.append([np.asarray(outs[i], np.float64).reshape(-1) for i in idx])
         return res
 
+    def size_text(self) -> str:
+        return f"{len(self.feeds)} samples"
+
     def evaluate(self, model_path: str | Path) -> float:
         cand = self._outputs(model_path)
         if self.metric == "max_abs":

@@ -51,6 +51,9 @@ def keep_float(qdq: onnx.ModelProto, float_model: onnx.ModelProto, nodes: Iterab
             q = prod.get(src)
             if q is None or q.op_type != "QuantizeLinear":
                 continue
+            if list(dq.input[1:]) != list(q.input[1:]):    # a change of grid (qdq_affine): not the same tensor
+                skipped.append(n.name)
+                break
             # onnxruntime's quantizer drops a Relu/Clip whose clamp the 8-bit grid does anyway, so
             # the float tensor behind a Q can lack the activation: bypass only where the tensor
             # comes from the same op as in the FP32 model

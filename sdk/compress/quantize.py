@@ -256,6 +256,9 @@ class QuantizeInt8(QuantizeStatic):
                                "before quantizing (sdk.compress.equalize; SiLU pairs within equalize_silu_tol)")
         equalize_silu_tol: float = Field(1e-5, gt=0, description="relative squared change a SiLU channel may take "
                                          "from equalization")
+        absorb_affine: bool = Field(True, description="rewrite each scalar Mul(a) [-> Add(b)] between 8-bit grids "
+                                    "as one change of grid (sdk.compress.qdq_affine): two roundings and two integer "
+                                    "ops fewer; PP-LCNet's affine blocks before padded convolutions")
         reconstruct: Literal["none", "adaround"] = Field("none", description="adaround: learn the weight rounding, "
                                                          "input scales and biases block by block against the FP32 "
                                                          "model (sdk.compress.adaround; extra 'train')")
@@ -286,6 +289,10 @@ class QuantizeInt8(QuantizeStatic):
             qdq = onnx.load(str(model_out))
             float_model = load_model(src, check=False)
             rep = refine_qdq(float_model, qdq, list(feeds), **kw)
+            if cfg.absorb_affine:
+                from sdk.compress.qdq_affine import absorb_affine
+
+                extra["absorbed_affine"] = len(absorb_affine(qdq))
             if cfg.reconstruct == "adaround":
                 from sdk.compress.adaround import reconstruct_qdq
 

@@ -99,14 +99,15 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float],
     logger.info("baseline %s = %.4f; budget: drop <= %.4f (%s)", metric_name, base.metric, allowed, budget)
 
     rr = isa_profile(device) == "avx2"      # no VNNI: 7-bit weights (see candidates)
-    recipes, skipped, profile, per_node = _candidate_recipes(model, opts, device, rr)
+    # sensitivity and bit allocation by default: the candidate set says (not transformers; no
+    # sensitivity where only folded INT8 is tried)
+    recipes, skipped, profile, (sens_default, alloc_default) = _candidate_recipes(model, opts, device, rr)
     weighted = {"Conv", "MatMul", "Gemm"} & op_types(load_model(model, check=False))
-    default_set = per_node      # sensitivity and bit allocation by default (the candidate set says; not transformers)
     sens_info = None
-    if (default_set if opts.sensitivity.enabled is None else opts.sensitivity.enabled) and weighted:
+    if (sens_default if opts.sensitivity.enabled is None else opts.sensitivity.enabled) and weighted:
         sens_info = _sensitivity(model, calib, evaluator, opts, work, rr, recipes)
     alloc_info = None
-    if (default_set if opts.bit_allocation.enabled is None else opts.bit_allocation.enabled) and weighted:
+    if (alloc_default if opts.bit_allocation.enabled is None else opts.bit_allocation.enabled) and weighted:
         floor = base.search_metric - budget.allowed(base.search_metric) * (1.0 - opts.bit_allocation.reserve)
         alloc_info = _allocate_bits(model, workspace, evaluator, floor, work, opts.progress, recipes)
 
@@ -168,16 +169,17 @@ def _this_device() -> Any:
 
 
 def _candidate_recipes(model: Path, opts: OptimizeOptions, device: Any, reduce_range: bool
-                       ) -> tuple[dict[str, Recipe], list[dict[str, str]], str, bool]:
-    """(recipes, skipped with reasons, ISA profile, whether per-node analysis suits them) before
-    sensitivity and bit allocation."""
+                       ) -> tuple[dict[str, Recipe], list[dict[str, str]], str, tuple[bool, bool]]:
+    """(recipes, skipped with reasons, ISA profile, whether the sensitivity analysis and the bit
+    allocation suit them) before sensitivity and bit allocation."""
     co = opts.candidates
     skipped: list[dict[str, str]] = []
     profile = isa_profile(device)
-    per_node = co.recipes is None
+    per_node = (co.recipes is None, co.recipes is None)
     if co.recipes is None:
         cset = candidate_set(model, opts.target, device)
-        recipes, skipped, profile, per_node = dict(cset.recipes), list(cset.skipped), cset.profile, cset.per_node
+        recipes, skipped, profile = dict(cset.recipes), list(cset.skipped), cset.profile
+        per_node = (cset.per_node and cset.sensitivity, cset.per_node)
     else:
         recipes = dict(co.recipes)
     recipes.update(co.extra)

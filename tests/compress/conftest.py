@@ -124,3 +124,13 @@ def make_feeds(model_path: str | Path, n: int = 8, seed: int = 0) -> list[dict[s
 def calib_feeds() -> Callable[..., list[dict[str, np.ndarray]]]:
     """Factory: ``calib_feeds(model_path, n=8, seed=0)`` -> list of feeds dicts."""
     return make_feeds
+
+
+@pytest.fixture(scope="session")
+def ppocr_det() -> Path:
+    """The PP-OCRv4 text detector shipped in rapidocr-onnxruntime (skips where it is absent)."""
+    from sdk.package_files import package_file
+    from tests.skips import file_or_skip
+
+    return file_or_skip(package_file("rapidocr_onnxruntime", "models", "ch_PP-OCRv4_det_infer.onnx"),
+                        "rapidocr-onnxruntime (PP-OCRv4 detector) is not installed; `make setup`")

@@ -13,9 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sdk.compress import PassContext, Recipe
 from sdk.compress.candidates import candidate_set
 from sdk.compress.fold_affine import FoldAffine, fold_affine
-from sdk.package_files import package_file
 from tests.compress.test_qdq_refine import _optimized_ops
-from tests.skips import file_or_skip
 
 
 def _c(name: str, v) -> onnx.NodeProto:
@@ -83,13 +81,9 @@ def test_fold_affine_is_exact_and_leaves_padded_inputs_alone():
 def test_fold_affine_pass_without_anything_to_fold(tiny_cnn_path, tmp_path):
     res = FoldAffine().run(tiny_cnn_path, tmp_path / "f.onnx", PassContext())
     assert res.report["after_conv"] + res.report["before_conv"] + res.report["hardswish"] <= 1
-    assert "folded_int8_reconstructed" not in candidate_set(tiny_cnn_path, "cpu").recipes
-
-
-@pytest.fixture(scope="module")
-def ppocr_det():
-    return file_or_skip(package_file("rapidocr_onnxruntime", "models", "ch_PP-OCRv4_det_infer.onnx"),
-                        "rapidocr-onnxruntime (PP-OCRv4 detector) is not installed; `make setup`")
+    cs = candidate_set(tiny_cnn_path, "cpu")
+    assert "folded_int8_reconstructed" not in cs.recipes
+    assert {"int8_reconstructed", "static_qdq_pct_pc"} <= set(cs.recipes) and cs.sensitivity
 
 
 @pytest.mark.slow
@@ -98,6 +92,9 @@ def test_folded_ppocr_int8_runs_integer_kernels(ppocr_det, tmp_path):
     the affine blocks are gone (a third of the INT8 run time when left as QLinearMul/Add)."""
     cs = candidate_set(ppocr_det, "cpu")
     assert {"folded_fp32_optimized", "folded_int8_reconstructed", "folded_int8_adaround"} <= set(cs.recipes)
+    # the unfolded static INT8 and the sensitivity analysis (on the unfolded graph) are skipped, saying why
+    assert not [n for n in cs.recipes if n.startswith(("static_", "int8_"))] and not cs.sensitivity
+    assert any("int8_reconstructed" in s["name"] and "folded" in s["reason"] for s in cs.skipped)
     rng = np.random.default_rng(0)
     calib = [{"x": rng.uniform(-1, 1, (1, 3, 96, 160)).astype(np.float32)} for _ in range(2)]
     folded = Recipe([{"pass": "fold_affine"}]).apply(ppocr_det, tmp_path / "f32.onnx").path

@@ -46,7 +46,7 @@ def test_output_fidelity(tiny_cnn_path, calib_feeds, tmp_path):
     assert cos(tiny_cnn_path) == pytest.approx(1.0) and mx(tiny_cnn_path) == 0.0
     q = sc.QuantizeDynamic().run(tiny_cnn_path, tmp_path / "q.onnx", sc.PassContext()).path
     assert 0.9 < cos(q) < 1.0 and mx(q) < 0.0
-    assert cos.name == "fidelity_cosine"
+    assert cos.name == "fidelity_cosine" and cos.size_text() == "4 samples"   # the report names the data
 
 
 def _det(boxes, classes):
