@@ -82,7 +82,7 @@ def decoder_rows(ref: dict[str, Path], held: list[Path], work: Path, beams: int)
     import onnx
 
     from apps.mobile_translation.int8 import quantize_export
-    from sdk.compress.subgraphs import count_ops_deep
+    from sdk.graphs import count_ops_deep
 
     refs = transcripts(LJ)
     shipped = MODEL / "onnx" / "decoder_model_merged_quantized.onnx"

@@ -24,14 +24,14 @@ import onnx
 from onnx import helper, numpy_helper
 
 from sdk.compress.graph_prep import load_model, save_model
-from sdk.compress.subgraphs import (
+from sdk.errors import CompressionError
+from sdk.graphs import (
     drop_unused,
     initializer_map,
     iter_graphs,
     iter_scoped,
     local_uses,
 )
-from sdk.errors import CompressionError
 
 logger = logging.getLogger("edgewise")
 

@@ -20,13 +20,13 @@ from pydantic import Field
 from sdk.compress.base import Pass, PassConfig, PassContext, PassResult, register_pass
 from sdk.compress.graph_prep import load_model, save_model
 from sdk.compress.quantize import verify_loadable
-from sdk.compress.subgraphs import (
+from sdk.errors import CompressionError
+from sdk.graphs import (
     drop_unused,
     initializer_map,
     iter_graphs,
     iter_scoped,
 )
-from sdk.errors import CompressionError
 
 logger = logging.getLogger("edgewise")
 

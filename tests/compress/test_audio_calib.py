@@ -23,8 +23,8 @@ from sdk.compress.audio_calib import (
     split_files,
 )
 from sdk.compress.candidates import candidate_set
-from sdk.compress.subgraphs import count_ops_deep
 from sdk.errors import CompressionError
+from sdk.graphs import count_ops_deep
 from sdk.pipeline import write_wav
 from sdk.preprocess import load_audio, log_mel_spectrogram, whisper_input_features
 

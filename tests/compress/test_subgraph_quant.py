@@ -17,8 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 from sdk.compress import QuantizeDynamic, QuantizeInt4
 from sdk.compress.base import PassContext
 from sdk.compress.dequantize import dequantize_dynamic, dequantize_file
-from sdk.compress.subgraphs import count_ops_deep, iter_graphs
 from sdk.errors import CompressionError
+from sdk.graphs import count_ops_deep, iter_graphs
 
 K, N = 64, 48
 

@@ -12,7 +12,7 @@ import pytest
 from sdk.compress import QuantizeInt4
 from sdk.compress.base import PassContext
 from sdk.compress.dequantize import dequantize_file
-from sdk.compress.subgraphs import count_ops_deep, initializer_map, iter_scoped
+from sdk.graphs import count_ops_deep, initializer_map, iter_scoped
 from tests.skips import file_or_skip
 
 FP32_ENCODER_BYTES = 32_878_338      # the FP32 export's size in PROVENANCE.md

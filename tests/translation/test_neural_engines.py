@@ -182,7 +182,7 @@ def test_int4_through_compress_toolkit_reaches_the_if_branches(tiny_whisper, tmp
 
     from apps.mobile_translation.asr.whisper_onnx import WhisperOnnxRecognizer
     from apps.mobile_translation.int8 import quantize_export
-    from sdk.compress.subgraphs import count_ops_deep
+    from sdk.graphs import count_ops_deep
 
     d = tmp_path / "w"
     shutil.copytree(tiny_whisper, d)

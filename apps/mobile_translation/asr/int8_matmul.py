@@ -17,14 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _sub_graphs(graph):
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.g is not None and attr.g.node:
-                yield attr.g
-            for g in attr.graphs:
-                yield g
+from sdk.graphs import iter_graphs
 
 
 def fuse_dequantize_matmul(model) -> int:
@@ -85,10 +78,10 @@ def fuse_dequantize_matmul(model) -> int:
             count += 1
         for n in [n for n in graph.node if n.output and n.output[0] in drop]:
             graph.node.remove(n)
-        for g in _sub_graphs(graph):
-            rewrite(g)
 
-    rewrite(top)
+    # innermost graphs first: editing an outer node list may copy the subgraphs below it
+    for graph in reversed(list(iter_graphs(top))):
+        rewrite(graph)
     if count and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return count
