@@ -25,6 +25,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from sdk.graphs import drop_unused
+
 logger = logging.getLogger("edgewise")
 
 __all__ = ["absorb_affine"]
@@ -126,13 +128,17 @@ def absorb_affine(qdq: onnx.ModelProto) -> list[str]:
     g = qdq.graph
     inits = {t.name: t for t in g.initializer}
     done: list[str] = []
+    outputs = {o.name for o in g.output}
+    maps: tuple[dict, dict] | None = None      # producer / readers, rebuilt only after a rewrite
     for mul in [n for n in g.node if n.op_type == "Mul"]:
-        prod = {o: n for n in g.node for o in n.output}
-        cons: dict[str, list[onnx.NodeProto]] = {}
-        for n in g.node:
-            for t in n.input:
-                cons.setdefault(t, []).append(n)
-        ch = _chain(mul, inits, prod, cons, {o.name for o in g.output})
+        if maps is None:
+            cons: dict[str, list[onnx.NodeProto]] = {}
+            for n in g.node:
+                for t in n.input:
+                    cons.setdefault(t, []).append(n)
+            maps = {o: n for n in g.node for o in n.output}, cons
+        prod, cons = maps
+        ch = _chain(mul, inits, prod, cons, outputs)
         if ch is None:
             continue
         q1, a, b = ch["q1"], ch["a"], ch["b"]
@@ -168,15 +174,8 @@ def absorb_affine(qdq: onnx.ModelProto) -> list[str]:
             g.node.remove(n)
         _requantize_biases(g, dq.output[0], a * s_new, inits)
         done.append(tag)
-    while True:                    # the constants' DequantizeLinear nodes nobody reads any more
-        used = {t for n in g.node for t in n.input} | {o.name for o in g.output}
-        dead = [n for n in g.node if n.op_type == "DequantizeLinear" and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            g.node.remove(n)
-    for t in [t for t in g.initializer if t.name not in used]:
-        g.initializer.remove(t)
+        maps = None
     if done:
+        drop_unused(qdq)      # the constants' DequantizeLinear nodes and the tensors nobody reads any more
         logger.info("absorbed %d scalar Mul/Add pairs into 8-bit grids", len(done))
     return done
