@@ -98,8 +98,9 @@ class _WorkDir:
 class _CommonConfig(PassConfig):
     per_channel: bool = Field(False, description="one scale per output channel of each weight instead of one per "
                               "tensor (better accuracy; upgrades the opset to 13 first when older)")
-    reduce_range: bool = Field(False, description="quantize weights to 7 bits, which avoids int16 saturation of "
-                               "the u8*s8 multiply-add on CPUs without VNNI")
+    reduce_range: bool | None = Field(None, description="quantize weights to 7 bits, which avoids int16 "
+                                      "saturation of the u8*s8 multiply-add on x86 CPUs without VNNI; None: 7 bits "
+                                      "exactly when this CPU is one of those (see reduce_range_for)")
     nodes_to_exclude: list[str] = Field(default_factory=list, description="node names kept in float")
     op_types_to_quantize: list[str] | None = Field(None, description="op types to quantize (None: every type "
                                                    "onnxruntime can quantize)")
@@ -109,6 +110,20 @@ class _CommonConfig(PassConfig):
                              "inference + graph optimization) first")
     extra_options: dict[str, Any] = Field(default_factory=dict, description="passed as extra_options to "
                                           "onnxruntime.quantization (e.g. ActivationSymmetric, WeightSymmetric)")
+
+
+def reduce_range_for(cfg: "_CommonConfig") -> bool:
+    """The config's ``reduce_range``, or, when it is None, whether this CPU needs 7-bit weights:
+    x86 without VNNI/AMX multiplies u8 x s8 pairs into int16 (``vpmaddubsw``), which saturates
+    with full 8-bit weights, so onnxruntime's integer kernels would compute something else than
+    the QDQ graph says (measured on an AVX2-only EPYC: outputs off by up to 0.97 on a tiny CNN
+    whose outputs are about 1)."""
+    if cfg.reduce_range is not None:
+        return cfg.reduce_range
+    from sdk.compress.candidates import isa_profile
+    from sdk.runtime import discover_device
+
+    return isa_profile(discover_device()) == "avx2"
 
 
 def _prepared(model_in: Path, work_path: Path, cfg: "_CommonConfig") -> Path:
@@ -145,7 +160,7 @@ class QuantizeDynamic(Pass):
             src = _prepared(Path(model_in), work / "dyn_prep.onnx", cfg)
             try:
                 quantize_dynamic(str(src), str(model_out), op_types_to_quantize=_op_types(cfg, static=False),
-                                 per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
+                                 per_channel=cfg.per_channel, reduce_range=reduce_range_for(cfg),
                                  weight_type=QuantType.QInt8 if cfg.weight_type == "int8" else QuantType.QUInt8,
                                  nodes_to_exclude=list(cfg.nodes_to_exclude), extra_options=dict(cfg.extra_options))
             except (ModelLoadError, CompressionError):
@@ -209,7 +224,7 @@ class QuantizeStatic(Pass):
                                                                  f"calibrating ({cfg.calibrate_method})"),
                     quant_format=QuantFormat.QDQ if cfg.format == "QDQ" else QuantFormat.QOperator,
                     op_types_to_quantize=_op_types(cfg, static=True), per_channel=cfg.per_channel,
-                    reduce_range=cfg.reduce_range, activation_type=getattr(QuantType, act),
+                    reduce_range=reduce_range_for(cfg), activation_type=getattr(QuantType, act),
                     weight_type=getattr(QuantType, wt), nodes_to_exclude=list(cfg.nodes_to_exclude),
                     calibrate_method=getattr(CalibrationMethod, cfg.calibrate_method), extra_options=extra,
                     calibration_cache_path=cache)
@@ -276,7 +291,7 @@ class QuantizeInt8(QuantizeStatic):
         from sdk.compress.qdq_refine import refine_qdq
 
         cfg = self.config
-        weight_bits = 7 if cfg.reduce_range else 8
+        weight_bits = 7 if reduce_range_for(cfg) else 8
         kw: dict[str, Any] = dict(ranges=cfg.ranges != "calibrator", silu_aware=cfg.ranges == "mse_silu",
                                   weights=cfg.weight_rounding == "gptq", bias_correction=cfg.bias_correction,
                                   weight_bits=weight_bits, progress=ctx.progress)
