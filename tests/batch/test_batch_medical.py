@@ -98,6 +98,7 @@ def test_resume_after_kill(ray_session, archive, spec, runs, tmp_path, capsys):
         from apps.medical_imaging.batch import medical_spec
         from sdk.batch import run_job
         run_job(medical_spec(), {str(archive)!r}, {str(out)!r}, workers=1, batch_size=4, flush_rows=8,
+                flush_seconds=3600,  # rows decide the first part: a slow worker start must not flush 4
                 address={ray_session.get_runtime_context().gcs_address!r}, progress=False,
                 on_flush=lambda n: os._exit(9))
     """)
