@@ -94,7 +94,7 @@ def test_int4_refuses_a_model_without_matmul_weights(tmp_path):
 
 
 def test_dequantize_undoes_dynamic_int8_in_if_branches(if_model, tmp_path):
-    q = QuantizeDynamic(op_types_to_quantize=["MatMul"], preprocess=False,
+    q = QuantizeDynamic(op_types_to_quantize=["MatMul"], preprocess=False, reduce_range=False,  # the 8-bit grid
                         extra_options={"EnableSubgraph": True}).run(if_model, tmp_path / "q.onnx",
                                                                     PassContext(work_dir=tmp_path)).path
     assert count_ops_deep(onnx.load(q))["MatMulInteger"] == 5
@@ -128,7 +128,8 @@ def test_dequantize_conv_integer_per_channel(tmp_path):
                           initializer=[numpy_helper.from_array(w, "w")])
     src = tmp_path / "conv.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
-    q = QuantizeDynamic(op_types_to_quantize=["Conv"], per_channel=True, preprocess=False).run(
+    q = QuantizeDynamic(op_types_to_quantize=["Conv"], per_channel=True, preprocess=False,
+                        reduce_range=False).run(   # the 8-bit grid on every CPU
         src, tmp_path / "q.onnx", PassContext(work_dir=tmp_path)).path
     m = onnx.load(q)
     assert dequantize_dynamic(m) == 1
