@@ -38,7 +38,7 @@ from sdk.compress.recipe import Recipe
 from sdk.compress.transformer_candidates import is_transformer, transformer_candidates
 
 __all__ = ["CandidateSet", "candidate_set", "default_candidates", "sensitivity_candidates", "shape_candidates",
-           "relu_candidates", "SENSITIVITY_CONFIG", "isa_profile", "MIN_SILU_FOR_RELU"]
+           "relu_candidates", "SENSITIVITY_CONFIG", "isa_profile", "needs_reduce_range", "MIN_SILU_FOR_RELU"]
 
 #: a model needs this many SiLUs before the ReLU-student candidates are worth their training time
 MIN_SILU_FOR_RELU = 8
@@ -74,6 +74,12 @@ def isa_profile(device: Any | None) -> str:
     return "unknown"
 
 
+def needs_reduce_range(profile: str) -> bool:
+    """Whether INT8 weights must be 7-bit (``reduce_range``) on a CPU of this :func:`isa_profile`:
+    on x86 without VNNI the u8 x s8 multiply-add saturates int16 (see the module docstring)."""
+    return profile == "avx2"
+
+
 def _weight_share(model: Any) -> dict[str, int]:
     """Parameters held by Conv weights versus MatMul/Gemm weights."""
     inits = {t.name: t for t in model.graph.initializer}
@@ -103,7 +109,7 @@ def candidate_set(model_path: str | Path, target: str = "cpu", device: Any | Non
                 "(YOLOX-nano measured 0.24x FP32); the model's weights sit mostly in Conv")
     else:
         cs.recipes["dynamic_int8"] = Recipe([{"pass": "quantize_dynamic"}])
-    rr = prof == "avx2"
+    rr = needs_reduce_range(prof)
     if static:
         act_w = "S8S8" if prof == "arm" else "U8S8"
         base = {"format": "QDQ", "types": act_w, "per_channel": True, "reduce_range": rr}

@@ -113,17 +113,15 @@ class _CommonConfig(PassConfig):
 
 
 def reduce_range_for(cfg: "_CommonConfig") -> bool:
-    """The config's ``reduce_range``, or, when it is None, whether this CPU needs 7-bit weights:
-    x86 without VNNI/AMX multiplies u8 x s8 pairs into int16 (``vpmaddubsw``), which saturates
-    with full 8-bit weights, so onnxruntime's integer kernels would compute something else than
-    the QDQ graph says (measured on an AVX2-only EPYC: outputs off by up to 0.97 on a tiny CNN
-    whose outputs are about 1)."""
+    """The config's ``reduce_range``, or, when it is None, whether this CPU needs 7-bit weights
+    (:func:`sdk.compress.candidates.needs_reduce_range`: with 8-bit ones onnxruntime's AVX2
+    kernel computes something else than the QDQ graph says)."""
     if cfg.reduce_range is not None:
         return cfg.reduce_range
-    from sdk.compress.candidates import isa_profile
+    from sdk.compress.candidates import isa_profile, needs_reduce_range
     from sdk.runtime import discover_device
 
-    return isa_profile(discover_device()) == "avx2"
+    return needs_reduce_range(isa_profile(discover_device()))
 
 
 def _prepared(model_in: Path, work_path: Path, cfg: "_CommonConfig") -> Path:

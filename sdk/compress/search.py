@@ -30,6 +30,7 @@ from sdk.compress.candidates import (
     SENSITIVITY_CONFIG,
     candidate_set,
     isa_profile,
+    needs_reduce_range,
     relu_candidates,
     sensitivity_candidates,
     shape_candidates,
@@ -98,7 +99,7 @@ def optimize(model: str | Path, calib: Any, evaluator: Callable[[Path], float],
             check_resolution(ev, label, allowed, metric_name)
     logger.info("baseline %s = %.4f; budget: drop <= %.4f (%s)", metric_name, base.metric, allowed, budget)
 
-    rr = isa_profile(device) == "avx2"      # no VNNI: 7-bit weights (see candidates)
+    rr = needs_reduce_range(isa_profile(device))
     # sensitivity and bit allocation by default: the candidate set says (not transformers; no
     # sensitivity where only folded INT8 is tried)
     recipes, skipped, profile, (sens_default, alloc_default) = _candidate_recipes(model, opts, device, rr)

@@ -38,6 +38,8 @@ def is_transformer(ops: set[str], share: dict[str, int]) -> bool:
 
 def transformer_candidates(cs: Any, profile: str, static: bool = True) -> Any:
     """Fill ``cs`` (a :class:`sdk.compress.candidates.CandidateSet`) for a transformer on ``profile``."""
+    from sdk.compress.candidates import needs_reduce_range  # candidates imports this module
+
     cs.recipes["fp32_optimized"] = Recipe([{"pass": "optimize_graph", "level": "extended"}])
     cs.recipes["dynamic_int8"] = Recipe([{"pass": "quantize_dynamic", "op_types_to_quantize": _MATMUL_OPS}])
     cs.recipes["dynamic_int8_pc"] = Recipe([{"pass": "quantize_dynamic", "op_types_to_quantize": _MATMUL_OPS,
@@ -45,7 +47,7 @@ def transformer_candidates(cs: Any, profile: str, static: bool = True) -> Any:
     if static:
         types = "S8S8" if profile == "arm" else "U8S8"
         base = {"pass": "quantize_static", "format": "QDQ", "types": types, "per_channel": True,
-                "reduce_range": profile == "avx2", "op_types_to_quantize": _MATMUL_OPS}
+                "reduce_range": needs_reduce_range(profile), "op_types_to_quantize": _MATMUL_OPS}
         cs.recipes["static_qdq_pc"] = Recipe([base])
         cs.recipes["static_qdq_pct_pc"] = Recipe([{**base, "calibrate_method": "Percentile", "percentile": 99.99}])
     else:
