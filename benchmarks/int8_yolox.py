@@ -41,15 +41,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import onnx  # noqa: E402
+from yolox_frames import cli_split  # noqa: E402  (benchmarks/, the script's folder)
 
 from sdk.bench import compare_latency, model_file_size, speedup_interval  # noqa: E402
-from sdk.compress import FrameDetectionAgreement, Recipe, Workspace  # noqa: E402
-from sdk.compress.frames import FrameCalibration, load_frames, split_frames  # noqa: E402
+from sdk.compress import Recipe, Workspace  # noqa: E402
+from sdk.compress.frames import FrameCalibration  # noqa: E402
 from sdk.compress.qdq_silu import fuse_silu  # noqa: E402
 from sdk.runtime import discover_device  # noqa: E402
-
-SHARED = REPO.parent / "shared"
-DRIVING = SHARED / "data" / "driving"
 
 
 def op_profile(path: Path, feeds: dict, runs: int = 20) -> dict[str, float]:
@@ -81,16 +79,11 @@ def main() -> int:
     ap.add_argument("--relu", action="store_true", help="add the ReLU-student rows (trains once; slow)")
     ap.add_argument("--relu-steps", type=int, default=600, help="training steps of the ReLU student")
     args = ap.parse_args()
-    model = SHARED / "models" / "yolox_nano_coco_416.onnx"
-    if not model.exists():
-        print(f"needs {model} (../shared)", file=sys.stderr)
+    split = cli_split()
+    if split is None:
         return 4
-    frames = load_frames([DRIVING / "lanelines_p1", DRIVING / "advanced_lane_lines" / "test_images",
-                          DRIVING / "vehicle_detection"], video_frames=24)
-    search, held = split_frames(frames, 0.4)
+    model, search, held, ev_s, ev_h = split
     cal = FrameCalibration(search, (416, 416))
-    ev_s = FrameDetectionAgreement(model, [f.image for f in search])
-    ev_h = FrameDetectionAgreement(model, [f.image for f in held])
     fix = {"pass": "fix_input_shape", "shape": [1, 3, 256, 416]}
     pct = {"pass": "quantize_static", "format": "QDQ", "per_channel": True, "calibrate_method": "Percentile",
            "percentile": 99.99}

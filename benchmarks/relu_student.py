@@ -25,12 +25,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sdk.compress import FrameDetectionAgreement, Recipe, Workspace  # noqa: E402
-from sdk.compress.frames import FrameCalibration, load_frames, split_frames  # noqa: E402
-from sdk.runtime import discover_device  # noqa: E402
+from yolox_frames import cli_split  # noqa: E402  (benchmarks/, the script's folder)
 
-SHARED = REPO.parent / "shared"
-DRIVING = SHARED / "data" / "driving"
+from sdk.compress import Recipe, Workspace  # noqa: E402
+from sdk.compress.frames import FrameCalibration, load_frames  # noqa: E402
+from sdk.runtime import discover_device  # noqa: E402
 
 
 def main() -> int:
@@ -44,19 +43,14 @@ def main() -> int:
                     help="train on every frame of the search-side videos, not the 24 sampled per video")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    model = SHARED / "models" / "yolox_nano_coco_416.onnx"
-    if not model.exists():
-        print(f"needs {model} (../shared)", file=sys.stderr)
+    split = cli_split()
+    if split is None:
         return 4
-    frames = load_frames([DRIVING / "lanelines_p1", DRIVING / "advanced_lane_lines" / "test_images",
-                          DRIVING / "vehicle_detection"], video_frames=24)
-    search, held = split_frames(frames, 0.4)
+    model, search, held, ev_s, ev_h = split
     train = list(search)
     if args.all_video_frames:
         videos = sorted({f.source for f in search if f.index > 0})
         train = [f for f in search if f.source not in videos] + load_frames(videos, video_frames=100_000)
-    ev_s = FrameDetectionAgreement(model, [f.image for f in search])
-    ev_h = FrameDetectionAgreement(model, [f.image for f in held])
     fix = {"pass": "fix_input_shape", "shape": [1, 3, 256, 416]}
     distill = {"pass": "relu_distill", "steps": args.steps, "lr": args.lr, "anneal": args.anneal,
                "feature_weight": args.feature_weight, "threads": args.threads}
