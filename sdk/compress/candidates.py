@@ -34,6 +34,7 @@ from onnx import numpy_helper
 
 from sdk.compress.fold_affine import foldable
 from sdk.compress.graph_prep import const_weight_matmuls, load_model, op_types
+from sdk.compress.isa import isa_profile, needs_reduce_range
 from sdk.compress.recipe import Recipe
 from sdk.compress.transformer_candidates import is_transformer, transformer_candidates
 
@@ -57,27 +58,6 @@ class CandidateSet:
 
     def skip(self, name: str, reason: str) -> None:
         self.skipped.append({"name": name, "reason": reason})
-
-
-def isa_profile(device: Any | None) -> str:
-    """"vnni" (x86 with VNNI/AMX), "avx2" (x86 without VNNI), "arm", or "unknown"."""
-    if device is None:
-        return "unknown"
-    isa = dict(getattr(device, "isa", {}) or {})
-    machine = str(getattr(device, "machine", "")).lower()
-    if isa.get("neon") or machine in ("arm64", "aarch64"):
-        return "arm"
-    if isa.get("avx512_vnni") or isa.get("avx_vnni") or isa.get("amx"):
-        return "vnni"
-    if isa.get("avx2") or isa.get("avx512f"):
-        return "avx2"
-    return "unknown"
-
-
-def needs_reduce_range(profile: str) -> bool:
-    """Whether INT8 weights must be 7-bit (``reduce_range``) on a CPU of this :func:`isa_profile`:
-    on x86 without VNNI the u8 x s8 multiply-add saturates int16 (see the module docstring)."""
-    return profile == "avx2"
 
 
 def _weight_share(model: Any) -> dict[str, int]:

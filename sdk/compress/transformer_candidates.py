@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sdk.compress.isa import needs_reduce_range
 from sdk.compress.recipe import Recipe
 
 __all__ = ["INT4_BLOCKS", "is_transformer", "transformer_candidates"]
@@ -38,8 +39,6 @@ def is_transformer(ops: set[str], share: dict[str, int]) -> bool:
 
 def transformer_candidates(cs: Any, profile: str, static: bool = True) -> Any:
     """Fill ``cs`` (a :class:`sdk.compress.candidates.CandidateSet`) for a transformer on ``profile``."""
-    from sdk.compress.candidates import needs_reduce_range  # candidates imports this module
-
     cs.recipes["fp32_optimized"] = Recipe([{"pass": "optimize_graph", "level": "extended"}])
     cs.recipes["dynamic_int8"] = Recipe([{"pass": "quantize_dynamic", "op_types_to_quantize": _MATMUL_OPS}])
     cs.recipes["dynamic_int8_pc"] = Recipe([{"pass": "quantize_dynamic", "op_types_to_quantize": _MATMUL_OPS,
