@@ -31,6 +31,7 @@ log = logging.getLogger("edgewise")
 
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20   # rows are small; keep Ray's shared memory modest
 CRASH_RETRIES = 2                          # a batch whose worker process died is retried this often
+ACTOR_START_TIMEOUT_S = 600                # every worker must load its model within this before work starts
 
 
 @dataclass
@@ -156,8 +157,11 @@ def _execute(ray, spec, todo, store, pool, batch_size, flush_rows, flush_seconds
     logging.getLogger("ray.data").setLevel(logging.ERROR)   # our own progress lines replace Ray's bars
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
-    saved_errored = ctx.max_errored_blocks
+    saved_errored, saved_wait = ctx.max_errored_blocks, ctx.wait_for_min_actors_s
     ctx.max_errored_blocks = -1       # a batch that kills its worker on every try is dropped, not fatal
+    # start work only once every worker has loaded its model: otherwise the first one ready queues
+    # the batches while the others load, and --workers 2 can run on one
+    ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
     blocks = max(1, min(len(todo), -(-len(todo) // batch_size)))
     ds = ray.data.from_items(todo, override_num_blocks=blocks)
     with warnings.catch_warnings():
@@ -205,7 +209,7 @@ def _execute(ray, spec, todo, store, pool, batch_size, flush_rows, flush_seconds
         raise PipelineError(f"batch {spec.name}: Ray job failed after {done} rows ({why}); "
                             f"rerun the same command to resume") from exc
     finally:
-        ctx.max_errored_blocks = saved_errored
+        ctx.max_errored_blocks, ctx.wait_for_min_actors_s = saved_errored, saved_wait
     return done, errors
 
 

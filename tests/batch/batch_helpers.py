@@ -53,3 +53,22 @@ class BrokenInitProcessor:
 
     def process(self, path: Path) -> ItemResult:
         raise AssertionError("never called")
+
+
+class SlowSecondStartProcessor:
+    """The first worker to start is ready at once; every later one loads for ``delay_s``
+    (a model load on a busy node). ``marker`` is a path the first one creates."""
+
+    def __init__(self, marker: str, delay_s: float = 4.0):
+        import time
+
+        try:
+            Path(marker).open("x").close()        # atomic: exactly one worker wins
+        except FileExistsError:
+            time.sleep(delay_s)
+
+    def process(self, path: Path) -> ItemResult:
+        return ItemResult(status="ok", fields={"name": path.name})
+
+    def close(self) -> None:
+        pass
