@@ -37,6 +37,22 @@ def _bundle_summary(bundle: Any) -> dict[str, Any]:
     }
 
 
+def _int8_weights(path: Any) -> dict[str, Any] | None:
+    """The peak INT8 weight code and whether it can overflow on this CPU; None without INT8 weights."""
+    import onnx
+
+    from sdk.runtime import discover_device
+    from sdk.runtime.int8_weights import int8_weight_peak, saturation_warning
+    from sdk.runtime.isa import isa_profile
+
+    model = onnx.load(str(path))
+    peak = int8_weight_peak(model)
+    if peak is None:
+        return None
+    device = discover_device()
+    return {"peak": peak, "isa_profile": isa_profile(device), "warning_here": saturation_warning(model, device)}
+
+
 def run(args: argparse.Namespace) -> int:
     from sdk.bench import model_stats
 
@@ -74,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
          else f"n/a ({stats.unresolved_ops} op(s) with unknown shapes; try --shape)"),
         ("nodes", str(stats.node_count)),
     ]
+    int8 = _int8_weights(path)
+    if int8 is not None:
+        data["int8_weights"] = int8
+        rows.append(("INT8 weights", f"codes up to {int8['peak']} ({'7' if int8['peak'] <= 64 else '8'}-bit)"
+                     + (f"; WARNING: {int8['warning_here']}" if int8["warning_here"] else
+                        f"; safe on this CPU ({int8['isa_profile']})")))
     lines.append(table(rows))
     lines.append("\ninputs:")
     lines.append(table([(s.name, s.dtype, s.shape_str()) for s in stats.inputs], indent="  "))

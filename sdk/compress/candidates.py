@@ -34,9 +34,9 @@ from onnx import numpy_helper
 
 from sdk.compress.fold_affine import foldable
 from sdk.compress.graph_prep import const_weight_matmuls, load_model, op_types
-from sdk.compress.isa import isa_profile, needs_reduce_range
 from sdk.compress.recipe import Recipe
 from sdk.compress.transformer_candidates import is_transformer, transformer_candidates
+from sdk.runtime.isa import isa_profile, needs_reduce_range
 
 __all__ = ["CandidateSet", "candidate_set", "default_candidates", "sensitivity_candidates", "shape_candidates",
            "relu_candidates", "SENSITIVITY_CONFIG", "isa_profile", "needs_reduce_range", "MIN_SILU_FOR_RELU"]

@@ -114,12 +114,12 @@ class _CommonConfig(PassConfig):
 
 def reduce_range_for(cfg: "_CommonConfig") -> bool:
     """The config's ``reduce_range``, or, when it is None, whether this CPU needs 7-bit weights
-    (:func:`sdk.compress.isa.needs_reduce_range`: with 8-bit ones onnxruntime's AVX2
+    (:func:`sdk.runtime.isa.needs_reduce_range`: with 8-bit ones onnxruntime's AVX2
     kernel computes something else than the QDQ graph says)."""
     if cfg.reduce_range is not None:
         return cfg.reduce_range
-    from sdk.compress.isa import isa_profile, needs_reduce_range
     from sdk.runtime import discover_device
+    from sdk.runtime.isa import isa_profile, needs_reduce_range
 
     return needs_reduce_range(isa_profile(discover_device()))
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdk.compress.isa import needs_reduce_range
 from sdk.compress.recipe import Recipe
+from sdk.runtime.isa import needs_reduce_range
 
 __all__ = ["INT4_BLOCKS", "is_transformer", "transformer_candidates"]
 

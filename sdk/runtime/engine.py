@@ -60,6 +60,37 @@ def _zero_feed(spec: TensorSpec) -> np.ndarray | None:
         return None
 
 
+_INT8_WARNED: set[str] = set()
+
+
+def _int8_check(src: Any, label: str) -> str | None:
+    """:func:`sdk.runtime.int8_weights.saturation_warning` for what the session loaded, logged;
+    the model is parsed only on CPUs where 8-bit weights can overflow and only when its bytes
+    name an integer kernel."""
+    from sdk.runtime.device import discover_device
+    from sdk.runtime.isa import isa_profile, needs_reduce_range
+
+    device = discover_device()
+    if not needs_reduce_range(isa_profile(device)):
+        return None
+    import onnx
+
+    from sdk.runtime.int8_weights import MAY_HOLD_INT8_WEIGHTS, saturation_warning
+
+    try:
+        data = src if isinstance(src, bytes) else Path(src).read_bytes()
+        if not any(k in data for k in MAY_HOLD_INT8_WEIGHTS):
+            return None
+        why = saturation_warning(onnx.load_from_string(data), device)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime loaded it: a check that cannot parse never blocks
+        logger.debug("INT8 weight check skipped for %s: %s", label, exc)
+        return None
+    if why and label not in _INT8_WARNED:   # once per model per process: a pool of engines logs it once
+        _INT8_WARNED.add(label)
+        logger.warning("%s: %s", label, why)
+    return why
+
+
 class Engine(Closing):
     """Owns one onnxruntime session and runs it with validated inputs.
 
@@ -76,6 +107,10 @@ class Engine(Closing):
     With ``SessionOptions(optimized_model_path=...)`` the first engine saves onnxruntime's
     optimized graph there; later engines load that file (optimization off) while it is newer
     than the model. The saved graph is specific to this machine and provider list.
+
+    On the CPU provider, a model whose INT8 weights can overflow onnxruntime's int16 sums on
+    this CPU (8-bit weights without VNNI: :mod:`sdk.runtime.int8_weights`) loads with a
+    logged warning, also kept in :attr:`int8_warning` (None when the model is safe here).
     """
 
     def __init__(self, model: Any, options: EngineOptions | None = None, *, label: str | None = None,
@@ -115,6 +150,9 @@ class Engine(Closing):
         if dropped:  # onnxruntime logs the reason and goes on without the provider
             logger.warning("onnxruntime could not start %s for %s (its log says why); running on %s",
                            ", ".join(dropped), self._label, ", ".join(self._sess.get_providers()))
+        self.int8_warning: str | None = None
+        if self._sess.get_providers()[0] == "CPUExecutionProvider":
+            self.int8_warning = _int8_check(src, self._label)
         self.inputs: list[TensorSpec] = [TensorSpec.from_ort(a) for a in self._sess.get_inputs()]
         self.outputs: list[TensorSpec] = [TensorSpec.from_ort(a) for a in self._sess.get_outputs()]
         self._validator = InputValidator(self.inputs)

@@ -233,32 +233,27 @@ def test_preprocessing_reads_a_model_given_by_a_relative_path(tmp_path, tiny_cnn
     assert is_preprocessed(load_model(out, check=False))
 
 
-def _weight_codes(path):
-    """Integer weight codes of a QDQ graph's int8 initializers that feed a DequantizeLinear's input."""
-    m = onnx.load(str(path))
-    inits = {t.name: t for t in m.graph.initializer}
-    dq_inputs = {n.input[0] for n in m.graph.node if n.op_type == "DequantizeLinear"}
-    return [onnx.numpy_helper.to_array(inits[n]) for n in dq_inputs
-            if n in inits and inits[n].data_type == onnx.TensorProto.INT8 and inits[n].dims and len(inits[n].dims) == 4]
-
-
 @pytest.mark.parametrize("isa,expect_7bit", [({"avx2": True}, True),
                                              ({"avx2": True, "avx512_vnni": True}, False),
                                              ({"neon": True}, False)])
 def test_quantize_int8_picks_7_bit_weights_exactly_on_x86_without_vnni(isa, expect_7bit, tiny_cnn_path, calib_feeds,
                                                                        tmp_path, monkeypatch):
     """On AVX2 without VNNI onnxruntime's u8 x s8 kernel saturates int16 with full 8-bit weights, so
-    the default (reduce_range=None) is 7 bits there and 8 elsewhere; an explicit value wins."""
+    the default (reduce_range=None) is 7 bits there and 8 elsewhere; an explicit value wins. The
+    Engine's load check agrees: only the 8-bit model is flagged, and only on that CPU."""
     import sdk.runtime
     from sdk.compress.quantize import QuantizeInt8
     from sdk.runtime.device import DeviceInfo
+    from sdk.runtime.int8_weights import int8_weight_peak, saturation_warning
 
-    monkeypatch.setattr(sdk.runtime, "discover_device", lambda: DeviceInfo(isa=isa, machine="x86_64"))
+    device = DeviceInfo(isa=isa, machine="x86_64")
+    monkeypatch.setattr(sdk.runtime, "discover_device", lambda: device)
     feeds = calib_feeds(tiny_cnn_path, 8)
     ctx = PassContext(calib=CalibrationData(feeds), work_dir=tmp_path / "w")
     auto = QuantizeInt8().run(tiny_cnn_path, tmp_path / "auto.onnx", ctx).path
     full = QuantizeInt8(reduce_range=False).run(tiny_cnn_path, tmp_path / "full.onnx", ctx).path
-    peak_auto = max(int(np.abs(w.astype(np.int32)).max()) for w in _weight_codes(auto))
-    peak_full = max(int(np.abs(w.astype(np.int32)).max()) for w in _weight_codes(full))
-    assert peak_full > 64                                   # 8-bit grid used when asked
-    assert (peak_auto <= 64) == expect_7bit, (isa, peak_auto)
+    peak_auto, peak_full = (int8_weight_peak(onnx.load(str(p))) for p in (auto, full))
+    assert peak_full is not None and peak_full > 64         # 8-bit grid used when asked
+    assert peak_auto is not None and (peak_auto <= 64) == expect_7bit, (isa, peak_auto)
+    assert saturation_warning(onnx.load(str(auto)), device) is None
+    assert (saturation_warning(onnx.load(str(full)), device) is not None) == expect_7bit

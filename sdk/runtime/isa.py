@@ -1,6 +1,8 @@
-"""The CPU profiles the compression search plans for (:func:`isa_profile`), and what follows
-from one for INT8 weights (:func:`needs_reduce_range`). :mod:`sdk.compress.candidates` says
-what each profile changes in the candidate set, and why."""
+"""CPU profiles (:func:`isa_profile`) and what follows from one for INT8 weights
+(:func:`needs_reduce_range`): the compression search plans its candidates by them
+(:mod:`sdk.compress.candidates` says what each profile changes, and why) and the
+:class:`~sdk.runtime.Engine` checks at load that a quantized model suits this CPU
+(:mod:`sdk.runtime.int8_weights`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -25,5 +27,6 @@ def isa_profile(device: Any | None) -> str:
 
 def needs_reduce_range(profile: str) -> bool:
     """Whether INT8 weights must be 7-bit (``reduce_range``) on a CPU of this :func:`isa_profile`:
-    on x86 without VNNI the u8 x s8 multiply-add saturates int16 (see :mod:`sdk.compress.candidates`)."""
+    on x86 without VNNI onnxruntime multiplies u8 x s8 pairs into int16 (``vpmaddubsw``), and
+    two products of 255 x 127 overflow it; with |weight code| <= 64 they cannot."""
     return profile == "avx2"
