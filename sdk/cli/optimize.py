@@ -65,6 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=64, help="calibration samples used (default 64)")
     p.add_argument("--image-scale", type=float, default=1.0,
                    help="image folders without a bundle: divide pixel values by this (default 1: 0..255)")
+    p.add_argument("--preprocess", metavar="SPEC",
+                   help="images and video frames go through this preprocessing (a PreprocessSpec: a .json file "
+                        "or inline JSON, e.g. resize, normalize with mean/std, to_layout NCHW) instead of a plain "
+                        "letterbox to the model's input size; for models without a fixed input size or with "
+                        "normalised inputs. The written bundle keeps it as its preprocessing")
     p.add_argument("--no-sensitivity", action="store_true", help="skip the per-node sensitivity analysis")
     p.add_argument("--no-bit-allocation", action="store_true",
                    help="skip choosing which weights can be stored at 4 bits (the weights_mixed_int4 candidate)")
@@ -93,6 +98,55 @@ def _parse_shape(text: str) -> list[int]:
 def _array_data(paths: list[Path]) -> bool:
     return len(paths) == 1 and (paths[0].suffix in (".npz", ".npy") or
                                 (paths[0].is_dir() and any(paths[0].glob("*.npy"))))
+
+
+def preprocess_arg(text: str | None) -> Any:
+    """The :class:`~sdk.preprocess.PreprocessSpec` of ``--preprocess`` (a JSON file or inline JSON), or None."""
+    if not text:
+        return None
+    from pydantic import ValidationError
+
+    from sdk.preprocess import PreprocessSpec
+
+    src = Path(text)
+    is_file = not text.lstrip().startswith("{") and src.suffix.lower() == ".json"
+    if is_file and not src.is_file():
+        raise FileNotFoundError(f"--preprocess: no such file: {src}")
+    raw = src.read_text() if is_file else text
+    try:
+        return PreprocessSpec.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "top level"
+        raise ValueError(f"--preprocess: not a valid preprocessing spec ({where}: {first['msg']}); expected "
+                         "JSON like {\"ops\": [{\"op\": \"resize\", \"size\": [384, 640]}, {\"op\": "
+                         "\"normalize\", \"scale\": 0.00392157, \"mean\": [0.485, 0.456, 0.406], \"std\": "
+                         "[0.229, 0.224, 0.225]}, {\"op\": \"to_layout\", \"layout\": \"NCHW\"}]}") from None
+
+
+def _preprocessed(args: argparse.Namespace, paths: list[Path], model_path: Path, spec: Any):
+    """Calibration feeds: the --calib images and video frames through ``spec``."""
+    from sdk.compress import CalibrationData
+    from sdk.compress.frames import load_frames
+    from sdk.compress.graph_prep import load_model
+
+    if _array_data(paths):
+        raise ValueError("--preprocess applies to images and videos; --calib gave arrays (already preprocessed)")
+    m = load_model(model_path, check=False, load_external_data=False)
+    init = {i.name for i in m.graph.initializer}
+    inp = next(vi for vi in m.graph.input if vi.name not in init)
+    want = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+    pre = spec.build()
+    frames = load_frames(paths, video_frames=args.video_frames)[:args.limit]
+    feeds = [{inp.name: np.asarray(pre(f.image))} for f in frames]
+    got = feeds[0][inp.name].shape
+    if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got, strict=False)):
+        shown = "x".join("?" if w is None else str(w) for w in want)
+        raise ValueError(f"--preprocess gives arrays of shape {'x'.join(map(str, got))} but the model's input "
+                         f"{inp.name!r} is {shown}" + (" (end the spec with {\"op\": \"to_layout\", \"layout\": "
+                                                       "\"NCHW\"} for a batch of CHW images)"
+                                                       if len(got) == 3 and len(want) == 4 else ""))
+    return CalibrationData(feeds, name=f"{len(frames)} frames")
 
 
 def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
@@ -128,7 +182,7 @@ def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
         s_idx, h_idx = split_every_kth(idx, holdout)
         calib = _loose_calibration(args, paths, model_path, bundle)
         return calib, cls(X[s_idx], y[s_idx]), (cls(X[h_idx], y[h_idx]) if h_idx else None), shapes
-    if args.eval == "detection" and not _array_data(paths):
+    if args.eval == "detection" and not _array_data(paths) and not args.preprocess:
         if bundle is not None and bundle.manifest.preprocess is not None:
             raise ValueError("--eval detection on frames letterboxes them itself (pad 114, 0..255 BGR, as YOLOX "
                              "expects); pass the bundle's .onnx file, or a .npz of preprocessed inputs")
@@ -170,6 +224,9 @@ def _loose_calibration(args: argparse.Namespace, paths: list[Path], model_path: 
     from sdk.compress import CalibrationData
     from sdk.compress.frames import FrameCalibration, load_frames, model_input_hw
 
+    spec = preprocess_arg(args.preprocess)
+    if spec is not None:
+        return _preprocessed(args, paths, model_path, spec)
     if _array_data(paths):
         return CalibrationData.from_files(paths[0], limit=args.limit)
     if len(paths) == 1 and paths[0].is_dir() and bundle is not None and bundle.manifest.preprocess is not None:
@@ -223,7 +280,8 @@ def run(args: argparse.Namespace) -> int:
             description=f"{'' if not old else old.description + ' '}Optimized by `edgewise optimize` "
                         f"({chosen.name}; {res.note})".strip(),
             models={"model": ModelEntry(file="model.onnx")},
-            labels=old.labels if old else None, preprocess=old.preprocess if old else None,
+            labels=old.labels if old else None,
+            preprocess=preprocess_arg(args.preprocess) or (old.preprocess if old else None),
             metrics={**(dict(old.metrics) if old else {}), **metrics},
             provenance=Provenance(**{**(old.provenance.model_dump() if old else {}),
                                      "recipe": json.dumps(recipe.to_list()),

@@ -209,3 +209,71 @@ def test_cli_optimize_target_openvino_measures_there_or_says_it_fell_back(tiny_c
         assert "not available" not in data["note"]
     else:
         assert "target openvino (OpenVINOExecutionProvider) is not available" in data["note"]
+
+
+def _dynamic_conv(path):
+    """A conv + sigmoid map with a free input size (1x3xHxW -> 1x1xHxW), like a text detector."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (1, 3, 3, 3)).astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                           helper.make_node("Sigmoid", ["c"], ["y"])], "det",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, "h", "w"])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_cli_optimize_preprocess_spec_feeds_a_model_without_a_fixed_size(tmp_path, capsys):
+    """Images for a model with a free input size and normalised inputs (PP-OCR det, say) through
+    --preprocess; the bundle written keeps that preprocessing and runs images with it."""
+    import cv2
+
+    from sdk.bundle import load_bundle
+
+    model = _dynamic_conv(tmp_path / "det.onnx")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for i, hw in enumerate([(40, 60), (50, 50), (30, 80), (64, 48), (45, 70)]):
+        cv2.imwrite(str(imgs / f"f{i}.png"), rng.integers(0, 255, (*hw, 3), dtype=np.uint8))
+    spec = {"ops": [{"op": "resize", "size": [32, 48]},
+                    {"op": "normalize", "scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+                    {"op": "to_layout", "layout": "NCHW"}]}
+    (tmp_path / "pre.json").write_text(json.dumps(spec))
+    (tmp_path / "r.yaml").write_text("- pass: optimize_graph\n")
+    without = main(["optimize", str(model), "--calib", str(imgs), "--out", str(tmp_path / "x"),
+                    "--recipe", str(tmp_path / "r.yaml"), "--no-progress"])
+    assert without == 2 and "fixed NCHW size" in capsys.readouterr().err      # what --preprocess is for
+    rc = main(["optimize", str(model), "--calib", str(imgs), "--preprocess", str(tmp_path / "pre.json"),
+               "--out", str(tmp_path / "b"), "--recipe", str(tmp_path / "r.yaml"), "--json", "--no-progress"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["metric"] == "fidelity_cosine"
+    assert (data["evaluation"]["search"]["size"], data["evaluation"]["holdout"]["size"]) == ("3 samples", "2 samples")
+    b = load_bundle(tmp_path / "b")
+    assert b.manifest.preprocess.model_dump(mode="json")["ops"][0] == {**spec["ops"][0], "interpolation": "linear"}
+    x = b.preprocessor()(rng.integers(0, 255, (100, 90, 3), dtype=np.uint8))
+    assert x.shape == (1, 3, 32, 48) and abs(float(x.mean())) < 3     # normalised, not 0..255
+    with b.engine("model") as eng:
+        assert eng.run({"x": x})["y"].shape == (1, 1, 32, 48)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ('{"ops": [{"op": "resize", "size": [32, 48]}]}', "shape 32x48x3 but the model's input 'x' is 1x3x?x?"),
+    ('{"ops": [{"op": "rotate"}]}', "not a valid preprocessing spec"),
+    ("missing.json", "no such file: missing.json"),
+])
+def test_cli_optimize_bad_preprocess_exit_2(tmp_path, capsys, spec, message):
+    import cv2
+
+    model = _dynamic_conv(tmp_path / "det.onnx")
+    (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.png"), np.zeros((20, 20, 3), np.uint8))
+    rc = main(["optimize", str(model), "--calib", str(tmp_path / "imgs"), "--preprocess", spec,
+               "--out", str(tmp_path / "b"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
+    assert not (tmp_path / "b").exists()                                 # nothing written on bad input
