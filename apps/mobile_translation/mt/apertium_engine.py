@@ -118,7 +118,7 @@ class ApertiumTranslator(Closing):
         clean = [" ".join(t.split()) for t in texts]
         if not any(clean):
             return [Translation(t, "", 0.0) for t in texts]
-        # a blank line between inputs keeps them apart even where Apertium joins sentences
+        # one line per input: the text deformatter keeps line breaks, so line i of the output is input i
         payload = "\n".join(clean) + "\n"
         try:
             proc = subprocess.run([self.binary, "-u", self.pair], input=payload, capture_output=True,
