@@ -176,10 +176,22 @@ def _feeds_list(feeds: Any) -> list[dict[str, np.ndarray]]:
     return out
 
 
+# An output whose reference values are all smaller than this is not scored by OutputFidelity's
+# cosine: onnxruntime's vectorised kernels (Sigmoid, seen here) have absolute errors of ~1e-7 near 0
+SILENT_OUTPUT = 1e-6
+
+
 class OutputFidelity(Evaluator):
     """Agreement of every output with the reference model's on the same feeds (no labels).
 
     ``cosine``: mean over feeds of the lowest per-output cosine similarity (1.0 = identical).
+    An output whose reference values all lie below :data:`SILENT_OUTPUT` in magnitude is not
+    scored while the candidate's stays quiet too (below 1% of the largest reference value of
+    that output over all feeds): there the cosine measures the kernels' rounding, not the model
+    (a text detector on a frame without text: probabilities ~3e-8 that onnxruntime's Sigmoid
+    computes to +-1e-7, so an exact rewrite scored 0.52). A candidate that speaks where the
+    reference is silent scores 0 there. A feed with nothing scored is left out of the mean; when
+    every reference output is silent, ``ValueError`` says the data gives nothing to compare.
     ``max_abs``: minus the largest absolute difference over all outputs and feeds (0.0 = identical).
     """
 
@@ -192,6 +204,15 @@ class OutputFidelity(Evaluator):
         self.feeds = _feeds_list(feeds)
         self.output_names = list(output_names) if output_names else None
         self.reference = self._outputs(reference_model)
+        self.scored = [[bool(a.size) and float(np.abs(a).max()) >= SILENT_OUTPUT for a in r] for r in self.reference]
+        self.silent = sum(not any(r) for r in self.scored)
+        n_out = len(self.reference[0]) if self.reference else 0
+        self.quiet = [max(SILENT_OUTPUT, 0.01 * max((float(np.abs(r[j]).max()) for r in self.reference
+                                                      if r[j].size), default=0.0)) for j in range(n_out)]
+        if metric == "cosine" and self.silent == len(self.reference):
+            raise ValueError(f"the reference model's outputs stay below {SILENT_OUTPUT:g} on all "
+                             f"{len(self.reference)} samples: nothing to compare (the cosine would measure rounding "
+                             "noise); give data the model responds to (a detector: frames with the objects it finds)")
 
     def _outputs(self, model_path: str | Path) -> list[list[np.ndarray]]:
         sess = open_session(model_path)
@@ -204,6 +225,9 @@ class OutputFidelity(Evaluator):
         return res
 
     def size_text(self) -> str:
+        if self.metric == "cosine" and self.silent:
+            return (f"{len(self.feeds)} samples, {self.silent} not scored (reference outputs below "
+                    f"{SILENT_OUTPUT:g})")
         return f"{len(self.feeds)} samples"
 
     def evaluate(self, model_path: str | Path) -> float:
@@ -212,15 +236,17 @@ class OutputFidelity(Evaluator):
             return -max(float(np.abs(a - b).max()) if a.size else 0.0
                         for ra, rb in zip(self.reference, cand, strict=True) for a, b in zip(ra, rb, strict=True))
         sims = []
-        for ra, rb in zip(self.reference, cand, strict=True):
+        for ra, rb, keep in zip(self.reference, cand, self.scored, strict=True):
             per = []
-            for a, b in zip(ra, rb, strict=True):
-                na, nb = np.linalg.norm(a), np.linalg.norm(b)
-                if na == 0 or nb == 0:  # an all-zero output agrees only with another all-zero one
-                    per.append(1.0 if na == nb else 0.0)
-                else:
-                    per.append(float(a @ b / (na * nb)))
-            sims.append(min(per))
+            for a, b, k, quiet in zip(ra, rb, keep, self.quiet, strict=True):
+                if not k:
+                    if b.size and float(np.abs(b).max()) > quiet:
+                        per.append(0.0)      # speaks where the reference is silent
+                    continue
+                nb = np.linalg.norm(b)
+                per.append(0.0 if nb == 0 else float(a @ b / (np.linalg.norm(a) * nb)))
+            if per:
+                sims.append(min(per))
         return float(np.mean(sims))
 
 

@@ -49,6 +49,45 @@ def test_output_fidelity(tiny_cnn_path, calib_feeds, tmp_path):
     assert cos.name == "fidelity_cosine" and cos.size_text() == "4 samples"   # the report names the data
 
 
+def _sigmoid_map(path, extra: str = "none"):
+    """y = Sigmoid(x) on a 1x64 input, like a probability map; ``extra`` adds to it:
+    "rounding" 1e-7 * x (a kernel's absolute error near 0), "speaks" 0.5 where x < -15."""
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"])]
+    inits = []
+    if extra == "rounding":
+        inits = [onnx.numpy_helper.from_array(np.float32(1e-7), "k")]
+        nodes += [helper.make_node("Mul", ["x", "k"], ["e"]), helper.make_node("Add", ["s", "e"], ["y"])]
+    elif extra == "speaks":
+        inits = [onnx.numpy_helper.from_array(np.float32(-15), "t"), onnx.numpy_helper.from_array(np.float32(0.5), "h")]
+        nodes += [helper.make_node("Less", ["x", "t"], ["m"]), helper.make_node("Cast", ["m"], ["mf"], to=1),
+                  helper.make_node("Mul", ["mf", "h"], ["e"]), helper.make_node("Add", ["s", "e"], ["y"])]
+    else:
+        nodes += [helper.make_node("Identity", ["s"], ["y"])]
+    g = helper.make_graph(nodes, "map", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], inits)
+    return save_graph(g, path)
+
+
+def test_output_fidelity_does_not_score_rounding_noise_of_a_silent_output(tmp_path):
+    """Where the reference's output is ~0 (a text detector on a frame without text), the cosine
+    measures rounding: such feeds are left out, unless the candidate speaks there."""
+    rng = np.random.default_rng(0)
+    live = [{"x": rng.normal(0, 2, (1, 64)).astype(np.float32)} for _ in range(3)]
+    silent = [{"x": rng.uniform(-18, -16.5, (1, 64)).astype(np.float32)} for _ in range(5)]  # sigmoid < 1e-7
+    ref = _sigmoid_map(tmp_path / "ref.onnx")
+    rounding, speaks = _sigmoid_map(tmp_path / "r.onnx", "rounding"), _sigmoid_map(tmp_path / "s.onnx", "speaks")
+    ev = sc.OutputFidelity(ref, live + silent)
+    assert ev.silent == 5 and ev.size_text() == "8 samples, 5 not scored (reference outputs below 1e-06)"
+    assert ev(rounding) == pytest.approx(1.0, abs=1e-6)
+    a, b = (ort.InferenceSession(str(m), providers=["CPUExecutionProvider"]).run(None, silent[0])[0].ravel()
+            for m in (ref, rounding))
+    assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) < 0.5   # what a silent feed would have scored
+    assert ev(speaks) == pytest.approx(3 / 8, abs=1e-6)         # 0 on each silent feed it speaks on
+    with pytest.raises(ValueError, match="below 1e-06 on all 5 samples: nothing to compare"):
+        sc.OutputFidelity(ref, silent)
+    assert sc.OutputFidelity(ref, silent, metric="max_abs")(rounding) < 0     # max_abs scores everything
+
+
 def _det(boxes, classes):
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
     return sc.Detections(b, np.ones(len(b), np.float32), np.asarray(classes, np.int64))
