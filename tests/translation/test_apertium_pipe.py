@@ -56,14 +56,22 @@ def translator():
 
 
 def test_pipe_matches_the_one_shot_command(translator):
-    # one `apertium -u` process per sentence (in one batch a line without an end gets no period)
-    spawned = [translator.translate_batch([s])[0].text for s in SENTENCES]
+    spawned = [translator.translate_batch([s])[0].text for s in SENTENCES]   # one `apertium -u` each
     translator.warm_up()
     assert translator.pipe is not None
     piped = [translator.translate(s).text for s in SENTENCES]
     assert piped == spawned
     assert translator.pipe.starts == 1 and translator.pipe_failures == 0
     assert piped[0] == "Dónde es el hospital?"
+
+
+def test_a_batch_translates_each_line_as_it_would_alone(translator):
+    """Lines without end punctuation do not run into the next one ("I have a fever" came out
+    "I tiene una fiebre" in a batch, "Tengo una fiebre" alone)."""
+    texts = [*SENTENCES, "I have a fever", "thank you very much"]
+    alone = [translator.translate_batch([s])[0].text for s in texts]
+    assert [t.text for t in translator.translate_batch(texts)] == alone
+    assert alone[2] == "hola Mundo" and alone[-2] == "Tengo una fiebre"
 
 
 def test_pipe_restarts_after_a_crash():

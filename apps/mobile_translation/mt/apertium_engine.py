@@ -118,8 +118,10 @@ class ApertiumTranslator(Closing):
         clean = [" ".join(t.split()) for t in texts]
         if not any(clean):
             return [Translation(t, "", 0.0) for t in texts]
-        # one line per input: the text deformatter keeps line breaks, so line i of the output is input i
-        payload = "\n".join(clean) + "\n"
+        # one line per input (line breaks are kept). Each line ends with a period of its own: alone,
+        # the deformatter ends the input with one, and without it a line that lacks end punctuation
+        # runs into the next ("I have a fever" -> "I tiene una fiebre" in a batch, "Tengo una fiebre" alone)
+        payload = "".join(c + ".\n" for c in clean)
         try:
             proc = subprocess.run([self.binary, "-u", self.pair], input=payload, capture_output=True,
                                   text=True, timeout=self.timeout_s * max(1, len(texts) // 50 + 1))
@@ -131,9 +133,15 @@ class ApertiumTranslator(Closing):
         if len(lines) != len(clean):
             raise InferenceError(f"apertium returned {len(lines)} lines for {len(clean)} inputs")
         dt = (time.perf_counter() - t0) / len(texts)
-        return [Translation(src, out.strip(), dt) for src, out in zip(texts, lines, strict=True)]
+        return [Translation(src, _drop_added_period(out).strip(), dt) for src, out in zip(texts, lines, strict=True)]
 
     def close(self) -> None:
         if self.pipe is not None:
             self.pipe.close()
             self.pipe = None
+
+
+def _drop_added_period(line: str) -> str:
+    """The output line without the period :meth:`ApertiumTranslator.translate_batch` added."""
+    line = line.rstrip()
+    return line[:-1] if line.endswith(".") else line
