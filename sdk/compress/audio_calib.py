@@ -108,4 +108,5 @@ class AudioFidelity(OutputFidelity):
         self.files = list(files)
 
     def size_text(self) -> str:
-        return f"{len(self.feeds)} window(s) of {len(self.files)} audio file(s)"
+        text = f"{len(self.feeds)} window(s) of {len(self.files)} audio file(s)"
+        return text + (f", {self.silent} not scored (silent output)" if self.silent else "")
