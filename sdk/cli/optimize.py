@@ -140,7 +140,7 @@ def _preprocessed(args: argparse.Namespace, paths: list[Path], model_path: Path,
     frames = load_frames(paths, video_frames=args.video_frames)[:args.limit]
     feeds = [{inp.name: np.asarray(pre(f.image))} for f in frames]
     got = feeds[0][inp.name].shape
-    if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got, strict=False)):
+    if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got, strict=True)):
         shown = "x".join("?" if w is None else str(w) for w in want)
         raise ValueError(f"--preprocess gives arrays of shape {'x'.join(map(str, got))} but the model's input "
                          f"{inp.name!r} is {shown}" + (" (end the spec with {\"op\": \"to_layout\", \"layout\": "
