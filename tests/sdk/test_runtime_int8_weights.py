@@ -120,3 +120,38 @@ def test_inspect_reports_the_peak_and_the_risk_here(tmp_path, monkeypatch, capsy
     onnx.save(fp32_conv(), str(path))
     assert main(["inspect", str(path), "--json"]) == 0
     assert "int8_weights" not in json.loads(capsys.readouterr().out)
+
+
+def _saturation_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "int8_saturation.py"
+    spec = importlib.util.spec_from_file_location("int8_saturation", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_saturation_emulation_exact_path_matches_onnxruntime_and_clips_pairs():
+    """benchmarks/int8_saturation.py: its exact MatMulInteger equals onnxruntime's bit for bit
+    (zero points included); its AVX2 path clips each pair sum to int16."""
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    bench = _saturation_bench()
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (5, 7, 16), dtype=np.uint8)
+    b = rng.integers(-127, 128, (16, 6), dtype=np.int8)
+    g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b", "az", "bz"], ["y"])], "mmi",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [5, 7, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+                          [numpy_helper.from_array(b, "b"), numpy_helper.from_array(np.uint8(131), "az"),
+                           numpy_helper.from_array(np.int8(0), "bz")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"a": a})[0]
+    exact = ReferenceEvaluator(m, new_ops=bench.make_ops(False)).run(None, {"a": a})[0]
+    assert np.array_equal(exact, want)
+    full = np.full((1, 4), 255, np.uint8), np.full((4, 1), 127, np.int8)
+    assert int(bench.pair_gemm(*full, saturate=False)[0, 0]) == 4 * 255 * 127
+    assert int(bench.pair_gemm(*full, saturate=True)[0, 0]) == 2 * 32767      # two pairs, each clipped
