@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import onnx  # noqa: E402
-from yolox_frames import cli_split  # noqa: E402  (benchmarks/, the script's folder)
+from yolox_frames import cli_split, frames_line  # noqa: E402  (benchmarks/, the script's folder)
 
 from sdk.bench import compare_latency, model_file_size, speedup_interval  # noqa: E402
 from sdk.compress import Recipe, Workspace  # noqa: E402
@@ -134,8 +134,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"CPU: {dev.summary()}; frames: {len(search)} search / {len(held)} held-out "
-          f"({out['frames']['detections_search']} / {out['frames']['detections_held_out']} FP32 detections)")
+    print(frames_line(dev.summary(), {"search": len(search), "held-out": len(held)}, split))
     print(f"{'row':28s} {'ms':>7s} {'cpu ms':>7s} {'speedup (90% CI)':>20s} {'size':>6s} {'F1 search':>9s} "
           f"{'held-out':>9s}")
     for k, r in rows.items():

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from yolox_frames import cli_split  # noqa: E402  (benchmarks/, the script's folder)
+from yolox_frames import cli_split, frames_line  # noqa: E402  (benchmarks/, the script's folder)
 
 from sdk.compress import Recipe, Workspace  # noqa: E402
 from sdk.compress.frames import FrameCalibration, load_frames  # noqa: E402
@@ -72,8 +72,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"CPU: {out['cpu']}; frames: {len(train)} train / {len(search)} search / {len(held)} held-out "
-          f"({sum(len(d) for d in ev_s.reference)} / {sum(len(d) for d in ev_h.reference)} FP32 detections)")
+    print(frames_line(out["cpu"], {"train": len(train), "search": len(search), "held-out": len(held)}, split))
     print(f"student: {args.steps} steps, lr {args.lr}, anneal {args.anneal}, feature weight "
           f"{args.feature_weight}: trained in {out['train_seconds']} s")
     for name in ("float", "int8"):

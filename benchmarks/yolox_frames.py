@@ -41,6 +41,13 @@ def cli_split() -> Split | None:
                  FrameDetectionAgreement(MODEL, [f.image for f in held]))
 
 
+def frames_line(cpu: str, sides: dict[str, int], s: Split) -> str:
+    """The first line the benchmarks print: CPU, frames per side, FP32 detections on each."""
+    counts = " / ".join(f"{n} {side}" for side, n in sides.items())
+    return (f"CPU: {cpu}; frames: {counts} ({sum(len(d) for d in s.ev_search.reference)} / "
+            f"{sum(len(d) for d in s.ev_held.reference)} FP32 detections)")
+
+
 def main() -> int:
     s = cli_split()
     if s is None:

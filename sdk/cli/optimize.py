@@ -128,14 +128,12 @@ def _preprocessed(args: argparse.Namespace, paths: list[Path], model_path: Path,
     """Calibration feeds: the --calib images and video frames through ``spec``."""
     from sdk.compress import CalibrationData
     from sdk.compress.frames import load_frames
-    from sdk.compress.graph_prep import load_model
+    from sdk.runtime import read_signature
 
     if _array_data(paths):
         raise ValueError("--preprocess applies to images and videos; --calib gave arrays (already preprocessed)")
-    m = load_model(model_path, check=False, load_external_data=False)
-    init = {i.name for i in m.graph.initializer}
-    inp = next(vi for vi in m.graph.input if vi.name not in init)
-    want = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+    inp = read_signature(model_path)[0][0]
+    want = [d if isinstance(d, int) else None for d in inp.shape]
     pre = spec.build()
     frames = load_frames(paths, video_frames=args.video_frames)[:args.limit]
     feeds = [{inp.name: np.asarray(pre(f.image))} for f in frames]
@@ -149,7 +147,7 @@ def _preprocessed(args: argparse.Namespace, paths: list[Path], model_path: Path,
     return CalibrationData(feeds, name=f"{len(frames)} frames")
 
 
-def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
+def _data(args: argparse.Namespace, model_path: Path, bundle: Any, spec: Any = None):
     """(calibration, search evaluator, held-out evaluator or None, extra input shapes)."""
     from sdk.compress import AUC, CalibrationData, FrameDetectionAgreement, OutputFidelity, Top1Accuracy, YoloxDecoder
     from sdk.compress.frames import FrameCalibration, frame_input_shapes, load_frames, model_input_hw, split_frames
@@ -180,9 +178,9 @@ def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
         cls = Top1Accuracy if args.eval == "top1" else AUC
         idx = list(range(len(y)))
         s_idx, h_idx = split_every_kth(idx, holdout)
-        calib = _loose_calibration(args, paths, model_path, bundle)
+        calib = _loose_calibration(args, paths, model_path, bundle, spec)
         return calib, cls(X[s_idx], y[s_idx]), (cls(X[h_idx], y[h_idx]) if h_idx else None), shapes
-    if args.eval == "detection" and not _array_data(paths) and not args.preprocess:
+    if args.eval == "detection" and not _array_data(paths) and spec is None:
         if bundle is not None and bundle.manifest.preprocess is not None:
             raise ValueError("--eval detection on frames letterboxes them itself (pad 114, 0..255 BGR, as YOLOX "
                              "expects); pass the bundle's .onnx file, or a .npz of preprocessed inputs")
@@ -201,7 +199,7 @@ def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
     if shapes:
         raise ValueError("--input-shape needs --eval detection on images or videos: only then is every candidate "
                          "fed at its own input size")
-    calib = _loose_calibration(args, paths, model_path, bundle)
+    calib = _loose_calibration(args, paths, model_path, bundle, spec)
     feeds = calib.for_model(model_path)
     s_feeds, h_feeds = split_every_kth(feeds, holdout)
     calib = CalibrationData(s_feeds)
@@ -218,13 +216,13 @@ def _data(args: argparse.Namespace, model_path: Path, bundle: Any):
     return calib, mk(s_feeds[:32]), (mk(h_feeds[:32]) if h_feeds else None), shapes
 
 
-def _loose_calibration(args: argparse.Namespace, paths: list[Path], model_path: Path, bundle: Any):
+def _loose_calibration(args: argparse.Namespace, paths: list[Path], model_path: Path, bundle: Any,
+                       spec: Any = None):
     """Calibration feeds from arrays, or images through the bundle's preprocessing, or
     letterboxed to the model's input size."""
     from sdk.compress import CalibrationData
     from sdk.compress.frames import FrameCalibration, load_frames, model_input_hw
 
-    spec = preprocess_arg(args.preprocess)
     if spec is not None:
         return _preprocessed(args, paths, model_path, spec)
     if _array_data(paths):
@@ -252,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
-    calib, evaluator, held, shapes = _data(args, model_path, bundle)
+    spec = preprocess_arg(args.preprocess)
+    calib, evaluator, held, shapes = _data(args, model_path, bundle, spec)
     with tempfile.TemporaryDirectory(prefix="edgewise-optimize-") as tmp:
         res = optimize(model_path, calib, evaluator, options_from_args(args, Path(tmp), held, shapes))
         chosen = res.chosen
@@ -281,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
                         f"({chosen.name}; {res.note})".strip(),
             models={"model": ModelEntry(file="model.onnx")},
             labels=old.labels if old else None,
-            preprocess=preprocess_arg(args.preprocess) or (old.preprocess if old else None),
+            preprocess=spec or (old.preprocess if old else None),
             metrics={**(dict(old.metrics) if old else {}), **metrics},
             provenance=Provenance(**{**(old.provenance.model_dump() if old else {}),
                                      "recipe": json.dumps(recipe.to_list()),
